@@ -1,0 +1,252 @@
+"""The ``collagekit`` command line (typer + rich).
+
+User mistakes raise :class:`CollagekitError` and end as one ``error: ...`` line with exit status 1
+(``COLLAGEKIT_DEBUG=1`` shows the traceback); plugin load failures are one ``warning: ...`` line each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from collagekit.errors import CollagekitError
+from collagekit.plugins import PluginLoadWarning
+
+app = typer.Typer(
+    name="collagekit",
+    help="Neural Collages: data as the parameters of a contractive map whose fixed point is the data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console(highlight=False)
+
+DeviceOption = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda (default: the recipe's, else auto)")]  # noqa: UP007
+Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. fit.steps=50", show_default=False)]  # noqa: UP007
+
+
+def _registry():
+    from collagekit.registry import get_registry
+
+    return get_registry()
+
+
+def _print_metrics(metrics: dict[str, Any]) -> None:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    for key, value in metrics.items():
+        table.add_row(f"[bold]{key}[/bold]", str(value))
+    out.print(table)
+
+
+def _run_config(config, device: str | None) -> dict[str, Any]:
+    import torch
+
+    from collagekit.device import resolve_device
+    from collagekit.tasks import RunContext
+
+    registry = _registry()
+    torch.manual_seed(config.seed)
+    ctx = RunContext(registry=registry, device=resolve_device(device or config.device))
+    task_cls = registry.get("task", config.task)
+    return task_cls(config, ctx).run()
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="a YAML recipe, e.g. recipes/image_fractalize.yaml")],
+    overrides: Overrides = None,
+    device: DeviceOption = None,
+) -> None:
+    """Run a recipe."""
+    from collagekit.recipe import load_recipe
+
+    loaded = load_recipe(recipe, _registry(), overrides or [])
+    _print_metrics(_run_config(loaded.config, device))
+
+
+@app.command()
+def validate(
+    recipe: Annotated[Path, typer.Argument(help="a YAML recipe")],
+    overrides: Overrides = None,
+) -> None:
+    """Check a recipe without running it."""
+    from collagekit.recipe import load_recipe
+
+    loaded = load_recipe(recipe, _registry(), overrides or [])
+    out.print(f"ok: {recipe} (task {loaded.config.task})")
+
+
+@app.command()
+def fractalize(
+    file: Annotated[Path, typer.Argument(help="input file; its suffix picks the modality")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="decoded attractor to write")],
+    scale: Annotated[int, typer.Option("--scale", min=1, max=64, help="decode at this integer scale")] = 1,
+    code: Annotated[Optional[Path], typer.Option("--code", help="where to save the code (default: OUTPUT.clg)")] = None,  # noqa: UP007
+    overrides: Overrides = None,
+    device: DeviceOption = None,
+) -> None:
+    """Represent FILE as a collage, save its code (.clg) and decode it, at --scale x resolution."""
+    from collagekit.fileio import check_input
+    from collagekit.modality import modality_for
+    from collagekit.recipe import apply_override, parse_override, validate_data
+
+    registry = _registry()
+    check_input(file)
+    modality = modality_for(file, [e.obj for e in registry.entries("modality")])
+    if modality.fractalize_task is None:
+        raise CollagekitError(f"the {modality.name} modality has no fractalize task")
+    data: dict[str, Any] = {"task": modality.fractalize_task, "input": str(file), "output": str(output), "scale": scale}
+    if code is not None:
+        data["code"] = str(code)
+    overridden = set()
+    for text in overrides or []:
+        key, value = parse_override(text)
+        apply_override(data, key, value)
+        overridden.add(tuple(key))
+    config = validate_data(data, registry, "fractalize", overridden=overridden | {(k,) for k in data})
+    _print_metrics(_run_config(config, device))
+
+
+@app.command()
+def decompress(
+    file: Annotated[Path, typer.Argument(help="a .clg file")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="decoded file to write")],
+    scale: Annotated[int, typer.Option("--scale", min=1, max=64, help="decode at this integer scale")] = 1,
+    device: DeviceOption = None,
+) -> None:
+    """Decode a .clg file (from fractalize or compress), at --scale x resolution."""
+    from collagekit.container import read_container
+    from collagekit.device import resolve_device
+
+    registry = _registry()
+    container = read_container(file)
+    codec = registry.get("codec", str(container.require("codec")))
+    modality = registry.get("modality", str(container.require("modality")))
+    if output.suffix.lower() not in modality.suffixes:
+        raise CollagekitError(f"output {str(output)!r} must end in one of {', '.join(modality.suffixes)}")
+    signal = codec.decode(container, registry, scale, resolve_device(device or "auto"))
+    modality.save(signal[:1].cpu(), output)
+    out.print(f"wrote {output} ({' x '.join(str(s) for s in signal.shape[2:])})")
+
+
+@app.command()
+def bench(
+    name: Annotated[str, typer.Argument(help="benchmark name (see `collagekit list bench`)")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="data folder (default: ../shared/data/...)")] = None,  # noqa: UP007
+    results: Annotated[Path, typer.Option("--out", help="where to write the results")] = Path("docs/results"),
+    options: Overrides = None,
+    device: DeviceOption = None,
+) -> None:
+    """Run a registered benchmark; print its figures and write them under docs/results/."""
+    from collagekit.bench import BenchContext, default_data_root
+    from collagekit.device import resolve_device
+    from collagekit.recipe import parse_override
+
+    benchmark = _registry().get("bench", name)
+    folder = data if data is not None else default_data_root() / benchmark.default_data
+    if not folder.is_dir():
+        raise CollagekitError(f"benchmark data folder {str(folder)!r} does not exist; pass --data DIR")
+    parsed = {".".join(map(str, k)): v for k, v in map(parse_override, options or [])}
+    ctx = BenchContext(data=folder, out=results, device=resolve_device(device or "auto"), options=parsed)
+    _print_metrics(benchmark.run(ctx))
+
+
+@app.command("plugins")
+def plugins_command() -> None:
+    """Installed plugins, their versions and the hooks they implement."""
+    registry = _registry()
+    table = Table("plugin", "distribution", "version", "hooks", "status")
+    for info in registry.pm.info.values():
+        status = "ok" if info.error is None else f"failed: {info.error}"
+        table.add_row(info.name, info.dist, info.version, ", ".join(info.hooks), status)
+    out.print(table)
+
+
+def _field_summary(config_cls) -> str:
+    parts = []
+    for fname, info in config_cls.model_fields.items():
+        if fname in ("name", "task"):
+            continue
+        default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
+        parts.append(f"{fname}={default}")
+    return ", ".join(parts)
+
+
+@app.command("list")
+def list_command(
+    kind: Annotated[Optional[str], typer.Argument(help="partitioner, pooler, auxiliary, encoder, solver, task, modality, codec or bench")] = None,  # noqa: UP007
+) -> None:
+    """Registered components: name, owning plugin and config fields."""
+    from collagekit.registry import KINDS, suggest
+
+    registry = _registry()
+    if kind is not None and kind not in KINDS:
+        raise CollagekitError(f"unknown kind {kind!r}; choose from: {', '.join(KINDS)}{suggest(kind, list(KINDS))}")
+    table = Table("kind", "name", "plugin", "fields")
+    for k in [kind] if kind else list(KINDS):
+        for entry in registry.entries(k):
+            config = getattr(entry.obj, "Config", None)
+            if config is not None:
+                fields = _field_summary(config)
+            else:
+                fields = ", ".join(getattr(entry.obj, "suffixes", ())) or getattr(entry.obj, "description", "")
+            table.add_row(k, entry.name, entry.plugin, fields)
+    out.print(table)
+
+
+@app.command()
+def schema() -> None:
+    """The JSON schema of recipes accepted by the installed plugins."""
+    from collagekit.recipe import recipe_schema
+
+    sys.stdout.write(json.dumps(recipe_schema(_registry()), indent=2) + "\n")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    if issubclass(category, PluginLoadWarning):
+        sys.stderr.write(f"warning: {message}\n")
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
+def _add_plugin_commands() -> None:
+    from collagekit.plugins import report_failure
+
+    registry = _registry()
+    for impl in registry.pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(cli=app)
+        except Exception as exc:  # noqa: BLE001 - a plugin's broken command must not break the CLI
+            report_failure(registry.pm.info[impl.plugin_name], exc, strict=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    warnings.showwarning = _show_warning
+    debug = os.environ.get("COLLAGEKIT_DEBUG", "") not in ("", "0")
+    try:
+        _add_plugin_commands()
+        app(args=argv, prog_name="collagekit")
+    except CollagekitError as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Honest metrics (DESIGN section 4): PSNR on the stored 8-bit result, bits from file bytes."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from collagekit.fileio import atomic_output
+
+
+def to_uint8(x: Tensor) -> np.ndarray:
+    """Values in [0, 1] -> what gets stored: scaled to [0, 255], clipped, rounded, uint8."""
+    return (x.detach().double().cpu() * 255.0).clamp(0, 255).round().to(torch.uint8).numpy()
+
+
+def psnr_uint8(reference: np.ndarray, decoded: np.ndarray, peak: float = 255.0) -> float:
+    """PSNR of two uint8 arrays: MSE in float64 over every element, never uint8 differences."""
+    if reference.shape != decoded.shape:
+        raise ValueError(f"shapes differ: {reference.shape} vs {decoded.shape}")
+    mse = np.mean((reference.astype(np.float64) - decoded.astype(np.float64)) ** 2)
+    return math.inf if mse == 0 else 10.0 * math.log10(peak**2 / mse)
+
+
+def psnr(reference: Tensor, decoded: Tensor) -> float:
+    """PSNR in dB of two signals in [0, 1], each quantised to 8 bits first as a saved file would be."""
+    return psnr_uint8(to_uint8(reference), to_uint8(decoded))
+
+
+def bits_per_element(file_bytes: int, elements: int) -> float:
+    """File bytes x 8 / elements (pixels for images, never sub-pixels)."""
+    return file_bytes * 8.0 / elements
+
+
+def write_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")

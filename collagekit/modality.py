@@ -1,0 +1,39 @@
+"""Modalities: which files a plugin reads and writes, and which task fractalizes them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import Tensor
+
+from collagekit.errors import CollagekitError
+
+DEFAULT_MAX_ELEMENTS = 1 << 26  # 64 M values: a 4k x 4k RGB image is 48 M
+
+
+@dataclass(frozen=True)
+class Modality:
+    """A kind of data, registered through ``register_modalities``.
+
+    load: (path, max_elements) -> (1 c *spatial) in [0, 1]; raises CollagekitError on bad files.
+    save: ((1 c *spatial), path) -> None; writes a file that opens on its own.
+    fractalize_task: the task ``collagekit fractalize FILE`` runs for this modality's files.
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    load: Callable[[Path, int], Tensor]
+    save: Callable[[Tensor, Path], None]
+    fractalize_task: str | None = None
+    description: str = ""
+
+
+def modality_for(path: str | Path, modalities: list[Modality]) -> Modality:
+    suffix = Path(path).suffix.lower()
+    for modality in modalities:
+        if suffix in modality.suffixes:
+            return modality
+    known = sorted({s for m in modalities for s in m.suffixes})
+    raise CollagekitError(f"no installed modality reads {suffix or 'files without a suffix'!r} files; known: {', '.join(known)}")

@@ -1,0 +1,291 @@
+"""Recipes: YAML files validated by pydantic models built from the registry.
+
+The recipe model is a discriminated union (on ``task``) of every registered task's Config, in which every
+component slot is itself a discriminated union (on ``name``) of the registered Configs of its kind.
+``key=value`` overrides from the command line are applied before validation. Every error reads
+``file:line: dotted.path: message``.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter, ValidationError, create_model
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
+
+from collagekit.config import Slot
+from collagekit.errors import CollagekitError
+from collagekit.registry import Registry, suggest
+from collagekit.tasks import TaskConfig
+
+MAX_RECIPE_BYTES = 1_000_000
+
+
+# ---------------------------------------------------------------- models from the registry
+def _union(configs: list[type[BaseModel]], tag: str) -> Any:
+    if len(configs) == 1:
+        # pydantic needs two variants for a discriminated union; still insist that the tag is written.
+        return Annotated[configs[0], BeforeValidator(partial(_require_tag, tag))]
+    return Annotated[Union[tuple(configs)], Field(discriminator=tag)]  # noqa: UP007 - runtime union
+
+
+def _require_tag(tag: str, value: Any) -> Any:
+    if isinstance(value, dict) and tag not in value:
+        raise PydanticCustomError("union_tag_not_found", "missing tag", {"discriminator": tag})
+    return value
+
+
+def _slot_of(info: FieldInfo) -> Slot | None:
+    return next((m for m in info.metadata if isinstance(m, Slot)), None)
+
+
+class RecipeModels:
+    """Specialises Config classes against one registry (cached per class)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._cache: dict[type, type] = {}
+
+    def slot_union(self, kind: str) -> Any:
+        configs = [self.specialize(e.obj.Config) for e in self.registry.entries(kind)]
+        if not configs:
+            raise CollagekitError(f"no {kind} is registered: is a plugin missing?")
+        return _union(configs, "name")
+
+    def slot_union_adapter(self, kind: str) -> TypeAdapter:
+        """Validates one Config of ``kind`` (e.g. a solver config stored in a file header)."""
+        return TypeAdapter(self.slot_union(kind))
+
+    def specialize(self, cls: type[BaseModel]) -> type[BaseModel]:
+        """``cls`` with every slot (also in nested models) replaced by the registry's union."""
+        if cls in self._cache:
+            return self._cache[cls]
+        self._cache[cls] = cls  # guards recursion through self-referencing models
+        overrides: dict[str, Any] = {}
+        for fname, info in cls.model_fields.items():
+            slot = _slot_of(info)
+            annotation = info.annotation
+            if slot is not None:
+                union = self.slot_union(slot.kind)
+                new = list[union] if typing.get_origin(annotation) is list else union
+            elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                new = self.specialize(annotation)
+                if new is annotation:
+                    continue
+            else:
+                continue
+            kept = FieldInfo.merge_field_infos(info)
+            kept.metadata = [m for m in kept.metadata if not isinstance(m, Slot)]
+            overrides[fname] = (new, kept)
+        special = create_model(cls.__name__, __base__=cls, __module__=cls.__module__, **overrides) if overrides else cls
+        self._cache[cls] = special
+        return special
+
+    def recipe_adapter(self) -> TypeAdapter:
+        configs = [self.specialize(e.obj.Config) for e in self.registry.entries("task")]
+        if not configs:
+            raise CollagekitError("no task is registered: is a plugin missing?")
+        return TypeAdapter(_union(configs, "task"))
+
+
+# ---------------------------------------------------------------- YAML with line numbers
+def _line_index(text: str) -> dict[tuple, int]:
+    """Dotted path -> 1-based line of its key (or list item) in the YAML text."""
+    index: dict[tuple, int] = {}
+
+    def walk(node: yaml.Node, path: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = (*path, key.value)
+                index[sub] = key.start_mark.line + 1
+                walk(value, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                index[(*path, i)] = item.start_mark.line + 1
+                walk(item, (*path, i))
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return index
+
+
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """``a.b.0.c=value`` -> (['a', 'b', 0, 'c'], value parsed as a YAML scalar or flow value)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise CollagekitError(f"override {text!r} must look like key=value (for example fit.steps=100)")
+    path: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def apply_override(data: dict, path: list[str | int], value: Any) -> None:
+    node: Any = data
+    for i, part in enumerate(path[:-1]):
+        nxt = path[i + 1]
+        if isinstance(node, list):
+            if not isinstance(part, int) or part >= len(node):
+                raise CollagekitError(f"override {'.'.join(map(str, path))}: no list item {part}")
+            node = node[part]
+            continue
+        if not isinstance(node, dict):
+            raise CollagekitError(f"override {'.'.join(map(str, path))}: {part!r} is not a mapping")
+        if part not in node or not isinstance(node[part], (dict, list)):
+            node[part] = [] if isinstance(nxt, int) else {}
+        node = node[part]
+    last = path[-1]
+    if isinstance(node, list):
+        if not isinstance(last, int) or last > len(node):
+            raise CollagekitError(f"override {'.'.join(map(str, path))}: no list item {last}")
+        if last == len(node):
+            node.append(value)
+        else:
+            node[last] = value
+    else:
+        node[last] = value
+
+
+@dataclass
+class Recipe:
+    """A validated recipe: the task's Config and where it came from."""
+
+    config: TaskConfig
+    source: str
+
+
+def _clean_loc(loc: tuple, data: Any) -> list[str | int]:
+    """Drop pydantic's union tags and member names from an error location, following the data."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict):
+            if part in node:
+                out.append(part)
+                node = node[part]
+            elif part in (node.get("name"), node.get("task")):
+                continue  # the discriminator's tag, not a field
+            else:
+                out.append(part)
+                node = None
+        elif isinstance(node, list) and isinstance(part, int):
+            out.append(part)
+            node = node[part] if part < len(node) else None
+        elif node is None and not out:
+            out.append(part)
+        else:
+            break  # past a scalar: the rest names union members (int, tuple[...])
+    return out
+
+
+def _unknown(tag: str, expected: list[str], registry: Registry) -> str:
+    kind = registry.kind_with_names(set(expected)) or "component"
+    return f"unknown {kind} {tag!r}; choose from: {', '.join(sorted(expected))}{suggest(tag, expected)}"
+
+
+def _message(error: dict, registry: Registry) -> str:
+    kind_of_error = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind_of_error == "union_tag_invalid":
+        expected = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]
+        return _unknown(str(ctx.get("tag")), expected, registry)
+    if kind_of_error == "literal_error" and error["loc"] and error["loc"][-1] in ("name", "task"):
+        # A slot with a single registered choice is a plain model whose name is a one-value Literal.
+        expected = [t.strip().strip("'") for t in str(ctx.get("expected", "")).replace(" or ", ",").split(",")]
+        return _unknown(str(error.get("input")), expected, registry)
+    if kind_of_error == "union_tag_not_found":
+        return f"missing {ctx.get('discriminator', 'name')} (which component to use)"
+    return error["msg"]
+
+
+def format_errors(
+    exc: ValidationError,
+    data: Any,
+    registry: Registry,
+    source: str,
+    lines: dict[tuple, int],
+    overridden: set[tuple],
+) -> str:
+    seen: dict[tuple, str] = {}
+    for error in exc.errors():
+        loc = tuple(_clean_loc(error["loc"], data))
+        if loc not in seen:
+            seen[loc] = _message(error, registry)
+    rows = []
+    for loc, msg in seen.items():
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        if any(loc[: len(o)] == o for o in overridden):
+            where = "command-line override"
+        else:
+            prefix = next((loc[:i] for i in range(len(loc), -1, -1) if loc[:i] in lines), ())
+            where = f"{source}:{lines.get(prefix, 1)}"
+        rows.append(f"{where}: {dotted}: {msg}")
+    return "\n".join(rows)
+
+
+def validate_data(
+    data: Any,
+    registry: Registry,
+    source: str = "<recipe>",
+    lines: dict[tuple, int] | None = None,
+    overridden: set[tuple] | None = None,
+) -> TaskConfig:
+    if not isinstance(data, dict):
+        raise CollagekitError(f"{source}:1: a recipe must be a mapping with a 'task' key")
+    task = data.get("task")
+    if task is None:
+        raise CollagekitError(f"{source}:1: task: missing; choose from: {', '.join(registry.names('task'))}")
+    if task not in registry.names("task"):
+        names = registry.names("task")
+        line = (lines or {}).get(("task",), 1)
+        raise CollagekitError(f"{source}:{line}: task: unknown task {task!r}; choose from: {', '.join(names)}{suggest(str(task), names)}")
+    adapter = RecipeModels(registry).recipe_adapter()
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        raise CollagekitError(format_errors(exc, data, registry, source, lines or {}, overridden or set())) from None
+
+
+def load_recipe(path: str | Path, registry: Registry, overrides: list[str] = ()) -> Recipe:
+    """Read, override and validate a recipe file; every problem is a :class:`CollagekitError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CollagekitError(f"recipe {str(path)!r} does not exist")
+    if path.stat().st_size > MAX_RECIPE_BYTES:
+        raise CollagekitError(f"recipe {str(path)!r} is larger than {MAX_RECIPE_BYTES} bytes; is it really a recipe?")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CollagekitError(f"recipe {str(path)!r} is not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+        lines = _line_index(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise CollagekitError(f"{path}:{line}: invalid YAML: {problem}") from None
+    data = {} if data is None else data
+    overridden: set[tuple] = set()
+    for text_override in overrides:
+        key, value = parse_override(text_override)
+        if not isinstance(data, dict):
+            break
+        apply_override(data, key, value)
+        overridden.add(tuple(key))
+    config = validate_data(data, registry, str(path), lines, overridden)
+    return Recipe(config=config, source=str(path))
+
+
+def recipe_schema(registry: Registry) -> dict:
+    """The JSON schema of every recipe the installed plugins accept."""
+    return RecipeModels(registry).recipe_adapter().json_schema()

@@ -1,0 +1,160 @@
+"""Name -> component, filled by calling every plugin's ``register_*`` hooks.
+
+Each plugin's hooks run in isolation: if one raises, that plugin's entries are dropped and it is
+reported like an import failure. Two plugins registering the same name is an error that names both.
+Asking for an unknown name lists the choices and suggests the closest.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from collagekit.errors import CollagekitError
+from collagekit.plugins import PluginManager, load_plugin_manager, report_failure, strict_from_env
+
+# kind -> the hook that fills it
+KINDS: dict[str, str] = {
+    "partitioner": "register_partitioners",
+    "pooler": "register_poolers",
+    "auxiliary": "register_auxiliaries",
+    "encoder": "register_encoders",
+    "solver": "register_solvers",
+    "task": "register_tasks",
+    "modality": "register_modalities",
+    "codec": "register_codecs",
+    "bench": "register_benchmarks",
+}
+COMPONENT_KINDS = ("partitioner", "pooler", "auxiliary", "encoder", "solver")
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    name: str
+    obj: Any
+    plugin: str
+
+
+def _literal_key(config_cls: type, field: str) -> str:
+    info = getattr(config_cls, "model_fields", {}).get(field)
+    args = typing.get_args(info.annotation) if info is not None else ()
+    if info is None or typing.get_origin(info.annotation) is not typing.Literal or len(args) != 1:
+        raise TypeError(f"{config_cls.__qualname__}.{field} must be declared as a one-value Literal")
+    return args[0]
+
+
+def key_of(kind: str, obj: Any) -> str:
+    """The registry key of a registered object: its Config's name literal, or its ``name``."""
+    if kind in COMPONENT_KINDS:
+        return _literal_key(obj.Config, "name")
+    if kind == "task":
+        return _literal_key(obj.Config, "task")
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"a registered {kind} needs a non-empty str 'name', got {obj!r}")
+    return name
+
+
+def _expected_base(kind: str) -> type | None:
+    from collagekit import interfaces, solver, tasks
+
+    return {
+        "partitioner": interfaces.Partitioner,
+        "pooler": interfaces.Pooler,
+        "auxiliary": interfaces.AuxiliaryDomain,
+        "encoder": interfaces.Encoder,
+        "solver": solver.Solver,
+        "task": tasks.Task,
+    }.get(kind)
+
+
+def suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class Registry:
+    def __init__(self, pm: PluginManager) -> None:
+        self.pm = pm
+        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+
+    # ------------------------------------------------------------ filling
+    def add(self, kind: str, obj: Any, plugin: str) -> None:
+        base = _expected_base(kind)
+        if base is not None and not (isinstance(obj, type) and issubclass(obj, base)):
+            raise TypeError(f"register_{kind}: expected a subclass of {base.__name__}, got {obj!r}")
+        name = key_of(kind, obj)
+        existing = self._entries[kind].get(name)
+        if existing is not None:
+            raise CollagekitError(
+                f"{kind} name {name!r} is registered twice: by plugin {existing.plugin!r} and by plugin {plugin!r}"
+            )
+        self._entries[kind][name] = Entry(kind, name, obj, plugin)
+
+    def collect(self, strict: bool) -> None:
+        impls = {
+            hook: {impl.plugin_name: impl.function for impl in getattr(self.pm.hook, hook).get_hookimpls()}
+            for hook in KINDS.values()
+        }
+        for plugin_name, plugin in self.pm.list_name_plugin():
+            try:
+                for kind, hook in KINDS.items():
+                    function = impls[hook].get(plugin_name)
+                    if function is not None:
+                        function(register=partial(self.add, kind, plugin=plugin_name))
+            except CollagekitError:
+                raise  # duplicate names are the host's error to report, naming both plugins
+            except Exception as exc:  # noqa: BLE001 - one plugin's broken hook must not break the rest
+                for entries in self._entries.values():
+                    for key in [k for k, e in entries.items() if e.plugin == plugin_name]:
+                        del entries[key]
+                self.pm.unregister(plugin)
+                report_failure(self.pm.info[plugin_name], exc, strict)
+
+    # ------------------------------------------------------------ lookup
+    def entries(self, kind: str) -> list[Entry]:
+        return sorted(self._entries[kind].values(), key=lambda e: e.name)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._entries[kind])
+
+    def entry(self, kind: str, name: str) -> Entry:
+        if kind not in self._entries:
+            raise CollagekitError(f"unknown kind {kind!r}; choose from: {', '.join(KINDS)}{suggest(kind, list(KINDS))}")
+        found = self._entries[kind].get(name)
+        if found is None:
+            choices = self.names(kind)
+            listed = ", ".join(choices) if choices else "none are installed"
+            raise CollagekitError(f"unknown {kind} {name!r}; choose from: {listed}{suggest(name, choices)}")
+        return found
+
+    def get(self, kind: str, name: str) -> Any:
+        return self.entry(kind, name).obj
+
+    def build(self, kind: str, config: Any) -> Any:
+        """Instantiate the component whose Config ``config`` is."""
+        return self.get(kind, config.name)(config)
+
+    def kind_with_names(self, names: set[str]) -> str | None:
+        for kind, entries in self._entries.items():
+            if names and names <= set(entries):
+                return kind
+        return None
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry(refresh: bool = False, strict: bool | None = None) -> Registry:
+    """The process-wide registry (built on first use; ``refresh`` rebuilds it, e.g. after env changes)."""
+    global _REGISTRY
+    if _REGISTRY is None or refresh:
+        strict = strict_from_env() if strict is None else strict
+        registry = Registry(load_plugin_manager(strict))
+        registry.collect(strict)
+        _REGISTRY = registry
+    return _REGISTRY

@@ -1,0 +1,237 @@
+"""Fixed-point solvers for ``z = F(z)``, with the gradient modes training needs.
+
+Forward methods: Picard iteration and Anderson acceleration (Walker & Ni 2011; the bordered
+least-squares form used by deep-equilibrium models), both batched, both stopping on a sup-norm
+residual ``max |F(z) - z| <= tol`` per signal or after ``max_iter`` evaluations of ``F``.
+
+Gradient modes:
+- ``unrolled``: autograd through every iteration (memory grows with the iteration count).
+- ``implicit``: solve without a graph, then differentiate the fixed-point equation: the backward pass
+  solves the adjoint fixed point ``g = J^T g + grad`` with the same method. Memory is one step's graph.
+- ``phantom``: a few damped steps from the solution carry the gradient (Geng et al. 2021): cheap, inexact.
+- ``none``: no graph at all (decoding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from collagekit.device import resolve_device
+from collagekit.interfaces import Component, ComponentConfig
+
+Method = Literal["picard", "anderson"]
+Gradient = Literal["unrolled", "implicit", "phantom", "none"]
+StepFn = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class SolverStats:
+    """What a solve did: operator evaluations, the worst residual after each, and whether it met tol."""
+
+    iterations: int = 0
+    residuals: list[float] = field(default_factory=list)
+    converged: bool = False
+    backward: SolverStats | None = None
+
+    @property
+    def residual(self) -> float:
+        return self.residuals[-1] if self.residuals else float("inf")
+
+
+def _sup_residual(fz: Tensor, z: Tensor) -> Tensor:
+    """(b ...) , (b ...) -> (b,): max |F(z) - z| per signal."""
+    return (fz - z).abs().flatten(1).amax(-1)
+
+
+def _picard(step: StepFn, z0: Tensor, tol: float, max_iter: int) -> tuple[Tensor, SolverStats]:
+    stats = SolverStats()
+    z = z0
+    for _ in range(max_iter):
+        fz = step(z)
+        res = _sup_residual(fz, z)
+        stats.iterations += 1
+        stats.residuals.append(float(res.max()))
+        z = fz
+        if stats.residuals[-1] <= tol:
+            stats.converged = True
+            break
+    return z, stats
+
+
+def _anderson(
+    step: StepFn, z0: Tensor, tol: float, max_iter: int, memory: int, beta: float, lam: float
+) -> tuple[Tensor, SolverStats]:
+    """Anderson acceleration with ``memory`` past iterates.
+
+    Each step mixes the last m images ``F(x_i)`` with weights alpha (sum 1) that minimise the norm of the
+    mixed residual ``sum_i alpha_i (F(x_i) - x_i)``; the small bordered system is solved in float64.
+    Histories are Python lists (not preallocated buffers) so unrolled autograd can run through them.
+    """
+    stats = SolverStats()
+    b = z0.shape[0]
+    xs: list[Tensor] = []
+    fs: list[Tensor] = []
+    x = z0
+    last = z0
+    for it in range(max_iter):
+        fx = step(x)
+        res = _sup_residual(fx, x)
+        stats.iterations += 1
+        stats.residuals.append(float(res.max()))
+        last = fx
+        if stats.residuals[-1] <= tol:
+            stats.converged = True
+            break
+        xs.append(x.reshape(b, -1))
+        fs.append(fx.reshape(b, -1))
+        xs, fs = xs[-memory:], fs[-memory:]
+        n = len(xs)
+        if n == 1:
+            x = fx  # the first step is a plain Picard step
+            continue
+        X = torch.stack(xs, 1)  # b n m
+        F = torch.stack(fs, 1)  # b n m
+        G = (F - X).double()
+        gram = G @ G.transpose(1, 2)  # b n n
+        # Regularise relative to the residual scale so the system stays well posed near convergence.
+        reg = lam * gram.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-300)
+        eye = torch.eye(n, dtype=gram.dtype, device=gram.device)
+        H = torch.zeros(b, n + 1, n + 1, dtype=gram.dtype, device=gram.device)
+        H[:, 0, 1:] = 1.0
+        H[:, 1:, 0] = 1.0
+        H[:, 1:, 1:] = gram + reg[:, None, None] * eye
+        rhs = torch.zeros(b, n + 1, 1, dtype=gram.dtype, device=gram.device)
+        rhs[:, 0] = 1.0
+        alpha = torch.linalg.solve(H, rhs)[:, 1:, 0].to(F.dtype)  # b n
+        mixed_f = torch.einsum("bn,bnm->bm", alpha, F)
+        if beta != 1.0:
+            mixed_f = beta * mixed_f + (1.0 - beta) * torch.einsum("bn,bnm->bm", alpha, X)
+        x = mixed_f.reshape(z0.shape)
+    return last, stats
+
+
+def iterate(
+    step: StepFn,
+    z0: Tensor,
+    *,
+    method: Method = "anderson",
+    tol: float = 1e-4,
+    max_iter: int = 200,
+    memory: int = 5,
+    beta: float = 1.0,
+    lam: float = 1e-6,
+) -> tuple[Tensor, SolverStats]:
+    """Run the forward iteration only (autograd records it if grad is enabled)."""
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be at least 1, got {max_iter}")
+    if method == "picard":
+        return _picard(step, z0, tol, max_iter)
+    if method == "anderson":
+        return _anderson(step, z0, tol, max_iter, memory, beta, lam)
+    raise ValueError(f"unknown fixed-point method {method!r}; choose 'picard' or 'anderson'")
+
+
+def fixed_point(
+    step: StepFn,
+    z0: Tensor,
+    *,
+    method: Method = "anderson",
+    tol: float = 1e-4,
+    max_iter: int = 200,
+    memory: int = 5,
+    beta: float = 1.0,
+    lam: float = 1e-6,
+    gradient: Gradient = "implicit",
+    backward_tol: float | None = None,
+    backward_max_iter: int | None = None,
+    phantom_steps: int = 5,
+    phantom_damping: float = 0.5,
+    device: str | torch.device | None = None,
+) -> tuple[Tensor, SolverStats]:
+    """Solve ``z = step(z)`` from ``z0`` (b ...), returning the solution and :class:`SolverStats`.
+
+    ``device``: ``None`` keeps ``z0`` where it is; ``"auto"`` picks CUDA when available. ``step`` must
+    accept tensors on that device. Gradients flow to whatever ``step`` closes over, per ``gradient``.
+    """
+    if device is not None:
+        z0 = z0.to(resolve_device(device))
+    solve = dict(method=method, tol=tol, max_iter=max_iter, memory=memory, beta=beta, lam=lam)
+    if gradient == "none" or not torch.is_grad_enabled():
+        with torch.no_grad():
+            return iterate(step, z0, **solve)
+    if gradient == "unrolled":
+        return iterate(step, z0, **solve)
+    with torch.no_grad():
+        z_star, stats = iterate(step, z0.detach(), **solve)
+    if gradient == "phantom":
+        z = z_star
+        for _ in range(phantom_steps):
+            z = (1.0 - phantom_damping) * z + phantom_damping * step(z)
+        return z, stats
+    if gradient != "implicit":
+        raise ValueError(f"unknown gradient mode {gradient!r}")
+
+    z_in = z_star.detach().requires_grad_()
+    z_out = step(z_in)  # one step with a graph: dz*/dtheta flows through it
+    adjoint = dict(solve, tol=backward_tol if backward_tol is not None else tol * 1e-2,
+                   max_iter=backward_max_iter if backward_max_iter is not None else max_iter)
+
+    def solve_adjoint(grad: Tensor) -> Tensor:
+        # g = J^T g + grad, J = dF/dz at z*: the implicit-function-theorem gradient.
+        handle.remove()  # the vector-Jacobian products below must not re-enter this hook
+
+        def vjp(g: Tensor) -> Tensor:
+            return torch.autograd.grad(z_out, z_in, g, retain_graph=True)[0] + grad
+
+        with torch.enable_grad():
+            g, stats.backward = iterate(vjp, grad, **adjoint)
+        return g
+
+    handle = z_out.register_hook(solve_adjoint)
+    return z_out, stats
+
+
+class SolverConfig(ComponentConfig):
+    tol: float = Field(1e-4, gt=0, description="stop when max |F(z) - z| <= tol")
+    max_iter: int = Field(200, ge=1, le=100_000, description="most operator evaluations per solve")
+    gradient: Gradient = Field("implicit", description="how gradients flow through the solve")
+    backward_tol: float | None = Field(None, gt=0, description="adjoint tolerance (default tol/100)")
+    phantom_steps: int = Field(5, ge=1, le=100)
+    phantom_damping: float = Field(0.5, gt=0, le=1)
+
+
+class Solver(Component):
+    """A registered fixed-point solver: the settings of :func:`fixed_point`, bound from a recipe."""
+
+    kind: ClassVar[str] = "solver"
+    method: ClassVar[Method]
+
+    def options(self) -> dict:
+        cfg = self.config.model_dump(exclude={"name"})
+        return dict(method=self.method, **cfg)
+
+    def __call__(self, step: StepFn, z0: Tensor, **overrides) -> tuple[Tensor, SolverStats]:
+        return fixed_point(step, z0, **{**self.options(), **overrides})
+
+
+class Picard(Solver):
+    class Config(SolverConfig):
+        name: Literal["picard"] = "picard"
+
+    method: ClassVar[Method] = "picard"
+
+
+class Anderson(Solver):
+    class Config(SolverConfig):
+        name: Literal["anderson"] = "anderson"
+        memory: int = Field(5, ge=1, le=50, description="past iterates mixed per step")
+        beta: float = Field(1.0, gt=0, le=1, description="mixing (damping) factor")
+        lam: float = Field(1e-6, ge=0, description="relative Tikhonov regularisation of the mixing system")
+
+    method: ClassVar[Method] = "anderson"

@@ -1,0 +1,43 @@
+"""Tasks: what a recipe's ``task:`` key runs. Plugins register :class:`Task` subclasses."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from pydantic import Field
+
+from collagekit.config import StrictModel
+from collagekit.registry import Registry
+
+
+class TaskConfig(StrictModel):
+    """Base of every task's Config. Subclasses declare ``task: Literal["their-name"] = "their-name"``."""
+
+    task: str
+    seed: int = Field(0, description="random seed for everything the task draws")
+    device: str = Field("auto", description="auto | cpu | cuda[:N]")
+
+
+@dataclass
+class RunContext:
+    registry: Registry
+    device: torch.device
+
+    def versions(self) -> dict[str, str]:
+        """Versions of collagekit and every loaded plugin: written into every file a task saves."""
+        return {name: info.version for name, info in self.registry.pm.info.items() if info.error is None}
+
+
+class Task(ABC):
+    Config: ClassVar[type[TaskConfig]]
+
+    def __init__(self, config: TaskConfig, ctx: RunContext) -> None:
+        self.config = config
+        self.ctx = ctx
+
+    @abstractmethod
+    def run(self) -> dict[str, Any]:
+        """Do the work; return the metrics (the CLI prints them)."""

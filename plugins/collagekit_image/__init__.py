@@ -1,0 +1,1 @@
+"""collagekit_image: 2D images for collagekit — tiling, dihedral cells, image files, fractalization."""

@@ -1,0 +1,83 @@
+"""``collagekit bench image-fit``: fractalization fits on 256x256 centre crops of the Kodak images."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from collagekit.bench import Benchmark, BenchContext, write_results
+from collagekit.errors import CollagekitError
+
+CROP = 256
+
+
+def _centre_crop(path: Path, out: Path, size: int) -> None:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        w, h = image.size
+        left, top = (w - size) // 2, (h - size) // 2
+        image.convert("RGB").crop((left, top, left + size, top + size)).save(out)
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    from collagekit.cli import _run_config
+    from collagekit.recipe import validate_data
+    from collagekit.registry import get_registry
+
+    images = sorted(ctx.data.glob("kodim*.png"))
+    limit = int(ctx.options.get("limit", len(images)))
+    images = images[:limit]
+    if not images:
+        raise CollagekitError(f"no kodim*.png images in {ctx.data}")
+    overrides = {k: v for k, v in ctx.options.items() if k != "limit"}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in images:
+            crop = Path(tmp) / path.name
+            _centre_crop(path, crop, CROP)
+            data: dict[str, Any] = {"task": "image_fractalize", "input": str(crop), "output": str(Path(tmp) / f"out_{path.name}")}
+            for key, value in overrides.items():
+                node = data
+                *parents, last = key.split(".")
+                for part in parents:
+                    node = node.setdefault(part, {})
+                node[last] = value
+            config = validate_data(data, get_registry(), "bench image-fit")
+            metrics = _run_config(config, str(ctx.device))
+            rows.append({"image": path.name, **{k: metrics[k] for k in ("psnr_db", "fit_seconds", "code_bytes", "lipschitz_bound")}})
+            print(f"{path.name}: {metrics['psnr_db']:.2f} dB in {metrics['fit_seconds']:.1f} s")
+    summary = {
+        "images": len(rows),
+        "crop": f"{CROP}x{CROP} centre",
+        "device": str(ctx.device),
+        "mean_psnr_db": round(statistics.mean(r["psnr_db"] for r in rows), 3),
+        "median_fit_seconds": round(statistics.median(r["fit_seconds"] for r in rows), 2),
+        "max_fit_seconds": round(max(r["fit_seconds"] for r in rows), 2),
+        "settings": overrides or "recipe defaults (recipes/image_fractalize.yaml)",
+    }
+    lines = [
+        "# image-fit: fractalization of Kodak centre crops",
+        "",
+        f"`collagekit bench image-fit` on {summary['images']} {summary['crop']} crops, device {summary['device']}.",
+        "PSNR: the saved .clg decoded at scale 1, 8-bit, whole image (DESIGN section 4).",
+        "",
+        "| image | PSNR (dB) | fit (s) | code bytes |",
+        "|---|---|---|---|",
+        *(f"| {r['image']} | {r['psnr_db']:.2f} | {r['fit_seconds']:.1f} | {r['code_bytes']} |" for r in rows),
+        "",
+        f"Mean PSNR {summary['mean_psnr_db']:.2f} dB; median fit {summary['median_fit_seconds']:.1f} s, max {summary['max_fit_seconds']:.1f} s.",
+        "",
+    ]
+    write_results(ctx.out, "image_fit", "\n".join(lines), {"summary": summary, "images": rows})
+    return summary
+
+
+IMAGE_FIT = Benchmark(
+    name="image-fit",
+    description="fractalize 256x256 Kodak centre crops: PSNR and fit time per image",
+    run=run,
+    default_data="kodak",
+)

@@ -1,0 +1,62 @@
+"""Image files through Pillow: (1 c h w) float tensors in [0, 1], c = 1 (grey) or 3 (RGB)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from collagekit.errors import CollagekitError
+from collagekit.fileio import atomic_output
+from collagekit.metrics import to_uint8
+from collagekit.modality import Modality
+
+SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+
+def load_image(path: Path, max_elements: int) -> Tensor:
+    """Grey images stay one channel; everything else becomes RGB (alpha is dropped)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            width, height = image.size
+            channels = 1 if image.mode in GREY_MODES else 3
+            if width * height * channels > max_elements:
+                raise CollagekitError(
+                    f"{path} has {width}x{height}x{channels} values, above the limit of {max_elements:,}"
+                )
+            image = image.convert("L" if channels == 1 else "RGB")
+    except CollagekitError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise CollagekitError(f"{path} is not an image that Pillow can read safely") from None
+    except OSError as exc:
+        raise CollagekitError(f"{path} could not be read as an image: {exc}") from None
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    tensor = torch.from_numpy(array)
+    tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+    return tensor[None].contiguous()
+
+
+def save_image(z: Tensor, path: Path) -> None:
+    """(1 c h w) in [0, 1] -> an 8-bit file whose format follows the suffix."""
+    array = to_uint8(z[0])
+    array = array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+    with atomic_output(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(array)).save(tmp)
+
+
+IMAGE = Modality(
+    name="image",
+    suffixes=SUFFIXES,
+    load=load_image,
+    save=save_image,
+    fractalize_task="image_fractalize",
+    description="2D images (grey or RGB) through Pillow",
+)
