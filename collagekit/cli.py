@@ -97,7 +97,7 @@ def fractalize(
     """Represent FILE as a collage, save its code (.clg) and decode it, at --scale x resolution."""
     from collagekit.fileio import check_input
     from collagekit.modality import modality_for
-    from collagekit.recipe import apply_override, parse_override, validate_data
+    from collagekit.recipe import apply_overrides, validate_data
 
     registry = _registry()
     check_input(file)
@@ -107,12 +107,8 @@ def fractalize(
     data: dict[str, Any] = {"task": modality.fractalize_task, "input": str(file), "output": str(output), "scale": scale}
     if code is not None:
         data["code"] = str(code)
-    overridden = set()
-    for text in overrides or []:
-        key, value = parse_override(text)
-        apply_override(data, key, value)
-        overridden.add(tuple(key))
-    config = validate_data(data, registry, "fractalize", overridden=overridden | {(k,) for k in data})
+    overridden = {(k,) for k in data} | apply_overrides(data, overrides or [], registry)
+    config = validate_data(data, registry, "fractalize", overridden=overridden)
     _print_metrics(_run_config(config, device))
 
 
@@ -221,11 +217,17 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _default_showwarning = warnings.showwarning
 
 
+_commands_added: set[str] = set()
+
+
 def _add_plugin_commands() -> None:
     from collagekit.plugins import report_failure
 
     registry = _registry()
     for impl in registry.pm.hook.register_commands.get_hookimpls():
+        if impl.plugin_name in _commands_added:
+            continue  # main() may run more than once in a process (tests, notebooks)
+        _commands_added.add(impl.plugin_name)
         try:
             impl.function(cli=app)
         except Exception as exc:  # noqa: BLE001 - a plugin's broken command must not break the CLI
@@ -233,7 +235,7 @@ def _add_plugin_commands() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    warnings.showwarning = _show_warning
+    previous, warnings.showwarning = warnings.showwarning, _show_warning
     debug = os.environ.get("COLLAGEKIT_DEBUG", "") not in ("", "0")
     try:
         _add_plugin_commands()
@@ -246,6 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         raise SystemExit(130) from None
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

@@ -55,6 +55,12 @@ class GridFractalizeTask(Task):
         if output.suffix.lower() not in modality.suffixes:
             raise CollagekitError(f"output {str(output)!r} must end in one of {', '.join(modality.suffixes)}")
         x = modality.load(source, cfg.max_elements).to(device)
+        out_elements = x[0].numel() * cfg.scale ** (x.ndim - 2)
+        if out_elements > cfg.max_elements:  # refuse before fitting, so no file is left behind
+            raise CollagekitError(
+                f"decoding at scale {cfg.scale} needs {out_elements:,} values, above the limit of "
+                f"{cfg.max_elements:,}; use a smaller scale or raise max_elements"
+            )
 
         collage = cfg.collage.build(registry).to(device)
         encoder = registry.build("encoder", cfg.encoder).to(device)

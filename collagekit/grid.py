@@ -11,13 +11,13 @@ from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
 from collagekit.errors import CollagekitError
 from collagekit.interfaces import AuxiliaryDomain, ComponentConfig, Partitioner, Pooler
 
-Size = int | tuple[int, ...]
+Size = PositiveInt | tuple[PositiveInt, ...]
 
 
 def _as_tuple(value: Size, ndim: int, what: str) -> tuple[int, ...]:

@@ -155,6 +155,70 @@ def apply_override(data: dict, path: list[str | int], value: Any) -> None:
         node[last] = value
 
 
+def _plain(value: Any) -> Any:
+    """A default value as plain YAML-like data (models dumped), safe to edit in place."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _fill_defaults(data: dict, path: list[str | int], registry: Registry) -> None:
+    """Write the defaults an override descends through into ``data``.
+
+    ``encoder.steps=50`` on a recipe that leaves ``encoder`` at its default must edit that default
+    component (``{name: fit, steps: 50}``), not create a nameless ``{steps: 50}``.
+    """
+    task = data.get("task")
+    if task not in registry.names("task"):
+        return
+    node: Any = data
+    model: type[BaseModel] | None = registry.get("task", task).Config
+    item_slot: Slot | None = None
+    for part in path[:-1]:
+        if isinstance(node, list):
+            if not (isinstance(part, int) and part < len(node)):
+                return
+            node = node[part]
+            model = _component_config(item_slot, node, registry)
+            continue
+        if not isinstance(node, dict) or model is None or part not in model.model_fields:
+            return
+        info = model.model_fields[part]
+        if part not in node and not info.is_required():
+            node[part] = _plain(info.get_default(call_default_factory=True))
+        node = node.get(part)
+        slot = _slot_of(info)
+        if slot is not None and isinstance(node, list):
+            model, item_slot = None, slot
+        elif slot is not None:
+            model = _component_config(slot, node, registry)
+        elif isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            model = info.annotation
+        else:
+            model = None
+
+
+def _component_config(slot: Slot | None, node: Any, registry: Registry) -> type[BaseModel] | None:
+    if slot is None or not isinstance(node, dict) or node.get("name") not in registry.names(slot.kind):
+        return None
+    return registry.get(slot.kind, node["name"]).Config
+
+
+def apply_overrides(data: dict, overrides: list[str], registry: Registry) -> set[tuple]:
+    """Apply ``key=value`` overrides (on top of the task's defaults); return the overridden paths."""
+    overridden: set[tuple] = set()
+    for text in overrides:
+        key, value = parse_override(text)
+        _fill_defaults(data, key, registry)
+        apply_override(data, key, value)
+        overridden.add(tuple(key))
+    return overridden
+
+
 @dataclass
 class Recipe:
     """A validated recipe: the task's Config and where it came from."""
@@ -275,13 +339,7 @@ def load_recipe(path: str | Path, registry: Registry, overrides: list[str] = ())
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise CollagekitError(f"{path}:{line}: invalid YAML: {problem}") from None
     data = {} if data is None else data
-    overridden: set[tuple] = set()
-    for text_override in overrides:
-        key, value = parse_override(text_override)
-        if not isinstance(data, dict):
-            break
-        apply_override(data, key, value)
-        overridden.add(tuple(key))
+    overridden = apply_overrides(data, list(overrides), registry) if isinstance(data, dict) else set()
     config = validate_data(data, registry, str(path), lines, overridden)
     return Recipe(config=config, source=str(path))
 

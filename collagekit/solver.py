@@ -45,8 +45,8 @@ class SolverStats:
 
 
 def _sup_residual(fz: Tensor, z: Tensor) -> Tensor:
-    """(b ...) , (b ...) -> (b,): max |F(z) - z| per signal."""
-    return (fz - z).abs().flatten(1).amax(-1)
+    """(b ...) , (b ...) -> (b,): max |F(z) - z| per signal (detached: it only decides when to stop)."""
+    return (fz.detach() - z.detach()).abs().flatten(1).amax(-1)
 
 
 def _picard(step: StepFn, z0: Tensor, tol: float, max_iter: int) -> tuple[Tensor, SolverStats]:
@@ -99,8 +99,12 @@ def _anderson(
         F = torch.stack(fs, 1)  # b n m
         G = (F - X).double()
         gram = G @ G.transpose(1, 2)  # b n n
-        # Regularise relative to the residual scale so the system stays well posed near convergence.
-        reg = lam * gram.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-300)
+        # Regularise relative to the *smallest* residual in memory so the system stays well posed near
+        # convergence without biasing the mix: with reg = lam * min |r_i|^2 the mixed residual is never
+        # more than sqrt(1 + lam) times the best one in memory. (Scaling by the mean let the old, large
+        # residuals swamp the newest, tiny ones: on weak contractions Anderson then needed more
+        # evaluations than Picard.)
+        reg = lam * gram.diagonal(dim1=1, dim2=2).amin(-1).clamp_min(1e-300)
         eye = torch.eye(n, dtype=gram.dtype, device=gram.device)
         H = torch.zeros(b, n + 1, n + 1, dtype=gram.dtype, device=gram.device)
         H[:, 0, 1:] = 1.0
@@ -182,18 +186,28 @@ def fixed_point(
     adjoint = dict(solve, tol=backward_tol if backward_tol is not None else tol * 1e-2,
                    max_iter=backward_max_iter if backward_max_iter is not None else max_iter)
 
-    def solve_adjoint(grad: Tensor) -> Tensor:
+    solving = False  # set while the adjoint's own vector-Jacobian products pass through z_out
+
+    def solve_adjoint(grad: Tensor) -> Tensor | None:
         # g = J^T g + grad, J = dF/dz at z*: the implicit-function-theorem gradient.
-        handle.remove()  # the vector-Jacobian products below must not re-enter this hook
+        nonlocal solving
+        if solving:
+            return None  # a VJP of the solve below: leave it alone
+        # A flag, not handle.remove(): the hook must stay for a second backward (retain_graph=True),
+        # which otherwise silently got the one-step gradient instead of the implicit one.
 
         def vjp(g: Tensor) -> Tensor:
             return torch.autograd.grad(z_out, z_in, g, retain_graph=True)[0] + grad
 
-        with torch.enable_grad():
-            g, stats.backward = iterate(vjp, grad, **adjoint)
+        solving = True
+        try:
+            with torch.enable_grad():
+                g, stats.backward = iterate(vjp, grad, **adjoint)
+        finally:
+            solving = False
         return g
 
-    handle = z_out.register_hook(solve_adjoint)
+    z_out.register_hook(solve_adjoint)
     return z_out, stats
 
 

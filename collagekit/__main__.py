@@ -1,0 +1,5 @@
+"""``python -m collagekit`` runs the CLI."""
+
+from collagekit.cli import main
+
+main()

@@ -1,0 +1,133 @@
+"""Plugin loading: isolation of broken plugins, selection, strict mode, duplicate names, the hook API."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from collagekit import hookspecs
+from collagekit.errors import CollagekitError
+from collagekit.plugins import PluginLoadWarning
+from collagekit.registry import KINDS
+
+from conftest import make_distribution, run_cli
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+
+BROKEN = {"collagekit_broken.py": "import this_module_does_not_exist\n"}
+
+DUPLICATE = {
+    "collagekit_dupe.py": '''
+from collagekit.hookspecs import hookimpl
+
+@hookimpl
+def register_partitioners(register):
+    from collagekit_image.components import ImageTiles
+    register(ImageTiles)
+'''
+}
+
+RAISING_HOOK = {
+    "collagekit_raising.py": '''
+from collagekit.hookspecs import hookimpl
+
+@hookimpl
+def register_poolers(register):
+    from collagekit.grid import AveragePooler
+
+    class MaxPooler(AveragePooler):
+        class Config(AveragePooler.Config.__base__):
+            name: str = "max"   # not a Literal: the registry refuses it
+    register(MaxPooler)
+'''
+}
+
+
+def _install(tmp_path: Path, monkeypatch, dist: str, entry: str, modules: dict[str, str]) -> Path:
+    root = make_distribution(tmp_path / dist, dist, "0.0.1", {entry: f"{next(iter(modules))[:-3]}"}, modules)
+    monkeypatch.syspath_prepend(str(root))
+    return root
+
+
+def test_first_party_plugins_come_through_entry_points(fresh_registry) -> None:
+    registry = fresh_registry()
+    assert set(registry.pm.info) >= {"core", "image"}
+    assert registry.entry("partitioner", "tiles2d").plugin == "image"
+    assert registry.entry("solver", "anderson").plugin == "core"
+
+
+def test_broken_plugin_is_skipped_with_a_warning(tmp_path, monkeypatch, fresh_registry) -> None:
+    _install(tmp_path, monkeypatch, "collagekit-broken", "broken", BROKEN)
+    with pytest.warns(PluginLoadWarning, match=r"plugin 'broken' \(collagekit-broken 0\.0\.1\) failed to load.*ModuleNotFoundError"):
+        registry = fresh_registry()
+    assert registry.pm.info["broken"].error
+    assert "tiles2d" in registry.names("partitioner")  # everything else still works
+
+
+def test_strict_mode_raises_for_a_broken_plugin(tmp_path, monkeypatch, fresh_registry) -> None:
+    _install(tmp_path, monkeypatch, "collagekit-broken", "broken", BROKEN)
+    with pytest.raises(CollagekitError, match="plugin 'broken'"):
+        fresh_registry(strict=True)
+    monkeypatch.setenv("COLLAGEKIT_STRICT_PLUGINS", "1")
+    with pytest.raises(CollagekitError, match="plugin 'broken'"):
+        fresh_registry()
+
+
+def test_a_hook_that_raises_drops_only_that_plugin(tmp_path, monkeypatch, fresh_registry) -> None:
+    _install(tmp_path, monkeypatch, "collagekit-raising", "raising", RAISING_HOOK)
+    with pytest.warns(PluginLoadWarning, match="plugin 'raising'.*Literal"):
+        registry = fresh_registry()
+    assert "max" not in registry.names("pooler")
+    assert "average" in registry.names("pooler")
+
+
+def test_duplicate_names_raise_naming_both_plugins(tmp_path, monkeypatch, fresh_registry) -> None:
+    _install(tmp_path, monkeypatch, "collagekit-dupe", "dupe", DUPLICATE)
+    with pytest.raises(CollagekitError, match=r"'tiles2d' is registered twice: by plugin '(image|dupe)' and by plugin '(image|dupe)'"):
+        fresh_registry()
+
+
+@pytest.mark.parametrize(("select", "expected"), [("", {"core"}), ("image", {"core", "image"}), ("nope", {"core"})])
+def test_load_plugins_selection(monkeypatch, fresh_registry, select: str, expected: set[str]) -> None:
+    monkeypatch.setenv("COLLAGEKIT_LOAD_PLUGINS", select)
+    assert set(fresh_registry().pm.info) == expected
+
+
+def test_unknown_names_list_choices_and_suggest(fresh_registry) -> None:
+    registry = fresh_registry()
+    with pytest.raises(CollagekitError, match=r"unknown solver 'andersen'; choose from: anderson, picard \(did you mean 'anderson'\?\)"):
+        registry.get("solver", "andersen")
+
+
+def test_cli_survives_a_broken_plugin_with_one_warning_line(tmp_path) -> None:
+    root = make_distribution(tmp_path / "site", "collagekit-broken", "0.0.1", {"broken": "collagekit_broken"}, BROKEN)
+    result = run_cli("plugins", env={"PYTHONPATH": str(root)})
+    assert result.returncode == 0, result.stderr
+    warning_lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(warning_lines) == 1
+    assert re.match(r"warning: plugin 'broken' \(collagekit-broken 0\.0\.1\) failed to load", warning_lines[0])
+    assert "broken" in result.stdout and "image" in result.stdout
+
+
+def test_every_hook_is_a_registry_kind_or_the_command_hook() -> None:
+    hooks = {name for name in dir(hookspecs) if name.startswith("register_")}
+    assert hooks == set(KINDS.values()) | {"register_commands"}
+
+
+def test_every_hook_is_documented() -> None:
+    text = DOCS.read_text()
+    for name in dir(hookspecs):
+        if name.startswith("register_"):
+            assert name in text, f"{name} is not documented in docs/plugins.md"
+
+
+def test_plugin_entry_modules_import_nothing_heavy() -> None:
+    """Importing a plugin's entry module must not import torch (checked in a clean interpreter)."""
+    import subprocess
+    import sys
+
+    code = "import sys, collagekit_image.plugin; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
