@@ -23,10 +23,20 @@ SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 @dataclass
 class BenchContext:
+    """What ``collagekit bench`` hands a benchmark: its data folder, where results go, the device, and
+    the ``key=value`` options from the command line, parsed (dotted keys split into paths)."""
+
     data: Path
     out: Path
     device: torch.device
-    options: dict[str, Any]
+    overrides: list[tuple[list[str | int], Any]]
+
+    def option(self, key: str, default: Any) -> Any:
+        """A top-level option such as ``limit=4`` (benchmark-specific), else ``default``."""
+        for path, value in self.overrides:
+            if path == [key]:
+                return value
+        return default
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from collagekit.errors import CollagekitError
 from collagekit.plugins import PluginLoadWarning
+from collagekit.tasks import run_task
 
 app = typer.Typer(
     name="collagekit",
@@ -31,7 +32,7 @@ app = typer.Typer(
 out = Console(highlight=False)
 
 DeviceOption = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda (default: the recipe's, else auto)")]  # noqa: UP007
-Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. fit.steps=50", show_default=False)]  # noqa: UP007
+Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. encoder.steps=50", show_default=False)]  # noqa: UP007
 
 
 def _registry():
@@ -47,19 +48,6 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
     out.print(table)
 
 
-def _run_config(config, device: str | None) -> dict[str, Any]:
-    import torch
-
-    from collagekit.device import resolve_device
-    from collagekit.tasks import RunContext
-
-    registry = _registry()
-    torch.manual_seed(config.seed)
-    ctx = RunContext(registry=registry, device=resolve_device(device or config.device))
-    task_cls = registry.get("task", config.task)
-    return task_cls(config, ctx).run()
-
-
 @app.command()
 def run(
     recipe: Annotated[Path, typer.Argument(help="a YAML recipe, e.g. recipes/image_fractalize.yaml")],
@@ -70,7 +58,7 @@ def run(
     from collagekit.recipe import load_recipe
 
     loaded = load_recipe(recipe, _registry(), overrides or [])
-    _print_metrics(_run_config(loaded.config, device))
+    _print_metrics(run_task(loaded.config, _registry(), device))
 
 
 @app.command()
@@ -109,7 +97,7 @@ def fractalize(
         data["code"] = str(code)
     overridden = {(k,) for k in data} | apply_overrides(data, overrides or [], registry)
     config = validate_data(data, registry, "fractalize", overridden=overridden)
-    _print_metrics(_run_config(config, device))
+    _print_metrics(run_task(config, registry, device))
 
 
 @app.command()
@@ -151,8 +139,8 @@ def bench(
     folder = data if data is not None else default_data_root() / benchmark.default_data
     if not folder.is_dir():
         raise CollagekitError(f"benchmark data folder {str(folder)!r} does not exist; pass --data DIR")
-    parsed = {".".join(map(str, k)): v for k, v in map(parse_override, options or [])}
-    ctx = BenchContext(data=folder, out=results, device=resolve_device(device or "auto"), options=parsed)
+    parsed = [parse_override(text) for text in options or []]
+    ctx = BenchContext(data=folder, out=results, device=resolve_device(device or "auto"), overrides=parsed)
     _print_metrics(benchmark.run(ctx))
 
 

@@ -62,6 +62,7 @@ class GridCollageCodec:
             return CollagekitError(f"corrupt .clg file: {why}")
 
         models = RecipeModels(registry)
+        _require_components(container, registry)
         signal = container.require("signal")
         try:
             channels = int(signal["channels"])
@@ -93,6 +94,26 @@ class GridCollageCodec:
     def decode(self, container: Container, registry: Registry, scale: int, device: torch.device) -> Tensor:
         collage, params, solver, shape = self.unpack(container, registry)
         return decode_grid(collage, params, solver, shape, scale, device)
+
+
+def _require_components(container: Container, registry: Registry) -> None:
+    """Say which component (and so which plugin) is missing, rather than 'corrupt file'."""
+    try:
+        collage, solver = container.require("collage"), container.require("solver")
+        needed = [
+            ("partitioner", collage["partitioner"]["name"]),
+            ("pooler", collage["pooler"]["name"]),
+            *(("auxiliary", aux["name"]) for aux in collage["auxiliary"]),
+            ("solver", solver["name"]),
+        ]
+    except (KeyError, TypeError) as exc:
+        raise CollagekitError(f"corrupt .clg file: component {exc} is missing from the header") from None
+    for kind, name in needed:
+        if not isinstance(name, str) or name not in registry.names(kind):
+            writers = ", ".join(f"{k} {v}" for k, v in dict(container.header.get("created_by") or {}).items())
+            raise CollagekitError(
+                f"this file needs the {kind} {name!r}, which no installed plugin provides (it was written by: {writers})"
+            )
 
 
 def decode_grid(

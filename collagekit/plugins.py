@@ -55,10 +55,10 @@ def _dist_of(ep: EntryPoint) -> tuple[str, str]:
 def report_failure(info: PluginInfo, exc: BaseException, strict: bool) -> None:
     """Record a plugin's failure; raise in strict mode, else warn once with name, version and error."""
     info.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    message = f"plugin {info.name!r} ({info.dist} {info.version}) failed to load and was skipped: {info.error}"
+    message = f"plugin {info.name!r} ({info.dist} {info.version}) failed to load"
     if strict:
-        raise CollagekitError(message) from exc
-    warnings.warn(message, PluginLoadWarning, stacklevel=3)
+        raise CollagekitError(f"{message}: {info.error}") from exc
+    warnings.warn(f"{message} and was skipped: {info.error}", PluginLoadWarning, stacklevel=3)
 
 
 class PluginManager(pluggy.PluginManager):

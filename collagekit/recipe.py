@@ -30,14 +30,20 @@ MAX_RECIPE_BYTES = 1_000_000
 # ---------------------------------------------------------------- models from the registry
 def _union(configs: list[type[BaseModel]], tag: str) -> Any:
     if len(configs) == 1:
-        # pydantic needs two variants for a discriminated union; still insist that the tag is written.
-        return Annotated[configs[0], BeforeValidator(partial(_require_tag, tag))]
+        # pydantic needs two variants for a discriminated union; check the tag the same way by hand.
+        expected = configs[0].model_fields[tag].default
+        return Annotated[configs[0], BeforeValidator(partial(_check_tag, tag, expected))]
     return Annotated[Union[tuple(configs)], Field(discriminator=tag)]  # noqa: UP007 - runtime union
 
 
-def _require_tag(tag: str, value: Any) -> Any:
-    if isinstance(value, dict) and tag not in value:
-        raise PydanticCustomError("union_tag_not_found", "missing tag", {"discriminator": tag})
+def _check_tag(tag: str, expected: str, value: Any) -> Any:
+    if isinstance(value, dict):
+        if tag not in value:
+            raise PydanticCustomError("union_tag_not_found", "missing tag", {"discriminator": tag})
+        if value[tag] != expected:
+            raise PydanticCustomError(
+                "union_tag_invalid", "unknown tag", {"tag": str(value[tag]), "expected_tags": f"'{expected}'"}
+            )
     return value
 
 
@@ -80,7 +86,10 @@ class RecipeModels:
                     continue
             else:
                 continue
-            kept = FieldInfo.merge_field_infos(info)
+            # The new annotation's own FieldInfo (it carries the union's discriminator) merged with the
+            # field's default and description; the Slot marker is dropped.
+            kept = FieldInfo.merge_field_infos(FieldInfo.from_annotation(new), info)
+            kept.annotation = new
             kept.metadata = [m for m in kept.metadata if not isinstance(m, Slot)]
             overrides[fname] = (new, kept)
         special = create_model(cls.__name__, __base__=cls, __module__=cls.__module__, **overrides) if overrides else cls
@@ -208,13 +217,38 @@ def _component_config(slot: Slot | None, node: Any, registry: Registry) -> type[
     return registry.get(slot.kind, node["name"]).Config
 
 
+def override(data: dict, path: list[str | int], value: Any, registry: Registry) -> None:
+    """Set ``path`` to ``value`` in recipe data, on top of the task's defaults.
+
+    Switching a component (``collage.partitioner.name=other``) starts it from the new component's
+    defaults: the old component's settings mean nothing to the new one.
+    """
+    _fill_defaults(data, path, registry)
+    if path and path[-1] == "name":
+        parent = _lookup(data, path[:-1])
+        if isinstance(parent, dict) and parent.get("name") != value:
+            parent.clear()
+    apply_override(data, path, value)
+
+
+def _lookup(data: Any, path: list[str | int]) -> Any:
+    node = data
+    for part in path:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return None
+    return node
+
+
 def apply_overrides(data: dict, overrides: list[str], registry: Registry) -> set[tuple]:
     """Apply ``key=value`` overrides (on top of the task's defaults); return the overridden paths."""
     overridden: set[tuple] = set()
     for text in overrides:
         key, value = parse_override(text)
-        _fill_defaults(data, key, registry)
-        apply_override(data, key, value)
+        override(data, key, value, registry)
         overridden.add(tuple(key))
     return overridden
 
@@ -262,12 +296,8 @@ def _message(error: dict, registry: Registry) -> str:
     if kind_of_error == "union_tag_invalid":
         expected = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]
         return _unknown(str(ctx.get("tag")), expected, registry)
-    if kind_of_error == "literal_error" and error["loc"] and error["loc"][-1] in ("name", "task"):
-        # A slot with a single registered choice is a plain model whose name is a one-value Literal.
-        expected = [t.strip().strip("'") for t in str(ctx.get("expected", "")).replace(" or ", ",").split(",")]
-        return _unknown(str(error.get("input")), expected, registry)
     if kind_of_error == "union_tag_not_found":
-        return f"missing {ctx.get('discriminator', 'name')} (which component to use)"
+        return f"missing {str(ctx.get('discriminator', 'name')).strip(chr(39))} (which component to use)"
     return error["msg"]
 
 
@@ -282,6 +312,9 @@ def format_errors(
     seen: dict[tuple, str] = {}
     for error in exc.errors():
         loc = tuple(_clean_loc(error["loc"], data))
+        node = _lookup(data, list(loc))
+        if error["type"] == "union_tag_invalid" and isinstance(node, dict) and "name" in node:
+            loc = (*loc, "name")  # point at the line that names the unknown component
         if loc not in seen:
             seen[loc] = _message(error, registry)
     rows = []

@@ -41,3 +41,12 @@ class Task(ABC):
     @abstractmethod
     def run(self) -> dict[str, Any]:
         """Do the work; return the metrics (the CLI prints them)."""
+
+
+def run_task(config: TaskConfig, registry: Registry, device: str | None = None) -> dict[str, Any]:
+    """Seed, pick the device (``device`` overrides the config's), and run the config's task."""
+    from collagekit.device import resolve_device
+
+    torch.manual_seed(config.seed)
+    ctx = RunContext(registry=registry, device=resolve_device(device or config.device))
+    return registry.get("task", config.task)(config, ctx).run()

@@ -61,14 +61,15 @@ def test_bad_value_points_at_its_line(tmp_path: Path) -> None:
 def test_unknown_component_lists_choices_and_suggests(tmp_path: Path) -> None:
     path = _write(tmp_path, GOOD.replace("name: dihedral", "name: dihedrl"))
     message = _error(path)
-    assert message.startswith(f"{path}:9: collage.auxiliary.0: unknown auxiliary 'dihedrl'")
+    assert message.startswith(f"{path}:9: collage.auxiliary.0.name: unknown auxiliary 'dihedrl'")
     assert "dihedral, learned" in message and "did you mean 'dihedral'" in message
 
 
 def test_unknown_partitioner_with_a_single_choice(tmp_path: Path) -> None:
     path = _write(tmp_path, GOOD.replace("name: tiles2d", "name: tile2d"))
     message = _error(path)
-    assert f"{path}:5: collage.partitioner.name: unknown partitioner 'tile2d'" in message
+    assert message.startswith(f"{path}:5: collage.partitioner.name: unknown partitioner 'tile2d'")
+    assert "\n" not in message  # the partitioner's other fields are not reported as extra inputs
     assert "did you mean 'tiles2d'" in message
 
 

@@ -23,30 +23,24 @@ def _centre_crop(path: Path, out: Path, size: int) -> None:
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
-    from collagekit.cli import _run_config
-    from collagekit.recipe import validate_data
+    from collagekit.recipe import override, validate_data
     from collagekit.registry import get_registry
+    from collagekit.tasks import run_task
 
-    images = sorted(ctx.data.glob("kodim*.png"))
-    limit = int(ctx.options.get("limit", len(images)))
-    images = images[:limit]
+    registry = get_registry()
+    images = sorted(ctx.data.glob("kodim*.png"))[: int(ctx.option("limit", 24))]
     if not images:
         raise CollagekitError(f"no kodim*.png images in {ctx.data}")
-    overrides = {k: v for k, v in ctx.options.items() if k != "limit"}
+    settings = [(path, value) for path, value in ctx.overrides if path != ["limit"]]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for path in images:
             crop = Path(tmp) / path.name
             _centre_crop(path, crop, CROP)
             data: dict[str, Any] = {"task": "image_fractalize", "input": str(crop), "output": str(Path(tmp) / f"out_{path.name}")}
-            for key, value in overrides.items():
-                node = data
-                *parents, last = key.split(".")
-                for part in parents:
-                    node = node.setdefault(part, {})
-                node[last] = value
-            config = validate_data(data, get_registry(), "bench image-fit")
-            metrics = _run_config(config, str(ctx.device))
+            for key, value in settings:
+                override(data, key, value, registry)
+            metrics = run_task(validate_data(data, registry, "bench image-fit"), registry, str(ctx.device))
             rows.append({"image": path.name, **{k: metrics[k] for k in ("psnr_db", "fit_seconds", "code_bytes", "lipschitz_bound")}})
             print(f"{path.name}: {metrics['psnr_db']:.2f} dB in {metrics['fit_seconds']:.1f} s")
     summary = {
@@ -56,7 +50,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "mean_psnr_db": round(statistics.mean(r["psnr_db"] for r in rows), 3),
         "median_fit_seconds": round(statistics.median(r["fit_seconds"] for r in rows), 2),
         "max_fit_seconds": round(max(r["fit_seconds"] for r in rows), 2),
-        "settings": overrides or "recipe defaults (recipes/image_fractalize.yaml)",
+        "settings": {".".join(map(str, k)): v for k, v in settings} or "image_fractalize defaults",
     }
     lines = [
         "# image-fit: fractalization of Kodak centre crops",
