@@ -1,14 +1,12 @@
 """Benchmarks: ``collagekit bench NAME``. Each is registered by the plugin whose code it measures.
 
 A benchmark prints its figures and writes them (markdown and JSON) under ``docs/results/`` by
-default. Timings exclude warm-up, take the median of repeats and name the device (DESIGN section 4).
+default. Timings exclude warm-up and name the device (DESIGN section 4).
 """
 
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,22 +43,6 @@ class Benchmark:
     description: str
     run: Callable[[BenchContext], dict[str, Any]]
     default_data: str = ""  # folder under ../shared/data
-
-
-def median_seconds(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> float:
-    """Median wall time of ``fn`` over ``repeats`` runs after ``warmup`` untimed runs (synchronised on CUDA)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def write_results(out: Path, name: str, markdown: str, data: dict[str, Any]) -> tuple[Path, Path]:

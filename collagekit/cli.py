@@ -11,7 +11,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -31,8 +31,8 @@ app = typer.Typer(
 )
 out = Console(highlight=False)
 
-DeviceOption = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda (default: the recipe's, else auto)")]  # noqa: UP007
-Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. encoder.steps=50", show_default=False)]  # noqa: UP007
+DeviceOption = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda (default: the recipe's, else auto)")]
+Overrides = Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. encoder.steps=50", show_default=False)]
 
 
 def _registry():
@@ -78,7 +78,7 @@ def fractalize(
     file: Annotated[Path, typer.Argument(help="input file; its suffix picks the modality")],
     output: Annotated[Path, typer.Option("-o", "--output", help="decoded attractor to write")],
     scale: Annotated[int, typer.Option("--scale", min=1, max=64, help="decode at this integer scale")] = 1,
-    code: Annotated[Optional[Path], typer.Option("--code", help="where to save the code (default: OUTPUT.clg)")] = None,  # noqa: UP007
+    code: Annotated[Path | None, typer.Option("--code", help="where to save the code (default: OUTPUT.clg)")] = None,
     overrides: Overrides = None,
     device: DeviceOption = None,
 ) -> None:
@@ -125,7 +125,7 @@ def decompress(
 @app.command()
 def bench(
     name: Annotated[str, typer.Argument(help="benchmark name (see `collagekit list bench`)")],
-    data: Annotated[Optional[Path], typer.Option("--data", help="data folder (default: ../shared/data/...)")] = None,  # noqa: UP007
+    data: Annotated[Path | None, typer.Option("--data", help="data folder (default: ../shared/data/...)")] = None,
     results: Annotated[Path, typer.Option("--out", help="where to write the results")] = Path("docs/results"),
     options: Overrides = None,
     device: DeviceOption = None,
@@ -167,7 +167,7 @@ def _field_summary(config_cls) -> str:
 
 @app.command("list")
 def list_command(
-    kind: Annotated[Optional[str], typer.Argument(help="partitioner, pooler, auxiliary, encoder, solver, task, modality, codec or bench")] = None,  # noqa: UP007
+    kind: Annotated[str | None, typer.Argument(help="partitioner, pooler, auxiliary, encoder, solver, task, modality, codec or bench")] = None,
 ) -> None:
     """Registered components: name, owning plugin and config fields."""
     from collagekit.registry import KINDS, suggest

@@ -22,6 +22,8 @@ from collagekit.solver import Solver
 
 
 class FitEncoder(Encoder):
+    history: list[float]  # the loss after every step of the last encode()
+
     class Config(ComponentConfig):
         name: Literal["fit"] = "fit"
         steps: int = Field(150, ge=0, le=1_000_000, description="Adam steps on the fixed-point loss")
@@ -29,12 +31,12 @@ class FitEncoder(Encoder):
         lr: float = Field(0.05, gt=0, description="Adam learning rate")
 
     def encode(self, x: Tensor, collage: GridCollage, solver: Solver) -> CollageParams:
-        """x: (b c *spatial) -> fitted parameters (detached). ``self.history`` keeps the loss per step."""
+        """x: (b c *spatial) -> fitted parameters (detached)."""
         cfg = self.config
         spatial = tuple(x.shape[2:])
         params = collage.init_params(x).map(lambda t: t.clone().requires_grad_())
         optimiser = torch.optim.Adam([*params, *collage.parameters()], lr=cfg.lr)
-        self.history: list[float] = []
+        self.history = []
         z = x.detach()
         with progress_bar("fitting", cfg.collage_steps + cfg.steps) as bar:
             for i in range(cfg.collage_steps + cfg.steps):

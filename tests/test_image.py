@@ -138,3 +138,11 @@ def test_bad_inputs_give_one_line_errors_and_no_output(tmp_path: Path) -> None:
     notes.write_text("x")
     _assert_clean_failure(invoke("fractalize", str(notes), "-o", out), tmp_path, "no installed modality reads '.xyz'")
     _assert_clean_failure(invoke("decompress", str(fake), "-o", out), tmp_path, "not a valid .clg file")
+
+
+def test_sixteen_bit_grey_keeps_its_range(tmp_path: Path) -> None:
+    ramp = np.linspace(0, 65535, 30 * 40).reshape(30, 40).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    x = load_image(tmp_path / "g16.png", 1 << 20)
+    assert x.shape == (1, 1, 30, 40)
+    assert x.max().item() == 1.0 and torch.allclose(x[0, 0], torch.from_numpy(ramp / 65535.0).float())

@@ -16,7 +16,8 @@ from collagekit.metrics import to_uint8
 from collagekit.modality import Modality
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+WIDE_GREY_MODES = {"I", "I;16", "I;16B", "I;16L"}
 
 
 def load_image(path: Path, max_elements: int) -> Tensor:
@@ -31,14 +32,18 @@ def load_image(path: Path, max_elements: int) -> Tensor:
                 raise CollagekitError(
                     f"{path} has {width}x{height}x{channels} values, above the limit of {max_elements:,}"
                 )
-            image = image.convert("L" if channels == 1 else "RGB")
+            peak = 65535.0 if image.mode in WIDE_GREY_MODES else 255.0
+            if peak == 255.0:
+                image = image.convert("L" if channels == 1 else "RGB")
+            image.load()
     except CollagekitError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise CollagekitError(f"{path} is not an image that Pillow can read safely") from None
     except OSError as exc:
         raise CollagekitError(f"{path} could not be read as an image: {exc}") from None
-    array = np.asarray(image, dtype=np.float32) / 255.0
+    # 16-bit grey keeps its full range (Pillow's own conversion to "L" would clip it at 255).
+    array = np.clip(np.asarray(image, dtype=np.float32) / peak, 0.0, 1.0)
     tensor = torch.from_numpy(array)
     tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)
     return tensor[None].contiguous()
