@@ -35,6 +35,35 @@ DeviceOption = Annotated[str | None, typer.Option("--device", help="auto | cpu |
 Overrides = Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. encoder.steps=50", show_default=False)]
 
 
+# Commands that take overrides also accept ``--some-field value`` for any field of what they run.
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _as_overrides(items: list[str] | None) -> list[str]:
+    """``['--maps', '8', 'scale=2', '--png=v.png']`` -> ``['maps=8', 'scale=2', 'png=v.png']``."""
+    result: list[str] = []
+    items = list(items or [])
+    while items:
+        item = items.pop(0)
+        if not item.startswith("--"):
+            result.append(item)
+            continue
+        key, sep, value = item[2:].partition("=")
+        if not sep:
+            if not items or items[0].startswith("--"):
+                raise CollagekitError(f"option --{key} needs a value")
+            value = items.pop(0)
+        result.append(f"{key.replace('-', '_')}={value}")
+    return result
+
+
+def _options(items: list[str] | None) -> dict[str, Any]:
+    """key=value extras for a codec, as a flat dict."""
+    from collagekit.recipe import parse_override
+
+    return {".".join(map(str, path)): value for path, value in map(parse_override, _as_overrides(items))}
+
+
 def _registry():
     from collagekit.registry import get_registry
 
@@ -48,7 +77,7 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
     out.print(table)
 
 
-@app.command()
+@app.command(context_settings=PASS_THROUGH)
 def run(
     recipe: Annotated[Path, typer.Argument(help="a YAML recipe, e.g. recipes/image_fractalize.yaml")],
     overrides: Overrides = None,
@@ -57,7 +86,7 @@ def run(
     """Run a recipe."""
     from collagekit.recipe import load_recipe
 
-    loaded = load_recipe(recipe, _registry(), overrides or [])
+    loaded = load_recipe(recipe, _registry(), _as_overrides(overrides))
     _print_metrics(run_task(loaded.config, _registry(), device))
 
 
@@ -69,11 +98,11 @@ def validate(
     """Check a recipe without running it."""
     from collagekit.recipe import load_recipe
 
-    loaded = load_recipe(recipe, _registry(), overrides or [])
+    loaded = load_recipe(recipe, _registry(), _as_overrides(overrides))
     out.print(f"ok: {recipe} (task {loaded.config.task})")
 
 
-@app.command()
+@app.command(context_settings=PASS_THROUGH)
 def fractalize(
     file: Annotated[Path, typer.Argument(help="input file; its suffix picks the modality")],
     output: Annotated[Path, typer.Option("-o", "--output", help="decoded attractor to write")],
@@ -82,7 +111,10 @@ def fractalize(
     overrides: Overrides = None,
     device: DeviceOption = None,
 ) -> None:
-    """Represent FILE as a collage, save its code (.clg) and decode it, at --scale x resolution."""
+    """Represent FILE as a collage, save its code (.clg) and decode it, at --scale x resolution.
+
+    Any field of the modality's fractalize task can be set as key=value or --key value.
+    """
     from collagekit.fileio import check_input
     from collagekit.modality import modality_for
     from collagekit.recipe import apply_overrides, validate_data
@@ -95,19 +127,23 @@ def fractalize(
     data: dict[str, Any] = {"task": modality.fractalize_task, "input": str(file), "output": str(output), "scale": scale}
     if code is not None:
         data["code"] = str(code)
-    overridden = {(k,) for k in data} | apply_overrides(data, overrides or [], registry)
+    overridden = {(k,) for k in data} | apply_overrides(data, _as_overrides(overrides), registry)
     config = validate_data(data, registry, "fractalize", overridden=overridden)
     _print_metrics(run_task(config, registry, device))
 
 
-@app.command()
+@app.command(context_settings=PASS_THROUGH)
 def decompress(
     file: Annotated[Path, typer.Argument(help="a .clg file")],
     output: Annotated[Path, typer.Option("-o", "--output", help="decoded file to write")],
     scale: Annotated[int, typer.Option("--scale", min=1, max=64, help="decode at this integer scale")] = 1,
+    options: Overrides = None,
     device: DeviceOption = None,
 ) -> None:
-    """Decode a .clg file (from fractalize or compress), at --scale x resolution."""
+    """Decode a .clg file (from fractalize or compress), at --scale x resolution.
+
+    Codec-specific options go as key=value or --key value (e.g. a point count for point clouds).
+    """
     from collagekit.container import read_container
     from collagekit.device import resolve_device
 
@@ -117,9 +153,66 @@ def decompress(
     modality = registry.get("modality", str(container.require("modality")))
     if output.suffix.lower() not in modality.suffixes:
         raise CollagekitError(f"output {str(output)!r} must end in one of {', '.join(modality.suffixes)}")
-    signal = codec.decode(container, registry, scale, resolve_device(device or "auto"))
-    modality.save(signal[:1].cpu(), output)
-    out.print(f"wrote {output} ({' x '.join(str(s) for s in signal.shape[2:])})")
+    decoded = codec.decode(
+        container, registry, scale=scale, device=resolve_device(device or "auto"), options=_options(options)
+    )
+    modality.save(decoded[:1].cpu(), output)
+    out.print(f"wrote {output}")
+
+
+@app.command()
+def compress(
+    files: Annotated[list[Path], typer.Argument(help="files to compress; their suffix picks the modality")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="the .clg to write (a folder for several files; default: beside each input)")] = None,
+    method: Annotated[str | None, typer.Option("--method", help="codec name (default: the modality's)")] = None,
+    quality: Annotated[int | None, typer.Option("--quality", help="codec quality level (higher: more bits)")] = None,
+    options: Annotated[list[str] | None, typer.Option("-O", "--option", help="codec option key=value (repeatable)")] = None,
+    device: DeviceOption = None,
+) -> None:
+    """Compress files into .clg containers (codec options: -O key=value)."""
+    import time
+
+    from collagekit.container import SUFFIX, write_container
+    from collagekit.device import resolve_device
+    from collagekit.fileio import check_input
+    from collagekit.modality import DEFAULT_MAX_ELEMENTS, modality_for
+    from collagekit.progress import progress_bar
+
+    registry = _registry()
+    extras = _options(options)
+    resolved = resolve_device(device or "auto")
+    if len(files) > 1 and output is not None and output.suffix:
+        raise CollagekitError("with several input files, -o must be a folder")
+    rows = []
+    with progress_bar("compressing", len(files)) as bar:
+        for file in files:
+            check_input(file)
+            modality = modality_for(file, [e.obj for e in registry.entries("modality")])
+            name = method or modality.default_codec
+            compressing = [e.name for e in registry.entries("codec") if hasattr(e.obj, "encode")]
+            if name is None:
+                raise CollagekitError(
+                    f"no default compression method for {modality.name} files; choose --method from: {', '.join(compressing) or 'none installed'}"
+                )
+            codec = registry.get("codec", name)
+            if not hasattr(codec, "encode"):
+                raise CollagekitError(f"codec {name!r} only decodes; choose --method from: {', '.join(compressing)}")
+            if len(files) > 1 or output is None:
+                target = (output or file.parent) / file.with_suffix(SUFFIX).name
+            else:
+                target = output
+            x = modality.load(file, DEFAULT_MAX_ELEMENTS)
+            started = time.perf_counter()
+            container = codec.encode(x, registry, quality=quality, device=resolved, options=extras)
+            seconds = time.perf_counter() - started
+            size = write_container(target, container)
+            elements = x[0, 0].numel() if hasattr(x, "shape") and x.ndim > 2 else 0
+            rows.append((file, target, size, size * 8 / elements if elements else float("nan"), seconds))
+            bar.advance()
+    table = Table("input", "output", "bytes", "bits per element", "seconds")
+    for file, target, size, bits, seconds in rows:
+        table.add_row(str(file), str(target), str(size), f"{bits:.4f}", f"{seconds:.2f}")
+    out.print(table)
 
 
 @app.command()

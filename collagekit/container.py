@@ -49,13 +49,38 @@ class Container:
 
 
 class Codec(Protocol):
-    """Decodes containers whose header names it. Registered through ``register_codecs``."""
+    """Decodes containers whose header names it. Registered through ``register_codecs``.
+
+    ``options`` are the ``key=value`` (or ``--key value``) extras of ``collagekit decompress``, e.g. a
+    point count for point clouds; a codec rejects the ones it does not know with a CollagekitError.
+    """
 
     name: str
 
-    def decode(self, container: Container, registry: Registry, scale: int, device: torch.device) -> Tensor:
-        """Return the decoded signal (1 c *spatial), at ``scale`` x the encoded resolution."""
+    def decode(
+        self, container: Container, registry: Registry, *, scale: int, device: torch.device, options: dict[str, Any]
+    ) -> Any:
+        """Return the decoded data in the form its modality's ``save`` takes ((1 c *spatial) for grids),
+        at ``scale`` x the encoded resolution."""
         ...
+
+
+class CompressingCodec(Codec, Protocol):
+    """A codec that also compresses: ``collagekit compress --method NAME``."""
+
+    def encode(
+        self, x: Any, registry: Registry, *, quality: int | None, device: torch.device, options: dict[str, Any]
+    ) -> Container:
+        """Compress one loaded datum (what its modality's ``load`` returns) into a container."""
+        ...
+
+
+def reject_options(codec: str, options: dict[str, Any], known: tuple[str, ...] = ()) -> None:
+    """One-line error for options a codec does not take."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        takes = f"; it takes: {', '.join(known)}" if known else "; it takes none"
+        raise CollagekitError(f"codec {codec!r} does not take the option(s) {', '.join(unknown)}{takes}")
 
 
 def to_bytes(container: Container) -> bytes:

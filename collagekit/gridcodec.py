@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from torch import Tensor
 
 from collagekit.config import CollageConfig
-from collagekit.container import Container
+from collagekit.container import Container, reject_options
 from collagekit.errors import CollagekitError
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit.operator import CollageParams, GridCollage
@@ -91,7 +91,10 @@ class GridCollageCodec:
             tensors[key] = t[None].float()
         return collage, CollageParams.from_tensors(tensors), solver, (channels, *spatial)
 
-    def decode(self, container: Container, registry: Registry, scale: int, device: torch.device) -> Tensor:
+    def decode(
+        self, container: Container, registry: Registry, *, scale: int, device: torch.device, options: dict[str, Any]
+    ) -> Tensor:
+        reject_options(self.name, options)
         collage, params, solver, shape = self.unpack(container, registry)
         return decode_grid(collage, params, solver, shape, scale, device)
 

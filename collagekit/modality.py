@@ -20,6 +20,7 @@ class Modality:
     load: (path, max_elements) -> (1 c *spatial) in [0, 1]; raises CollagekitError on bad files.
     save: ((1 c *spatial), path) -> None; writes a file that opens on its own.
     fractalize_task: the task ``collagekit fractalize FILE`` runs for this modality's files.
+    default_codec: the codec ``collagekit compress FILE`` uses when no ``--method`` is given.
     """
 
     name: str
@@ -27,6 +28,7 @@ class Modality:
     load: Callable[[Path, int], Tensor]
     save: Callable[[Tensor, Path], None]
     fractalize_task: str | None = None
+    default_codec: str | None = None
     description: str = ""
 
 

@@ -94,3 +94,32 @@ def test_unknown_benchmark_suggests() -> None:
     result = invoke("bench", "image-fi")
     assert result.returncode == 1
     assert "unknown bench 'image-fi'" in result.stderr and "did you mean 'image-fit'" in result.stderr
+
+
+def test_task_fields_pass_through_as_options(tmp_path: Path) -> None:
+    """`--encoder.steps 3` is the same override as `encoder.steps=3` (how plugins get --maps, --points...)."""
+    result = invoke(
+        "fractalize", str(DATA / "kodim05_64.png"), "-o", str(tmp_path / "o.png"),
+        "--encoder.collage-steps", "2", "--encoder.steps=3", f"--metrics={tmp_path / 'm.json'}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "m.json").is_file()
+    dangling = invoke("fractalize", str(DATA / "kodim05_64.png"), "-o", str(tmp_path / "o.png"), "--encoder.steps")
+    assert dangling.returncode == 1 and dangling.stderr == "error: option --encoder.steps needs a value\n"
+
+
+def test_codec_options_are_checked(tmp_path: Path) -> None:
+    made = invoke("fractalize", str(DATA / "kodim05_64.png"), "-o", str(tmp_path / "o.png"), *FAST)
+    assert made.returncode == 0, made.stderr
+    result = invoke("decompress", str(tmp_path / "o.clg"), "-o", str(tmp_path / "d.png"), "--points", "5")
+    assert result.returncode == 1
+    assert result.stderr == "error: codec 'grid-collage' does not take the option(s) points; it takes none\n"
+    assert not (tmp_path / "d.png").exists()
+
+
+def test_compress_names_the_methods(tmp_path: Path) -> None:
+    result = invoke("compress", str(DATA / "kodim05_64.png"), "-o", str(tmp_path / "x.clg"))
+    assert result.returncode == 1 and result.stderr.startswith("error: no default compression method for image files")
+    decode_only = invoke("compress", str(DATA / "kodim05_64.png"), "--method", "grid-collage")
+    assert decode_only.returncode == 1 and "only decodes" in decode_only.stderr
+    assert not list(tmp_path.iterdir())

@@ -39,7 +39,7 @@ def valid_file() -> bytes:
 
 def _decode(data: bytes) -> torch.Tensor:
     registry = get_registry()
-    return GridCollageCodec().decode(from_bytes(data), registry, 1, torch.device("cpu"))
+    return GridCollageCodec().decode(from_bytes(data), registry, scale=1, device=torch.device("cpu"), options={})
 
 
 def test_round_trip_decodes_a_fixed_point(valid_file: bytes) -> None:
