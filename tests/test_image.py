@@ -15,7 +15,7 @@ from collagekit.container import read_container
 from collagekit.gridcodec import GridCollageCodec, decode_grid
 from collagekit.metrics import psnr, psnr_uint8
 from collagekit.registry import get_registry
-from collagekit_image.components import Dihedral, _dihedral
+from collagekit_image.components import Dihedral, dihedral_transforms
 from collagekit_image.imageio import load_image
 
 from conftest import DATA, invoke, run_cli
@@ -95,20 +95,20 @@ def test_fit_lowers_the_loss() -> None:
     assert encoder.history[-1] < 0.7 * encoder.history[0]
 
 
-def test_dihedral_cells_are_the_seven_distinct_non_identity_elements() -> None:
+def testdihedral_transforms_cells_are_the_seven_distinct_non_identity_elements() -> None:
     x = torch.arange(16.0).reshape(1, 1, 1, 4, 4)
-    cells = _dihedral(x)
+    cells = dihedral_transforms(x)
     flat = {tuple(c.flatten().tolist()) for c in cells}
     assert len(cells) == 7 and len(flat) == 7
     assert tuple(x.flatten().tolist()) not in flat
     # Closed under composition with the identity included: the group D4 has 8 elements.
     group = flat | {tuple(x.flatten().tolist())}
     for c in cells:
-        assert {tuple(t.flatten().tolist()) for t in _dihedral(c)} <= group
+        assert {tuple(t.flatten().tolist()) for t in dihedral_transforms(c)} <= group
     assert Dihedral()(torch.rand(2, 3, 5, 4, 4)).shape == (2, 3, 35, 4, 4)
 
 
-def test_dihedral_refuses_non_square_ranges(tmp_path: Path) -> None:
+def testdihedral_transforms_refuses_non_square_ranges(tmp_path: Path) -> None:
     result = invoke("fractalize", str(DATA / "kodim05_64.png"), "-o", str(tmp_path / "o.png"), "collage.partitioner.range_size=[4, 8]")
     assert result.returncode == 1
     assert result.stderr.strip() == "error: dihedral cells need square 2D range cells, got range size (4, 8)"

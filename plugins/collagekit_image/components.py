@@ -21,7 +21,7 @@ class ImageTiles(GridPartitioner):
         name: Literal["tiles2d"] = "tiles2d"
 
 
-def _dihedral(x: Tensor) -> list[Tensor]:
+def dihedral_transforms(x: Tensor) -> list[Tensor]:
     """The 7 non-identity elements of the dihedral group D4 acting on the last two (square) axes."""
     flipped = x.flip(-1)
     return [
@@ -56,4 +56,4 @@ class Dihedral(AuxiliaryDomain):
 
     def forward(self, pooled: Tensor, scale: int = 1) -> Tensor:
         """(b c n h w) -> (b c (7 n) h w), transform-major."""
-        return torch.cat(_dihedral(pooled), dim=2)
+        return torch.cat(dihedral_transforms(pooled), dim=2)

@@ -1,0 +1,1 @@
+"""collagekit_pifs: classical PIFS fractal image compression (Jacquin/Fisher), the baseline."""
