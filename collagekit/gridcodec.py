@@ -20,6 +20,7 @@ from collagekit.container import Container, reject_options
 from collagekit.errors import CollagekitError
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit.operator import CollageParams, GridCollage
+from collagekit.progress import progress_bar
 from collagekit.registry import Registry
 from collagekit.solver import Solver
 
@@ -140,6 +141,12 @@ def decode_grid(
     collage = collage.to(device)
     params = params.map(lambda t: t.to(device))
     z0 = torch.zeros(params.bias.shape[0], channels, *(s * scale for s in spatial), device=device)
-    with torch.no_grad():
-        z, _ = solver(collage.step_fn(params, tuple(spatial), scale), z0, gradient="none")
+    collage_step = collage.step_fn(params, tuple(spatial), scale)
+    with torch.no_grad(), progress_bar("decoding", solver.config.max_iter) as bar:
+
+        def step(z: Tensor) -> Tensor:
+            bar.advance()  # large decodes take seconds: show the iterations as they go
+            return collage_step(z)
+
+        z, _ = solver(step, z0, gradient="none")
     return z

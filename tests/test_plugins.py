@@ -131,3 +131,33 @@ def test_plugin_entry_modules_import_nothing_heavy() -> None:
     code = "import sys, collagekit_image.plugin; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+COMMAND_PLUGIN = {
+    "collagekit_hello.py": '''
+from collagekit.hookspecs import hookimpl
+
+@hookimpl
+def register_commands(cli):
+    @cli.command()
+    def hello(name: str = "collage") -> None:
+        """Say hello (a sub-command added by a plugin)."""
+        print(f"hello, {name}")
+'''
+}
+
+
+def test_register_commands_adds_a_sub_command(tmp_path) -> None:
+    root = make_distribution(tmp_path / "site", "collagekit-hello", "1.2.3", {"hello": "collagekit_hello"}, COMMAND_PLUGIN)
+    result = run_cli("hello", "--name", "fern", env={"PYTHONPATH": str(root), "COLLAGEKIT_STRICT_PLUGINS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "hello, fern"
+    listed = run_cli("--help", env={"PYTHONPATH": str(root)})
+    assert "hello" in listed.stdout
+
+
+def test_every_registry_hook_is_implemented_by_a_first_party_plugin(fresh_registry) -> None:
+    """Every register_* hook except register_commands (tested above) is exercised by shipped code."""
+    registry = fresh_registry()
+    for kind in KINDS:
+        assert registry.entries(kind), f"no shipped plugin registers a {kind}"
