@@ -39,6 +39,10 @@ class Entry:
     plugin: str
 
 
+class DuplicateNameError(CollagekitError):
+    """Two plugins registered the same name for one kind."""
+
+
 def _literal_key(config_cls: type, field: str) -> str:
     info = getattr(config_cls, "model_fields", {}).get(field)
     args = typing.get_args(info.annotation) if info is not None else ()
@@ -90,7 +94,7 @@ class Registry:
         name = key_of(kind, obj)
         existing = self._entries[kind].get(name)
         if existing is not None:
-            raise CollagekitError(
+            raise DuplicateNameError(
                 f"{kind} name {name!r} is registered twice: by plugin {existing.plugin!r} and by plugin {plugin!r}"
             )
         self._entries[kind][name] = Entry(kind, name, obj, plugin)
@@ -106,8 +110,8 @@ class Registry:
                     function = impls[hook].get(plugin_name)
                     if function is not None:
                         function(register=partial(self.add, kind, plugin=plugin_name))
-            except CollagekitError:
-                raise  # duplicate names are the host's error to report, naming both plugins
+            except DuplicateNameError:
+                raise  # the host's error to report, naming both plugins
             except Exception as exc:  # noqa: BLE001 - one plugin's broken hook must not break the rest
                 for entries in self._entries.values():
                     for key in [k for k, e in entries.items() if e.plugin == plugin_name]:
