@@ -1,0 +1,248 @@
+"""Quantisation and entropy coding shared by every compressing codec (images, audio, neural codes).
+
+* :func:`quantize` / :func:`dequantize`: uniform scalar quantisation of values in ``[lo, hi]`` to
+  ``levels`` integer codes ``0 .. levels-1`` (both ends are reconstruction points).
+* :func:`encode_symbols` / :func:`decode_symbols`: several named streams of integers, stream ``k``
+  over the alphabet ``[0, n_k)``, range-coded (``constriction``'s queue coder) into one byte string that
+  carries everything needed to decode it. Per stream the encoder picks the cheaper of a uniform model
+  (no table) and a static categorical model whose symbol counts are stored in the bytes (varints), so
+  near-uniform streams (block indices) pay no table and skewed ones (quantised coefficients) compress.
+
+Byte layout (all integers are LEB128 varints unless said otherwise)::
+
+    b"CKS1"  n_streams  { len(name) name  alphabet  count  kind  [counts x alphabet if kind==2] }...
+    n_words  range-coder words (uint32, little-endian)  crc32(everything before, uint32 LE)
+
+``kind``: 0 = nothing coded (empty stream or a one-symbol alphabet), 1 = uniform, 2 = categorical.
+The CRC makes corrupted bytes a :class:`CollagekitError` rather than silently different symbols: a range
+decoder fed garbage returns garbage without complaint. Store the bytes in a ``.clg`` container as a
+uint8 tensor (:func:`as_tensor`).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from collagekit.errors import CollagekitError
+
+MAGIC = b"CKS1"
+MAX_ALPHABET = 1 << 24  # constriction's models work with 24-bit probabilities
+MAX_TABLE_ALPHABET = 1 << 12  # larger alphabets always use the uniform model (a table would not pay)
+KIND_NONE, KIND_UNIFORM, KIND_CATEGORICAL = 0, 1, 2
+
+
+# ---------------------------------------------------------------- scalar quantisation
+def quantize(x: Tensor, lo: float | Tensor, hi: float | Tensor, levels: int) -> Tensor:
+    """Values (any shape) -> int64 codes in ``[0, levels)``: nearest of ``levels`` points spread
+    uniformly over ``[lo, hi]`` (values outside are clamped to the ends)."""
+    if levels < 2:
+        raise ValueError(f"a quantiser needs at least 2 levels, got {levels}")
+    t = (x - lo) / (hi - lo) * (levels - 1)
+    return t.round().clamp(0, levels - 1).long()
+
+
+def dequantize(q: Tensor, lo: float | Tensor, hi: float | Tensor, levels: int) -> Tensor:
+    """Codes from :func:`quantize` -> their reconstruction values (float32)."""
+    return lo + q.float() * ((hi - lo) / (levels - 1))
+
+
+# ---------------------------------------------------------------- varints
+def _put_varint(out: bytearray, value: int) -> None:
+    if value < 0:
+        raise ValueError(f"varints are non-negative, got {value}")
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return
+
+
+class _Reader:
+    """Bounds-checked reading of the byte layout; every failure is a one-line CollagekitError."""
+
+    def __init__(self, data: bytes, what: str) -> None:
+        self.data, self.pos, self.what = data, 0, what
+
+    def fail(self, why: str) -> CollagekitError:
+        return CollagekitError(f"corrupt {self.what}: {why}")
+
+    def varint(self, limit: int) -> int:
+        value, shift = 0, 0
+        while True:
+            if self.pos >= len(self.data):
+                raise self.fail("it ends early (truncated)")
+            byte = self.data[self.pos]
+            self.pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+            if shift > 63:
+                raise self.fail("an integer field is too long")
+        if value > limit:
+            raise self.fail(f"a field holds {value}, above its limit {limit}")
+        return value
+
+    def take(self, n: int) -> bytes:
+        if n > len(self.data) - self.pos:
+            raise self.fail("it ends early (truncated)")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+
+# ---------------------------------------------------------------- entropy coding
+def _models():
+    import constriction  # imported on use: only codecs need it
+
+    return constriction.stream.model, constriction.stream.queue
+
+
+def _categorical(counts: np.ndarray):
+    model, _ = _models()
+    return model.Categorical(counts.astype(np.float64), perfect=False)
+
+
+def _table_bits(counts: np.ndarray) -> int:
+    # Varint bytes for every count: 1 byte below 128, 2 below 16384, ...
+    nonzero = np.maximum(counts, 1)
+    return int(8 * np.sum(np.floor(np.log2(nonzero) / 7) + 1))
+
+
+def _choose_kind(symbols: np.ndarray, alphabet: int) -> tuple[int, np.ndarray | None]:
+    if symbols.size == 0 or alphabet == 1:
+        return KIND_NONE, None
+    uniform_bits = symbols.size * math.log2(alphabet)
+    if alphabet > MAX_TABLE_ALPHABET:
+        return KIND_UNIFORM, None
+    counts = np.bincount(symbols, minlength=alphabet).astype(np.int64)
+    p = counts[counts > 0] / symbols.size
+    table_bits = float(-(counts[counts > 0] * np.log2(p)).sum()) + _table_bits(counts)
+    return (KIND_CATEGORICAL, counts) if table_bits < uniform_bits else (KIND_UNIFORM, None)
+
+
+def encode_symbols(streams: Mapping[str, np.ndarray | Tensor], alphabets: Mapping[str, int]) -> bytes:
+    """Named integer streams -> one self-describing byte string.
+
+    streams: name -> 1-D integers, every value in ``[0, alphabets[name])``. Decoding returns them in
+    the same order (dicts keep insertion order), as int64 arrays.
+    """
+    _, queue = _models()
+    if set(streams) != set(alphabets):
+        raise ValueError(f"streams {sorted(streams)} and alphabets {sorted(alphabets)} name different streams")
+    head = bytearray(MAGIC)
+    _put_varint(head, len(streams))
+    encoder = queue.RangeEncoder()
+    for name, values in streams.items():
+        alphabet = int(alphabets[name])
+        symbols = np.asarray(values.cpu() if isinstance(values, Tensor) else values).astype(np.int64).ravel()
+        if not 1 <= alphabet <= MAX_ALPHABET:
+            raise ValueError(f"stream {name!r}: alphabet size {alphabet} is outside [1, {MAX_ALPHABET}]")
+        if symbols.size and (symbols.min() < 0 or symbols.max() >= alphabet):
+            raise ValueError(f"stream {name!r}: symbols must lie in [0, {alphabet}), got [{symbols.min()}, {symbols.max()}]")
+        encoded_name = name.encode()
+        _put_varint(head, len(encoded_name))
+        head += encoded_name
+        _put_varint(head, alphabet)
+        _put_varint(head, symbols.size)
+        kind, counts = _choose_kind(symbols, alphabet)
+        head.append(kind)
+        if kind == KIND_CATEGORICAL:
+            for c in counts.tolist():
+                _put_varint(head, c)
+            encoder.encode(symbols.astype(np.int32), _categorical(counts))
+        elif kind == KIND_UNIFORM:
+            model, _ = _models()
+            encoder.encode(symbols.astype(np.int32), model.Uniform(alphabet))
+    words = np.asarray(encoder.get_compressed(), dtype="<u4")
+    _put_varint(head, words.size)
+    body = bytes(head) + words.tobytes()
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def decode_symbols(
+    data: bytes,
+    alphabets: Mapping[str, int] | None = None,
+    *,
+    max_symbols: int = 1 << 26,
+    what: str = "entropy-coded stream",
+) -> dict[str, np.ndarray]:
+    """Bytes from :func:`encode_symbols` -> name -> int64 array.
+
+    ``alphabets``: when given, the streams must be exactly these names with these alphabet sizes (a
+    decoder checks the file against what its header implies). ``max_symbols`` bounds the total
+    count before anything is allocated. Any malformation raises a one-line CollagekitError.
+    """
+    if len(data) < len(MAGIC) + 4 or data[: len(MAGIC)] != MAGIC:
+        raise CollagekitError(f"corrupt {what}: it does not start with the {MAGIC!r} marker")
+    body, (crc,) = data[:-4], struct.unpack("<I", data[-4:])
+    if zlib.crc32(body) != crc:
+        raise CollagekitError(f"corrupt {what}: its checksum does not match (damaged or truncated)")
+    reader = _Reader(body, what)
+    reader.take(len(MAGIC))
+    n_streams = reader.varint(1 << 16)
+    specs: list[tuple[str, int, int, int, np.ndarray | None]] = []
+    total = 0
+    for _ in range(n_streams):
+        try:
+            name = reader.take(reader.varint(1 << 10)).decode()
+        except UnicodeDecodeError:
+            raise reader.fail("a stream name is not text") from None
+        alphabet = reader.varint(MAX_ALPHABET)
+        count = reader.varint(max_symbols)
+        total += count
+        if alphabet < 1 or total > max_symbols:
+            raise reader.fail(f"stream {name!r} has alphabet {alphabet} and {count} symbols (too many in all)")
+        kind = reader.take(1)[0]
+        counts = None
+        if kind == KIND_CATEGORICAL:
+            if alphabet > MAX_TABLE_ALPHABET:
+                raise reader.fail(f"stream {name!r} has a table for {alphabet} symbols")
+            counts = np.array([reader.varint(max_symbols) for _ in range(alphabet)], dtype=np.int64)
+            if counts.sum() != count:
+                raise reader.fail(f"stream {name!r}: its table does not add up to its length")
+        elif kind not in (KIND_NONE, KIND_UNIFORM) or (kind == KIND_NONE and count and alphabet != 1):
+            raise reader.fail(f"stream {name!r} has an unknown model kind {kind}")
+        specs.append((name, alphabet, count, kind, counts))
+    n_words = reader.varint(len(body) // 4)
+    words = np.frombuffer(reader.take(4 * n_words), dtype="<u4").astype(np.uint32)
+    if reader.pos != len(body):
+        raise reader.fail("it has trailing bytes")
+    if alphabets is not None:
+        found = {name: alphabet for name, alphabet, *_ in specs}
+        if found != dict(alphabets) or len(found) != len(specs):
+            raise CollagekitError(f"corrupt {what}: its streams {found} are not the expected {dict(alphabets)}")
+
+    model, queue = _models()
+    decoder = queue.RangeDecoder(words)
+    result: dict[str, np.ndarray] = {}
+    for name, alphabet, count, kind, counts in specs:
+        if kind == KIND_NONE:
+            result[name] = np.zeros(count, dtype=np.int64)
+            continue
+        chosen = _categorical(counts) if kind == KIND_CATEGORICAL else model.Uniform(alphabet)
+        try:
+            result[name] = np.asarray(decoder.decode(chosen, count), dtype=np.int64)
+        except Exception as exc:  # noqa: BLE001 - constriction raises its own error types
+            raise reader.fail(f"stream {name!r} does not decode ({type(exc).__name__})") from None
+    return result
+
+
+def as_tensor(data: bytes) -> Tensor:
+    """Bytes -> a uint8 tensor, for a container."""
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def from_tensor(t: Tensor, what: str = "entropy-coded stream") -> bytes:
+    """A container's uint8 tensor -> bytes (checks the dtype and rank)."""
+    if t.dtype != torch.uint8 or t.ndim != 1:
+        raise CollagekitError(f"corrupt {what}: expected a 1-D uint8 tensor, got {t.dtype} of shape {tuple(t.shape)}")
+    return t.numpy().tobytes()

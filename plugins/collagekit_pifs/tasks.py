@@ -1,0 +1,89 @@
+"""``task: pifs_compress``: compress an image with PIFS, save the .clg, decode the saved file, report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from collagekit.container import SUFFIX, read_container, write_container
+from collagekit.errors import CollagekitError
+from collagekit.fileio import check_input
+from collagekit.metrics import bits_per_element, psnr, write_metrics
+from collagekit.modality import DEFAULT_MAX_ELEMENTS
+from collagekit.tasks import Task, TaskConfig
+
+
+class PifsCompress(Task):
+    class Config(TaskConfig):
+        task: Literal["pifs_compress"] = "pifs_compress"
+        input: str | None = Field(None, description="image to compress (default: the sample shipped with collagekit_image)")
+        output: str = Field("pifs.png", description="the decoded image (PNG keeps it lossless)")
+        code: str | None = Field(None, description=f"where to save the code (default: output with {SUFFIX})")
+        metrics: str | None = Field(None, description="optional JSON file for the metrics")
+        quality: int = Field(50, ge=0, le=100, description="0..100: RMS target 64 grey levels at 0, halving every 20")
+        rms: float | None = Field(None, gt=0, description="RMS error target of the smallest blocks (8-bit levels); overrides quality")
+        size_exponent: float = Field(-0.75, ge=-2, le=2, description="a block of size r gets rms * (r / min_range) ** size_exponent")
+        search: Literal["exhaustive", "oriented", "classified", "classified-full"] = Field("classified", description="domain search")
+        colour: Literal["ycbcr", "rgb"] = Field("ycbcr", description="colour images: luma/chroma or per RGB channel")
+        chroma: float = Field(2.0, gt=0, description="chroma RMS target as a multiple of the luma one")
+        max_range: int = Field(16, description="largest range block (power of two)")
+        min_range: int = Field(4, description="smallest range block (power of two)")
+        domain_stride: int = Field(1, ge=1, le=8, description="domain lattice step in range sizes")
+        s_bits: int = Field(4, ge=2, le=8, description="contrast bits")
+        o_bits: int = Field(6, ge=2, le=12, description="brightness bits")
+        s_max: float = Field(0.95, gt=0, lt=1, description="largest |contrast|: the contraction bound")
+        scale: int = Field(1, ge=1, le=64, description="decode the output at this integer scale")
+
+    config: Config
+
+    def run(self) -> dict[str, Any]:
+        from collagekit_image.imageio import IMAGE
+        from collagekit_image.tasks import sample_image
+        from collagekit_pifs.pifscodec import PifsCodec, contraction_bound, decode_image, read_code
+
+        cfg, device = self.config, self.ctx.device
+        source = check_input(cfg.input) if cfg.input else sample_image()
+        output = Path(cfg.output)
+        if output.suffix.lower() not in IMAGE.suffixes:
+            raise CollagekitError(f"output {str(output)!r} must end in one of {', '.join(IMAGE.suffixes)}")
+        code_path = Path(cfg.code) if cfg.code else output.with_suffix(SUFFIX)
+        x = IMAGE.load(source, DEFAULT_MAX_ELEMENTS)
+        options: dict[str, Any] = {
+            key: getattr(cfg, key)
+            for key in ("search", "size_exponent", "colour", "chroma", "max_range", "min_range", "domain_stride", "s_bits", "o_bits", "s_max")
+        }
+        if cfg.rms is not None:
+            options["rms"] = cfg.rms
+        codec = PifsCodec()
+        started = time.perf_counter()
+        container = codec.encode(x, self.ctx.registry, quality=cfg.quality, device=device, options=options)
+        encode_seconds = time.perf_counter() - started
+        size = write_container(code_path, container)
+        # Report what the saved file decodes to.
+        codes, params, info = read_code(read_container(code_path))
+        started = time.perf_counter()
+        decoded, stats = decode_image(codes, params, info, 1, device, **info["solver"])
+        decode_seconds = time.perf_counter() - started
+        big = decoded if cfg.scale == 1 else decode_image(codes, params, info, cfg.scale, device, **info["solver"])[0]
+        IMAGE.save(big.cpu(), output)
+        metrics = {
+            "input": str(source),
+            "output": str(output),
+            "code": str(code_path),
+            "code_bytes": size,
+            "shape": list(x.shape[1:]),
+            "bpp": round(bits_per_element(size, x.shape[2] * x.shape[3]), 4),
+            "psnr_db": round(psnr(x, decoded), 3),
+            "lipschitz_bound": round(contraction_bound(codes, params), 4),
+            "solver_iterations": stats.iterations,
+            "encode_seconds": round(encode_seconds, 3),
+            "decode_seconds": round(decode_seconds, 4),
+            "scale": cfg.scale,
+            "device": str(device),
+        }
+        if cfg.metrics:
+            write_metrics(cfg.metrics, metrics)
+        return metrics

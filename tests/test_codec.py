@@ -1,0 +1,94 @@
+"""collagekit.codec: scalar quantisation and entropy coding of named integer streams."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from collagekit.codec import as_tensor, decode_symbols, dequantize, encode_symbols, from_tensor, quantize
+from collagekit.errors import CollagekitError
+
+RNG = np.random.default_rng(0)
+STREAMS = {
+    "skewed": np.minimum(RNG.geometric(0.6, 5000) - 1, 30),  # categorical model pays off
+    "wide": RNG.integers(0, 70_000, 300),  # beyond the table limit: uniform model
+    "flat": RNG.integers(0, 8, 200),  # near-uniform: uniform model chosen
+    "empty": np.zeros(0, dtype=np.int64),
+    "constant": np.zeros(9, dtype=np.int64),  # one-symbol alphabet: no bits at all
+}
+ALPHABETS = {"skewed": 31, "wide": 70_000, "flat": 8, "empty": 5, "constant": 1}
+
+
+def test_round_trip_is_exact_and_keeps_order() -> None:
+    data = encode_symbols(STREAMS, ALPHABETS)
+    decoded = decode_symbols(data, ALPHABETS)
+    assert list(decoded) == list(STREAMS)
+    for name, values in STREAMS.items():
+        assert decoded[name].dtype == np.int64
+        np.testing.assert_array_equal(decoded[name], values)
+
+
+def test_accepts_tensors_and_round_trips_through_a_uint8_tensor() -> None:
+    data = encode_symbols({"a": torch.tensor([3, 1, 4, 1, 5])}, {"a": 6})
+    t = as_tensor(data)
+    assert t.dtype == torch.uint8 and t.ndim == 1
+    np.testing.assert_array_equal(decode_symbols(from_tensor(t))["a"], [3, 1, 4, 1, 5])
+    with pytest.raises(CollagekitError, match="uint8"):
+        from_tensor(t.float())
+
+
+def test_a_skewed_source_compresses_below_its_raw_size() -> None:
+    symbols = STREAMS["skewed"]
+    raw_bytes = symbols.size * math.ceil(math.log2(31)) / 8
+    size = len(encode_symbols({"s": symbols}, {"s": 31}))
+    counts = np.bincount(symbols, minlength=31)
+    p = counts[counts > 0] / symbols.size
+    entropy_bytes = -(counts[counts > 0] * np.log2(p)).sum() / 8
+    assert size < 0.6 * raw_bytes
+    assert size < entropy_bytes + 120  # within the table and a few words of the entropy
+
+
+@pytest.mark.parametrize("position", [0, 5, 40, -30, -1])
+def test_corrupted_bytes_raise(position: int) -> None:
+    data = bytearray(encode_symbols(STREAMS, ALPHABETS))
+    data[position] ^= 0x5A
+    with pytest.raises(CollagekitError) as info:
+        decode_symbols(bytes(data), ALPHABETS)
+    assert "\n" not in str(info.value)
+
+
+def test_truncated_and_foreign_bytes_raise() -> None:
+    data = encode_symbols(STREAMS, ALPHABETS)
+    for broken in (data[:-7], data[:3], b"", b"not a stream at all"):
+        with pytest.raises(CollagekitError):
+            decode_symbols(broken, ALPHABETS)
+
+
+def test_unexpected_streams_and_limits_raise() -> None:
+    data = encode_symbols(STREAMS, ALPHABETS)
+    with pytest.raises(CollagekitError, match="not the expected"):
+        decode_symbols(data, {**ALPHABETS, "skewed": 32})
+    with pytest.raises(CollagekitError, match="too many|above its limit"):
+        decode_symbols(data, max_symbols=1000)
+
+
+def test_bad_symbols_are_refused_when_encoding() -> None:
+    with pytest.raises(ValueError, match="symbols must lie"):
+        encode_symbols({"a": np.array([0, 4])}, {"a": 4})
+    with pytest.raises(ValueError, match="name different streams"):
+        encode_symbols({"a": np.array([0])}, {"b": 4})
+
+
+def test_quantise_dequantise() -> None:
+    x = torch.linspace(-0.2, 1.2, 1001)
+    q = quantize(x, 0.0, 1.0, 16)
+    assert q.min() == 0 and q.max() == 15 and q.dtype == torch.int64
+    y = dequantize(q, 0.0, 1.0, 16)
+    inside = (x >= 0) & (x <= 1)
+    assert (y[inside] - x[inside]).abs().max() <= 0.5 / 15 + 1e-6
+    assert dequantize(torch.tensor([0, 15]), 0.0, 1.0, 16).tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError):
+        quantize(x, 0.0, 1.0, 1)

@@ -1,0 +1,297 @@
+"""The PIFS plugin: transforms, search, quadtree codes, the bitstream, decoding, the CLI and the recipe task."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from collagekit.container import Container, from_bytes, read_container, to_bytes, write_container
+from collagekit.errors import CollagekitError
+from collagekit.metrics import psnr
+from collagekit_image.components import dihedral_transforms
+from collagekit_image.imageio import load_image
+from collagekit_pifs import transforms
+from collagekit_pifs.decoder import collage_maps, leaf_positions, make_step, solve
+from collagekit_pifs.encoder import pad_image, rgb_to_ycbcr, ycbcr_to_rgb
+from collagekit_pifs.params import PifsParams
+from collagekit_pifs.pifscodec import PifsCodec, contraction_bound, encode_image, read_code
+from collagekit_pifs.search import best_candidates, search
+
+from conftest import DATA, invoke
+
+CPU = torch.device("cpu")
+GREY = DATA / "kodim15_grey_48x40.png"
+RGB = DATA / "kodim05_64.png"
+SMALL = {"max_range": 8, "min_range": 2, "domain_stride": 2}  # several quadtree levels on tiny images
+
+
+def _encode(path: Path, **options) -> Container:
+    return PifsCodec().encode(load_image(path, 1 << 20), None, quality=None, device=CPU, options=options)
+
+
+def _decode(container: Container, scale: int = 1, **options) -> torch.Tensor:
+    return PifsCodec().decode(from_bytes(to_bytes(container)), None, scale=scale, device=CPU, options=options)
+
+
+# ---------------------------------------------------------------- transforms
+def test_the_eight_transforms_are_distinct_and_form_the_group() -> None:
+    block = torch.arange(16.0).reshape(4, 4)
+    images = transforms.all_transforms(block)
+    assert images.shape == (8, 4, 4)
+    assert len({tuple(img.flatten().tolist()) for img in images}) == 8
+    assert torch.equal(images[0], block)  # index 0 is the identity, never duplicated
+    for t, img in enumerate(dihedral_transforms(block), start=1):  # one shared definition
+        assert torch.equal(images[t], img)
+    compose, inverse = transforms.tables()
+    for a in range(8):
+        assert torch.equal(transforms.apply(int(compose[a, inverse[a]]), block), block)
+        for b in range(8):
+            assert torch.equal(transforms.apply(int(compose[a, b]), block), transforms.apply(a, transforms.apply(b, block)))
+
+
+@pytest.mark.parametrize("size", [2, 4, 8])
+def test_decoder_permutations_agree_with_encoder_transforms(size: int) -> None:
+    block = torch.rand(size, size)
+    perms = transforms.block_permutations(size)
+    for t in range(8):
+        assert torch.equal(block.flatten()[perms[t]].reshape(size, size), transforms.apply(t, block))
+
+
+# ---------------------------------------------------------------- search
+def test_closed_form_search_matches_brute_force() -> None:
+    torch.manual_seed(0)
+    params = PifsParams(s_bits=4, s_max=0.9)
+    ranges, cands = torch.rand(7, 16), torch.rand(30, 16)
+    cands[3] = 0.5  # a flat candidate must not produce NaN
+    index, _ = best_candidates(ranges, cands, params)
+    for k in range(7):
+        errors = []
+        for m in range(30):
+            r, d = ranges[k], cands[m]
+            dc = d - d.mean()
+            s = float((r - r.mean()) @ dc / (dc @ dc)) if float(dc @ dc) > 1e-12 else 0.0
+            s = round(max(-0.9, min(0.9, s)) / params.s_step) * params.s_step
+            o = r.mean() - s * d.mean()
+            errors.append(float(((s * d + o - r) ** 2).sum()))
+        assert errors[int(index[k])] <= min(errors) + 1e-5
+
+
+def test_classified_search_finds_an_exact_transformed_copy() -> None:
+    """A range that is s * T(D) + o for a domain D is found with the right domain and transform."""
+    torch.manual_seed(1)
+    params = PifsParams()
+    domains = torch.rand(40, 8, 8)
+    compose, _ = transforms.tables()
+    ranges = torch.stack([0.5 * transforms.apply(t, domains[d]) + 0.2 for d, t in [(3, 0), (17, 5), (29, 7)]])
+    negative = -0.5 * transforms.apply(2, domains[11]) + 0.8
+    ranges = torch.cat([ranges, negative[None]])
+    for method in ("exhaustive", "classified"):
+        d, t = search(ranges, domains, params, method)
+        assert d.tolist() == [3, 17, 29, 11], method
+        assert t.tolist() == [0, 5, 7, 2], method
+
+
+# ---------------------------------------------------------------- codes and decoding
+def test_grey_round_trip_and_any_scale() -> None:
+    x = load_image(GREY, 1 << 20)
+    container = _encode(GREY, rms=2.0, **SMALL)
+    assert container.header["codec"] == "pifs" and container.header["modality"] == "image"
+    y = _decode(container)
+    assert y.shape == x.shape and 0.0 <= float(y.min()) and float(y.max()) <= 1.0
+    assert psnr(x, y) > 33.0
+    big = _decode(container, scale=3)
+    assert big.shape == (1, 1, 3 * x.shape[2], 3 * x.shape[3])
+    # The 3x decode, averaged back down, is close to the 1x one (same code, same attractor up to detail).
+    small = torch.nn.functional.avg_pool2d(big, 3)
+    assert psnr(y, small) > 27.0
+
+
+@pytest.mark.parametrize("colour", ["ycbcr", "rgb"])
+def test_colour_round_trip(colour: str) -> None:
+    x = load_image(RGB, 1 << 20)
+    container = _encode(RGB, rms=3.0, colour=colour, **SMALL)
+    assert container.header["colour"] == colour
+    y = _decode(container)
+    assert y.shape == x.shape
+    assert psnr(x, y) > 26.0
+
+
+def test_rate_knob_trades_bits_for_quality() -> None:
+    x = load_image(RGB, 1 << 20)
+    sizes, quality = [], []
+    for rms in (2.0, 6.0, 16.0):
+        container = _encode(RGB, rms=rms, **SMALL)
+        sizes.append(len(to_bytes(container)))
+        quality.append(psnr(x, _decode(container)))
+    assert sizes[0] > sizes[1] > sizes[2]
+    assert quality[0] > quality[1] > quality[2]
+
+
+def test_every_quantised_code_is_contractive() -> None:
+    params = PifsParams()
+    every = torch.arange(params.s_levels)
+    assert float(params.s_value(every).abs().max()) == pytest.approx(params.s_max)
+    assert params.s_value(torch.tensor(params.s_zero)) == 0.0
+    codes, _, _, _ = encode_image(load_image(RGB, 1 << 20), params, 1.0 / 255, "exhaustive")
+    assert 0.0 < contraction_bound(codes, params) <= params.s_max < 1.0
+    for bad in (1.0, 1.3, 0.0):
+        with pytest.raises(CollagekitError, match="s_max"):
+            PifsParams(s_max=bad)
+
+
+def test_decoded_image_is_a_fixed_point() -> None:
+    codes, params, info = read_code(from_bytes(to_bytes(_encode(RGB, rms=4.0, **SMALL))))
+    tol = 1e-5
+    z, stats = solve(codes, params, info["padded"], info["top"], 1, CPU, method="picard", tol=tol, max_iter=500)
+    assert stats.converged
+    step = make_step(*collage_maps(codes, params, info["padded"], info["top"], 1, CPU), tuple(z.shape))
+    assert float((step(z) - z).abs().max()) <= tol
+    # Anderson reaches the same attractor (it is unique).
+    z2, _ = solve(codes, params, info["padded"], info["top"], 1, CPU, method="anderson", tol=tol, max_iter=500)
+    assert float((z2 - z).abs().max()) < 1e-3
+
+
+def test_encoder_and_decoder_agree_on_every_block() -> None:
+    """One decoder step applied to the original image reproduces every leaf within the encoder's target.
+
+    The encoder keeps a block (above the minimum size) only when its own reconstruction s T(D) + o meets
+    the RMS target; if the decoder read a transform, domain or position differently, blocks would miss it.
+    """
+    x = load_image(GREY, 1 << 20)
+    tol = 3.0 / 255
+    params = PifsParams(**SMALL)
+    codes, _, top, padded = encode_image(x, params, tol, "exhaustive", size_exponent=0.0)
+    image = pad_image(x[0], padded)[None]
+    step = make_step(*collage_maps(codes, params, padded, top, 1, CPU), tuple(image.shape))
+    once = step(image)[0, 0]
+    checked = 0
+    for level, positions in zip(codes[0].levels, leaf_positions(codes[0], padded, top)):
+        if level.size == params.min_range:
+            continue
+        for y, xx in positions.tolist():
+            r = level.size
+            block_rms = float(((once[y : y + r, xx : xx + r] - image[0, 0, y : y + r, xx : xx + r]) ** 2).mean().sqrt())
+            assert block_rms <= tol + 1e-5
+            checked += 1
+    assert checked > 0
+
+
+def test_ycbcr_conversion_inverts() -> None:
+    x = torch.rand(1, 3, 5, 7)
+    y = rgb_to_ycbcr(x)
+    assert 0.0 <= float(y.min()) and float(y.max()) <= 1.0
+    assert torch.allclose(ycbcr_to_rgb(y), x, atol=1e-5)
+
+
+# ---------------------------------------------------------------- bad files, bad parameters
+def _tampered(container: Container, **header) -> Container:
+    return Container({**container.header, **header}, dict(container.tensors))
+
+
+def test_bad_files_give_one_line_errors(tmp_path: Path) -> None:
+    good = _encode(GREY, rms=4.0, **SMALL)
+    streams = good.tensors["streams"]
+    flipped = streams.clone()
+    flipped[len(flipped) // 2] ^= 0x21
+    cases = {
+        "truncated streams": Container(good.header, {"streams": streams[:-9]}),
+        "flipped byte": Container(good.header, {"streams": flipped}),
+        "wrong size": _tampered(good, signal={"channels": 1, "spatial": [48, 64]}),
+        "huge size": _tampered(good, signal={"channels": 1, "spatial": [1 << 20, 1 << 20]}),
+        "grey as colour": _tampered(good, colour="ycbcr"),
+        "bad params": _tampered(good, pifs={**good.header["pifs"], "s_max": 1.5}),
+        "other params": _tampered(good, pifs={**good.header["pifs"], "max_range": 16}),
+        "missing params": Container({k: v for k, v in good.header.items() if k != "pifs"}, dict(good.tensors)),
+        "bad solver": _tampered(good, solver={"method": "newton", "tol": 1e-4, "max_iter": 5}),
+        "float tensor": Container(good.header, {"streams": streams.float()}),
+        "extra tensor": Container(good.header, {"streams": streams, "x": torch.zeros(2)}),
+    }
+    for name, container in cases.items():
+        with pytest.raises(CollagekitError) as info:
+            _decode(container)
+        message = str(info.value)
+        assert "\n" not in message and ("corrupt" in message or "PIFS" in message), (name, message)
+    # The whole file: the container layer and the CLI report one line too.
+    path = tmp_path / "x.clg"
+    write_container(path, good)
+    data = path.read_bytes()
+    (tmp_path / "cut.clg").write_bytes(data[: len(data) - 20])
+    result = invoke("decompress", str(tmp_path / "cut.clg"), "-o", str(tmp_path / "cut.png"))
+    assert result.returncode == 1 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+def test_bad_parameters_give_clear_errors() -> None:
+    x = load_image(GREY, 1 << 20)
+    codec = PifsCodec()
+    for options, match in [
+        ({"search": "fastest"}, "search must be one of"),
+        ({"max_range": 12}, "powers of two"),
+        ({"min_range": 16, "max_range": 8}, "powers of two"),
+        ({"s_max": 1.0}, "s_max"),
+        ({"rms": -1.0}, "positive"),
+        ({"o_bits": "many"}, "integer"),
+        ({"speed": 3}, "does not take the option"),
+    ]:
+        with pytest.raises(CollagekitError, match=match):
+            codec.encode(x, None, quality=None, device=CPU, options=options)
+    with pytest.raises(CollagekitError, match="quality"):
+        codec.encode(x, None, quality=101, device=CPU, options={})
+    with pytest.raises(CollagekitError, match="too small"):
+        codec.encode(torch.rand(1, 1, 3, 3), None, quality=None, device=CPU, options={})
+    with pytest.raises(CollagekitError, match="grey or RGB"):
+        codec.encode(torch.rand(1, 2, 16, 16), None, quality=None, device=CPU, options={})
+    with pytest.raises(CollagekitError, match="does not take"):
+        _decode(_encode(GREY, **SMALL), points=5)
+
+
+# ---------------------------------------------------------------- CLI and recipe task
+def test_cli_compress_and_decompress(tmp_path: Path) -> None:
+    out = tmp_path / "k.clg"
+    made = invoke("compress", str(RGB), "--method", "pifs", "--quality", "70", "-o", str(out), "-O", "search=exhaustive")
+    assert made.returncode == 0, made.stderr
+    assert read_container(out).header["codec"] == "pifs"
+    result = invoke("decompress", str(out), "-o", str(tmp_path / "k.png"), "--scale", "2")
+    assert result.returncode == 0, result.stderr
+    with Image.open(tmp_path / "k.png") as image:
+        assert image.size == (128, 128) and image.mode == "RGB"
+    bad = invoke("compress", str(RGB), "--method", "pifs", "-o", str(tmp_path / "b.clg"), "-O", "search=fast")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: PIFS option search must be one of")
+
+
+def test_recipe_task_writes_code_image_and_metrics(tmp_path: Path) -> None:
+    result = invoke(
+        "run", str(Path(__file__).resolve().parents[1] / "recipes" / "pifs_baseline.yaml"),
+        f"input={RGB}", f"output={tmp_path / 'p.png'}", f"code={tmp_path / 'p.clg'}", f"metrics={tmp_path / 'p.json'}",
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "p.json").read_text())
+    size = (tmp_path / "p.clg").stat().st_size
+    assert metrics["code_bytes"] == size
+    assert metrics["bpp"] == pytest.approx(size * 8 / (64 * 64), abs=1e-3)
+    assert math.isfinite(metrics["psnr_db"]) and metrics["psnr_db"] > 20
+    assert 0 < metrics["lipschitz_bound"] < 1
+    decoded = load_image(tmp_path / "p.png", 1 << 20)
+    assert psnr(load_image(RGB, 1 << 20), decoded) == pytest.approx(metrics["psnr_db"], abs=0.01)
+
+
+def test_plugin_entry_module_imports_nothing_heavy() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, collagekit_pifs.plugin; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_uint8_helpers_are_not_used_on_differences() -> None:
+    """Sanity of the metric path the benchmark uses: PSNR of an image against itself plus one level."""
+    a = np.full((8, 8), 100, dtype=np.uint8)
+    from collagekit.metrics import psnr_uint8
+
+    assert psnr_uint8(a, a - 1) == pytest.approx(10 * math.log10(255**2))
