@@ -134,9 +134,9 @@ def test_bad_inputs_give_one_line_errors_and_no_output(tmp_path: Path) -> None:
         invoke("fractalize", str(DATA / "kodim05_64.png"), "-o", out, "--scale", "64", "max_elements=1000000"),
         tmp_path, "above the limit",
     )
-    notes = tmp_path / "notes.xyz"
+    notes = tmp_path / "notes.abc"
     notes.write_text("x")
-    _assert_clean_failure(invoke("fractalize", str(notes), "-o", out), tmp_path, "no installed modality reads '.xyz'")
+    _assert_clean_failure(invoke("fractalize", str(notes), "-o", out), tmp_path, "no installed modality reads '.abc'")
     _assert_clean_failure(invoke("decompress", str(fake), "-o", out), tmp_path, "not a valid .clg file")
 
 
