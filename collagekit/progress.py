@@ -12,8 +12,10 @@ console = Console(stderr=True)
 
 
 @contextmanager
-def progress_bar(description: str, total: int) -> Iterator[_Bar]:
-    """Yields a bar: call ``bar.advance(n)`` and ``bar.info(text)`` (a short status, e.g. the loss)."""
+def progress_bar(description: str, total: int, *, enabled: bool = True) -> Iterator[_Bar]:
+    """Yields a bar: call ``bar.advance(n)`` and ``bar.info(text)`` (a short status, e.g. the loss).
+
+    ``enabled=False`` draws nothing (e.g. on every distributed rank but the first)."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -22,7 +24,7 @@ def progress_bar(description: str, total: int) -> Iterator[_Bar]:
         TextColumn("{task.fields[info]}"),
         console=console,
         transient=True,
-        disable=not console.is_terminal,
+        disable=not (enabled and console.is_terminal),
     )
     with progress:
         task_id = progress.add_task(description, total=total, info="")
