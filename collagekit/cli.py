@@ -19,7 +19,6 @@ from rich.table import Table
 
 from collagekit.errors import CollagekitError
 from collagekit.plugins import PluginLoadWarning
-from collagekit.tasks import run_task
 
 app = typer.Typer(
     name="collagekit",
@@ -87,6 +86,8 @@ def run(
     from collagekit.recipe import load_recipe
 
     loaded = load_recipe(recipe, _registry(), _as_overrides(overrides))
+    from collagekit.tasks import run_task
+
     _print_metrics(run_task(loaded.config, _registry(), device))
 
 
@@ -129,6 +130,8 @@ def fractalize(
         data["code"] = str(code)
     overridden = {(k,) for k in data} | apply_overrides(data, _as_overrides(overrides), registry)
     config = validate_data(data, registry, "fractalize", overridden=overridden)
+    from collagekit.tasks import run_task
+
     _print_metrics(run_task(config, registry, device))
 
 
@@ -303,16 +306,17 @@ _commands_added: set[str] = set()
 
 def _add_plugin_commands() -> None:
     from collagekit.plugins import report_failure
+    from collagekit.registry import get_plugin_manager
 
-    registry = _registry()
-    for impl in registry.pm.hook.register_commands.get_hookimpls():
+    pm = get_plugin_manager()  # not the registry: --help and plugin commands need no components
+    for impl in pm.hook.register_commands.get_hookimpls():
         if impl.plugin_name in _commands_added:
             continue  # main() may run more than once in a process (tests, notebooks)
         _commands_added.add(impl.plugin_name)
         try:
             impl.function(cli=app)
         except Exception as exc:  # noqa: BLE001 - a plugin's broken command must not break the CLI
-            report_failure(registry.pm.info[impl.plugin_name], exc, strict=False)
+            report_failure(pm.info[impl.plugin_name], exc, strict=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -150,7 +150,18 @@ class Registry:
         return None
 
 
+_PLUGIN_MANAGER: PluginManager | None = None
 _REGISTRY: Registry | None = None
+
+
+def get_plugin_manager(refresh: bool = False, strict: bool | None = None) -> PluginManager:
+    """The process-wide plugin manager: plugins' entry modules imported, no component hooks called yet.
+
+    Enough for the CLI to add plugins' sub-commands without importing any component (and torch)."""
+    global _PLUGIN_MANAGER
+    if _PLUGIN_MANAGER is None or refresh:
+        _PLUGIN_MANAGER = load_plugin_manager(strict_from_env() if strict is None else strict)
+    return _PLUGIN_MANAGER
 
 
 def get_registry(refresh: bool = False, strict: bool | None = None) -> Registry:
@@ -158,7 +169,7 @@ def get_registry(refresh: bool = False, strict: bool | None = None) -> Registry:
     global _REGISTRY
     if _REGISTRY is None or refresh:
         strict = strict_from_env() if strict is None else strict
-        registry = Registry(load_plugin_manager(strict))
+        registry = Registry(get_plugin_manager(refresh, strict))
         registry.collect(strict)
         _REGISTRY = registry
     return _REGISTRY
