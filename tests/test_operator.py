@@ -6,60 +6,21 @@ Everything is small, seeded and in float64, so the file runs in about a second o
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
 
 import pytest
 import torch
 import torch.nn.functional as F
+from collage_fixtures import F64, Segments, Tiles, _one_thread, random_params  # noqa: F401 - _one_thread is an autouse fixture
+from collagekit_image.components import Dihedral
 from torch import Tensor
 
-from collagekit.grid import AveragePooler, GridConfig, GridPartitioner, LearnedPatches
+from collagekit.grid import AveragePooler, GridPartitioner, LearnedPatches
 from collagekit.operator import CollageParams, GridCollage
 from collagekit.solver import fixed_point
-from collagekit_image.components import Dihedral
-
-F64 = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and thrash on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-class Segments(GridPartitioner):
-    """1D grid partitioner for tests."""
-
-    ndim: ClassVar[int] = 1
-
-    class Config(GridConfig):
-        name: Literal["test-segments"] = "test-segments"
-
-
-class Tiles(GridPartitioner):
-    """2D grid partitioner for tests."""
-
-    ndim: ClassVar[int] = 2
-
-    class Config(GridConfig):
-        name: Literal["test-tiles"] = "test-tiles"
 
 
 def signal(shape: tuple[int, ...], seed: int) -> Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
-
-
-def random_params(collage: GridCollage, batch: int, channels: int, spatial: tuple[int, ...], seed: int,
-                  magnitude: float = 1.0, scale_shift: float = 0.0) -> CollageParams:
-    """Gaussian raw parameters times ``magnitude``; ``scale_shift`` pushes tanh(scale) towards 1."""
-    g = torch.Generator().manual_seed(seed)
-    shapes = collage.param_shapes(channels, spatial)
-    rand = {k: magnitude * torch.randn(batch, *s, generator=g, dtype=F64) for k, s in shapes.items()}
-    rand["scale"] = rand["scale"] + scale_shift
-    return CollageParams.from_tensors(rand)
 
 
 def replicate_pad(z: Tensor, size: tuple[int, ...]) -> Tensor:

@@ -7,45 +7,16 @@ about a second on a laptop CPU.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar, Literal
 
 import pytest
 import torch
+from collage_fixtures import F64, Segments, Tiles, _one_thread, random_params  # noqa: F401 - _one_thread is an autouse fixture
+from collagekit_image.components import Dihedral
 from torch import Tensor
 
-from collagekit.grid import AveragePooler, GridConfig, GridPartitioner, LearnedPatches
+from collagekit.grid import AveragePooler, LearnedPatches
 from collagekit.operator import CollageParams, GridCollage
 from collagekit.solver import fixed_point, iterate
-from collagekit_image.components import Dihedral
-
-F64 = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and thrash on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-class Segments(GridPartitioner):
-    """1D grid partitioner for tests."""
-
-    ndim: ClassVar[int] = 1
-
-    class Config(GridConfig):
-        name: Literal["test-segments"] = "test-segments"
-
-
-class Tiles(GridPartitioner):
-    """2D grid partitioner for tests."""
-
-    ndim: ClassVar[int] = 2
-
-    class Config(GridConfig):
-        name: Literal["test-tiles"] = "test-tiles"
 
 
 class Counter:
@@ -90,16 +61,6 @@ def starts(n: int, seed: int) -> Tensor:
     """(3 n): zeros, Gaussian noise and a large constant as three starting points."""
     g = torch.Generator().manual_seed(1000 + seed)
     return torch.stack([torch.zeros(n, dtype=F64), torch.randn(n, generator=g, dtype=F64), torch.full((n,), 50.0, dtype=F64)])
-
-
-def random_params(collage: GridCollage, batch: int, channels: int, spatial: tuple[int, ...], seed: int,
-                  scale_shift: float = 0.0) -> CollageParams:
-    """Gaussian raw parameters in float64; ``scale_shift`` pushes tanh(scale) towards 1 (near the bound)."""
-    g = torch.Generator().manual_seed(seed)
-    shapes = collage.param_shapes(channels, spatial)
-    rand = {k: torch.randn(batch, *s, generator=g, dtype=F64) for k, s in shapes.items()}
-    rand["scale"] = rand["scale"] + scale_shift
-    return CollageParams.from_tensors(rand)
 
 
 def collage_2d(contraction: float = 0.9, learned: int = 2) -> GridCollage:
