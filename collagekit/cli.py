@@ -147,8 +147,9 @@ def decompress(
 
     Codec-specific options go as key=value or --key value (e.g. a point count for point clouds).
     """
-    from collagekit.container import read_container
+    from collagekit.container import SIGNAL_ATTRS, read_container
     from collagekit.device import resolve_device
+    from collagekit.modality import save_signal
 
     registry = _registry()
     container = read_container(file)
@@ -159,7 +160,10 @@ def decompress(
     decoded = codec.decode(
         container, registry, scale=scale, device=resolve_device(device or "auto"), options=_options(options)
     )
-    modality.save(decoded[:1].cpu(), output)
+    attrs = container.header.get(SIGNAL_ATTRS, {})
+    if not isinstance(attrs, dict):
+        raise CollagekitError(f"corrupt .clg file: {SIGNAL_ATTRS!r} is not a mapping")
+    save_signal(modality, decoded[:1].cpu(), output, attrs, scale)
     out.print(f"wrote {output}")
 
 
@@ -175,7 +179,7 @@ def compress(
     """Compress files into .clg containers (codec options: -O key=value)."""
     import time
 
-    from collagekit.container import SUFFIX, write_container
+    from collagekit.container import SIGNAL_ATTRS, SUFFIX, write_container
     from collagekit.device import resolve_device
     from collagekit.fileio import check_input
     from collagekit.modality import DEFAULT_MAX_ELEMENTS, modality_for
@@ -207,6 +211,7 @@ def compress(
             x = modality.load(file, DEFAULT_MAX_ELEMENTS)
             started = time.perf_counter()
             container = codec.encode(x, registry, quality=quality, device=resolved, options=extras)
+            container.header[SIGNAL_ATTRS] = modality.read_attributes(file)
             seconds = time.perf_counter() - started
             size = write_container(target, container)
             elements = x[0, 0].numel() if hasattr(x, "shape") and x.ndim > 2 else 0

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 FORMAT = "collagekit"
 VERSION = 1
 SUFFIX = ".clg"
+# Header key for what a modality's writer needs beside the samples (audio: sample_rate); see modality.py.
+SIGNAL_ATTRS = "signal_attrs"
 MAX_FILE_BYTES = 1 << 30
 MAX_HEADER_BYTES = 1 << 22
 

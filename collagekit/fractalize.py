@@ -14,13 +14,13 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field
 
 from collagekit.config import CollageConfig, Slot, slot_default
-from collagekit.container import SUFFIX, read_container, write_container
+from collagekit.container import SIGNAL_ATTRS, SUFFIX, read_container, write_container
 from collagekit.errors import CollagekitError
 from collagekit.fileio import check_input
 from collagekit.gridcodec import GridCollageCodec, decode_grid
 from collagekit.interfaces import ComponentConfig
 from collagekit.metrics import psnr, write_metrics
-from collagekit.modality import DEFAULT_MAX_ELEMENTS, Modality
+from collagekit.modality import DEFAULT_MAX_ELEMENTS, Modality, save_signal
 from collagekit.tasks import Task, TaskConfig
 
 
@@ -78,6 +78,8 @@ class GridFractalizeTask(Task):
             signal_shape=tuple(x.shape[1:]),
             created_by=self.ctx.versions(),
         )
+        attrs = modality.read_attributes(source)
+        container.header[SIGNAL_ATTRS] = attrs
         code_bytes = write_container(code_path, container)
         # Report what the saved file decodes to, not the in-memory fit.
         saved = read_container(code_path)
@@ -86,7 +88,7 @@ class GridFractalizeTask(Task):
         big = decode_grid(s_collage, s_params, s_solver, shape, cfg.scale, device, cfg.max_elements)
         decode_seconds = time.perf_counter() - started
         decoded = big if cfg.scale == 1 else decode_grid(s_collage, s_params, s_solver, shape, 1, device)
-        modality.save(big[:1].cpu(), output)
+        save_signal(modality, big[:1].cpu(), output, attrs, cfg.scale)
 
         metrics = {
             "input": str(source),

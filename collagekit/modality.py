@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor
 
@@ -18,7 +19,10 @@ class Modality:
     """A kind of data, registered through ``register_modalities``.
 
     load: (path, max_elements) -> (1 c *spatial) in [0, 1]; raises CollagekitError on bad files.
-    save: ((1 c *spatial), path) -> None; writes a file that opens on its own.
+    save: ((1 c *spatial), path, **attrs) -> None; writes a file that opens on its own.
+    attributes: path -> what ``save`` must be told beside the samples (audio: ``sample_rate``), or
+        None for modalities whose files need nothing else. Codecs keep them in the .clg header
+        (``signal_attrs``); ``save`` gets them back with ``scale`` — see :func:`save_signal`.
     fractalize_task: the task ``collagekit fractalize FILE`` runs for this modality's files.
     default_codec: the codec ``collagekit compress FILE`` uses when no ``--method`` is given.
     """
@@ -26,10 +30,22 @@ class Modality:
     name: str
     suffixes: tuple[str, ...]
     load: Callable[[Path, int], Tensor]
-    save: Callable[[Tensor, Path], None]
+    save: Callable[..., None]
+    attributes: Callable[[Path], dict[str, Any]] | None = None
     fractalize_task: str | None = None
     default_codec: str | None = None
     description: str = ""
+
+    def read_attributes(self, path: Path) -> dict[str, Any]:
+        return self.attributes(path) if self.attributes is not None else {}
+
+
+def save_signal(modality: Modality, z: Tensor, path: Path, attrs: dict[str, Any], scale: int) -> None:
+    """Write a decoded signal; a modality with attributes gets them and the decoding scale."""
+    if modality.attributes is None:
+        modality.save(z, path)
+    else:
+        modality.save(z, path, **attrs, scale=scale)
 
 
 def modality_for(path: str | Path, modalities: list[Modality]) -> Modality:
