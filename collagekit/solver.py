@@ -118,7 +118,16 @@ def _anderson(
         H[:, 1:, 1:] = gram + reg[:, None, None] * eye
         rhs = torch.zeros(b, n + 1, 1, dtype=gram.dtype, device=gram.device)
         rhs[:, 0] = 1.0
-        alpha = torch.linalg.solve(H, rhs)[:, 1:, 0].to(F.dtype)  # b n
+        solution, info = torch.linalg.solve_ex(H, rhs)
+        alpha = solution[:, 1:, 0]  # b n
+        # Signals whose system is singular (in a batch, those already exactly at their fixed point: zero
+        # residual rows) take a plain Picard step (all weight on the newest iterate) instead.
+        failed = (info != 0) | ~torch.isfinite(alpha).all(-1)
+        if failed.any():
+            picard = torch.zeros_like(alpha)
+            picard[:, -1] = 1.0
+            alpha = torch.where(failed[:, None], picard, alpha)
+        alpha = alpha.to(F.dtype)
         mixed_f = torch.einsum("bn,bnm->bm", alpha, F)
         if beta != 1.0:
             mixed_f = beta * mixed_f + (1.0 - beta) * torch.einsum("bn,bnm->bm", alpha, X)

@@ -194,6 +194,23 @@ def test_iterate_records_one_residual_per_evaluation_when_converging(method: str
     assert stats.residuals[-1] <= 1e-9 < min(stats.residuals[:-1])
 
 
+def test_anderson_handles_signals_already_at_their_fixed_point() -> None:
+    """A batch where one signal's map is constant (its residual is exactly zero from the second
+    evaluation on, as for collage tiles with no domain weight) and another's is a slow contraction:
+    the zero rows must not make the mixing system singular, and each converges to its own point."""
+    A, b = linear_contraction(16, 0.95, seed=3, kind="signed")
+    constant = torch.linspace(-1, 1, 16, dtype=F64)
+
+    def step(z: Tensor) -> Tensor:
+        return torch.stack([constant, linear_step(A, b)(z[1:])[0]])
+
+    z, stats = iterate(step, torch.zeros(2, 16, dtype=F64), method="anderson", tol=1e-10, max_iter=500)
+    assert stats.converged
+    assert torch.equal(z[0], constant)
+    expected = torch.linalg.solve(torch.eye(16, dtype=F64) - A, b)
+    assert torch.allclose(z[1], expected, atol=1e-8)
+
+
 def test_picard_residual_shrinks_by_the_contraction_factor() -> None:
     """For a sup-norm contraction with constant rho, each Picard residual is <= rho times the previous."""
     rho = 0.8
