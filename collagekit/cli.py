@@ -174,6 +174,7 @@ def compress(
     method: Annotated[str | None, typer.Option("--method", help="codec name (default: the modality's)")] = None,
     quality: Annotated[int | None, typer.Option("--quality", help="codec quality level (higher: more bits)")] = None,
     options: Annotated[list[str] | None, typer.Option("-O", "--option", help="codec option key=value (repeatable)")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="trained model for learned codecs (a name or a file); same as -O model=NAME")] = None,
     device: DeviceOption = None,
 ) -> None:
     """Compress files into .clg containers (codec options: -O key=value)."""
@@ -187,6 +188,8 @@ def compress(
 
     registry = _registry()
     extras = _options(options)
+    if model is not None:
+        extras["model"] = model
     resolved = resolve_device(device or "auto")
     if len(files) > 1 and output is not None and output.suffix:
         raise CollagekitError("with several input files, -o must be a folder")

@@ -63,5 +63,6 @@ IMAGE = Modality(
     load=load_image,
     save=save_image,
     fractalize_task="image_fractalize",
+    default_codec="neural-collage",
     description="2D images (grey or RGB) through Pillow",
 )

@@ -28,13 +28,26 @@ def register_modalities(register: Register) -> None:
 
 @hookimpl
 def register_tasks(register: Register) -> None:
+    from collagekit_image.compress import ImageCompress
     from collagekit_image.tasks import ImageFractalize
+    from collagekit_image.train import ImageTrain
 
     register(ImageFractalize)
+    register(ImageTrain)
+    register(ImageCompress)
+
+
+@hookimpl
+def register_codecs(register: Register) -> None:
+    from collagekit_image.ncodec import NeuralCollageCodec
+
+    register(NeuralCollageCodec())
 
 
 @hookimpl
 def register_benchmarks(register: Register) -> None:
     from collagekit_image.bench import IMAGE_FIT
+    from collagekit_image.kodak import KODAK_BENCH
 
     register(IMAGE_FIT)
+    register(KODAK_BENCH)

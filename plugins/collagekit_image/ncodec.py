@@ -1,0 +1,261 @@
+"""The ``neural-collage`` codec: the image modality's default for ``collagekit compress``.
+
+Encode: pad the image to whole tiles, YCbCr with chroma at half resolution, one hypernetwork pass
+per plane over all its tiles, round the latents to integers and range-code them
+(:func:`collagekit.codec.encode_symbols`, adaptive tables). Each (plane, parameter kind) group is
+coded as one stream, or as one stream per latent channel when that is smaller (channels differ a lot
+in spread; a table per channel pays off once a group carries enough bits); symbols are offset by each
+stream's largest magnitude, which travels in a small stream ``h``. Decode: the integers times the
+model's learned gains are the collage parameters; the core fixed-point solver gives every tile's
+attractor (chroma at 2x, any ``scale`` on top), and the tiles are stitched and cropped.
+
+Container header (besides the container's own fields)::
+
+    {"codec": "neural-collage", "modality": "image",
+     "model": {"name", "version", "sha256"},          # the weights it needs (hash of the model file)
+     "image": {"channels": 1 | 3, "spatial": [h, w]},
+     "quantiser": {"kind": "integer", "max_symbol": M},  # codes in [-M, M] times the model's gains
+     "shapes": {"luma": [t, p, k], "chroma": [t, p, k]},
+     "split": ["luma.aux", ...],                     # groups coded per channel
+     "solver": {"tol", "max_iter"}}
+
+and one uint8 tensor ``streams``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from collagekit.codec import as_tensor, decode_symbols, encode_symbols, from_tensor
+from collagekit.container import Container, reject_options
+from collagekit.errors import CollagekitError
+from collagekit.modality import DEFAULT_MAX_ELEMENTS
+from collagekit.progress import progress_bar
+from collagekit_image.pretrained import LoadedModel, load_model, model_for_quality
+from collagekit_image.neural import PARAM_KINDS, Layout, NeuralCollageModel, Plane, pad_image
+
+NAME = "neural-collage"
+ENCODE_OPTIONS = ("model", "max_pixels", "chunk")
+DECODE_OPTIONS = ("model", "tol", "max_iter")
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_SOLVER = {"tol": 2e-4, "max_iter": 100}
+DEFAULT_CHUNK = 512  # tiles per encoder pass: bounds the feature maps' memory on large images
+
+
+def _positive(options: dict[str, Any], key: str, default: Any, kind: type) -> Any:
+    value = options.get(key, default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
+        raise CollagekitError(f"{NAME} option {key} must be a positive {'integer' if kind is int else 'number'}, got {value!r}")
+    return value
+
+
+def _planes(model: NeuralCollageModel, channels: int) -> list[tuple[str, Plane, int]]:
+    """(name, plane, scale factor to full resolution) of the planes an image with ``channels`` has."""
+    planes = [("luma", model.luma, 1)]
+    if channels == 3:
+        planes.append(("chroma", model.chroma, 2))
+    return planes
+
+
+def _groups(model: NeuralCollageModel, channels: int) -> list[tuple[str, str, slice]]:
+    """(plane name, parameter kind, latent channels) of every stream group, in coding order."""
+    out = []
+    for name, plane, _ in _planes(model, channels):
+        start = 0
+        for kind in PARAM_KINDS:
+            out.append((name, kind, slice(start, start + plane.sizes[kind])))
+            start += plane.sizes[kind]
+    return out
+
+
+def _stream_names(plane: str, kind: str, count: int, split: bool) -> list[str]:
+    """Short names (they are stored in the file): ``la`` = luma aux, ``la7`` = its channel 7."""
+    key = plane[0] + kind[0]
+    return [f"{key}{j}" for j in range(count)] if split else [key]
+
+
+def _group_streams(block: Tensor, names: list[str]) -> dict[str, Tensor]:
+    """(t c k) integer latents -> one flat stream, or one per channel."""
+    if len(names) == 1:
+        return {names[0]: block.reshape(-1)}
+    return {n: block[:, j].reshape(-1) for j, n in enumerate(names)}
+
+
+def _encode_streams(streams: dict[str, Tensor], max_symbol: int) -> bytes:
+    """Offset every stream by its largest magnitude h (listed in stream ``h``), then range-code."""
+    half = {n: int(v.abs().max()) if v.numel() else 0 for n, v in streams.items()}
+    coded = {n: v + half[n] for n, v in streams.items()}
+    coded["h"] = torch.tensor(list(half.values()), dtype=torch.long)
+    alphabets = {n: 2 * h + 1 for n, h in half.items()} | {"h": max_symbol + 1}
+    return encode_symbols(coded, alphabets)
+
+
+class NeuralCollageCodec:
+    name = NAME
+
+    def encode(self, x: Tensor, registry: Any, *, quality: int | None, device: torch.device, options: dict[str, Any]) -> Container:
+        """(1 c h w) in [0, 1], c = 1 or 3 -> a container."""
+        reject_options(self.name, options, ENCODE_OPTIONS)
+        if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
+            raise CollagekitError(f"{NAME} compresses grey or RGB images (1 c h w, c = 1 or 3), got shape {tuple(x.shape)}")
+        max_pixels = _positive(options, "max_pixels", DEFAULT_MAX_PIXELS, int)
+        chunk = _positive(options, "chunk", DEFAULT_CHUNK, int)
+        h, w = int(x.shape[2]), int(x.shape[3])
+        if h * w > max_pixels:
+            raise CollagekitError(f"the image has {h * w:,} pixels, above the limit of {max_pixels:,} (codec option max_pixels)")
+        loaded = load_model(str(options.get("model") or model_for_quality(quality)))
+        latents = encode_latents(loaded.model.to(device), x.to(device), chunk)
+        m = loaded.model.cfg.max_symbol
+        q = {name: t.clamp(-m, m).long().cpu() for name, t in latents.items()}
+        streams: dict[str, Tensor] = {}
+        split: list[str] = []
+        for plane, kind, sl in _groups(loaded.model, x.shape[1]):
+            block = q[plane][:, sl, :]
+            choices = [_group_streams(block, _stream_names(plane, kind, block.shape[1], s)) for s in (False, True)]
+            best = min(choices, key=lambda c: len(_encode_streams(c, m)))  # per-channel tables only where they pay
+            if best is choices[1]:
+                split.append(f"{plane}.{kind}")
+            streams.update(best)
+        data = _encode_streams(streams, m)
+        header = {
+            "codec": self.name,
+            "modality": "image",
+            "created_by": _versions(registry),
+            "model": loaded.reference(),
+            "image": {"channels": int(x.shape[1]), "spatial": [h, w]},
+            "quantiser": {"kind": "integer", "max_symbol": m},
+            "shapes": {name: list(t.shape) for name, t in q.items()},
+            "split": split,
+            "solver": dict(DEFAULT_SOLVER),
+        }
+        return Container(header, {"streams": as_tensor(data)})
+
+    def decode(self, container: Container, registry: Any, *, scale: int, device: torch.device, options: dict[str, Any]) -> Tensor:
+        """-> (1 c h*scale w*scale) in [0, 1]."""
+        reject_options(self.name, options, DECODE_OPTIONS)
+        loaded, latents, info = read_code(container, options.get("model"))
+        solver = dict(info["solver"])
+        solver["tol"] = _positive(options, "tol", solver["tol"], float)
+        solver["max_iter"] = _positive(options, "max_iter", solver["max_iter"], int)
+        return decode_latents(loaded.model, latents, info["channels"], info["spatial"], scale, device, **solver).clamp(0.0, 1.0)
+
+
+def _versions(registry: Any) -> dict[str, str]:
+    pm = getattr(registry, "pm", None)
+    if pm is None:
+        return {}
+    return {name: info.version for name, info in pm.info.items() if info.error is None}
+
+
+# ---------------------------------------------------------------- the work, usable without a container
+@torch.no_grad()
+def encode_latents(model: NeuralCollageModel, x: Tensor, chunk: int = DEFAULT_CHUNK) -> dict[str, Tensor]:
+    """(1 c h w) -> plane name -> rounded latents (t p k), float. Tiles go through in chunks."""
+    layout = Layout.of((int(x.shape[2]), int(x.shape[3])), model.cfg)
+    luma, chroma = model.planes(pad_image(x.float(), layout))
+    out = {}
+    for (name, plane, _), tiles in zip(_planes(model, x.shape[1]), (luma, chroma)):
+        out[name] = torch.cat([torch.round(plane.latents(part)) for part in tiles.split(chunk)])
+    return out
+
+
+@torch.no_grad()
+def decode_latents(
+    model: NeuralCollageModel,
+    latents: dict[str, Tensor],
+    channels: int,
+    spatial: tuple[int, int],
+    scale: int,
+    device: torch.device,
+    *,
+    tol: float = DEFAULT_SOLVER["tol"],
+    max_iter: int = DEFAULT_SOLVER["max_iter"],
+) -> Tensor:
+    """Integer latents -> (1 c h*scale w*scale), not clipped."""
+    if not isinstance(scale, int) or scale < 1:
+        raise CollagekitError(f"scale must be a positive integer, got {scale!r}")
+    elements = channels * spatial[0] * spatial[1] * scale * scale
+    if elements > DEFAULT_MAX_ELEMENTS:
+        raise CollagekitError(f"decoding at scale {scale} needs {elements:,} values, above the limit of {DEFAULT_MAX_ELEMENTS:,}; use a smaller scale")
+    model = model.to(device)
+    layout = Layout.of(spatial, model.cfg)
+    planes = _planes(model, channels)
+    decoded: dict[str, Tensor] = {}
+    with progress_bar("decoding", len(planes) * max_iter) as bar:
+        for name, plane, factor in planes:
+            q = latents[name].to(device).float()
+            decoded[name] = plane.decode(q, factor * scale, tol=tol, max_iter=max_iter, on_step=bar.advance)
+    return model.assemble(decoded["luma"], decoded.get("chroma"), 1, layout, scale)
+
+
+def read_code(container: Container, model_override: Any = None) -> tuple[LoadedModel, dict[str, Tensor], dict[str, Any]]:
+    """Validate a neural-collage container -> (model, plane name -> latents (t p k) int64, info)."""
+
+    def bad(why: str) -> CollagekitError:
+        return CollagekitError(f"corrupt .clg file: {why}")
+
+    reference = container.require("model")
+    if not isinstance(reference, dict) or not all(isinstance(reference.get(k), str) for k in ("name", "version", "sha256")):
+        raise bad("the model reference is malformed")
+    loaded = load_model(str(model_override) if model_override else reference["name"])
+    if loaded.sha256 != reference["sha256"]:
+        raise CollagekitError(
+            f"this file was made with model {reference['name']!r} version {reference['version']} (weights {reference['sha256']}), "
+            f"but the model found has weights {loaded.sha256} (version {loaded.version}); pass model=PATH to the matching weights"
+        )
+    image = container.require("image")
+    try:
+        channels = int(image["channels"])
+        spatial = tuple(int(v) for v in image["spatial"])
+    except (KeyError, TypeError, ValueError):
+        raise bad("the image's shape is malformed") from None
+    if channels not in (1, 3) or len(spatial) != 2 or min(spatial) < 1 or channels * math.prod(spatial) > DEFAULT_MAX_ELEMENTS:
+        raise bad(f"implausible image shape {(channels, *spatial)}")
+    model = loaded.model
+    layout = Layout.of(spatial, model.cfg)
+    planes = _planes(model, channels)
+    expected = {name: [layout.luma_tiles if name == "luma" else layout.chroma_tiles, plane.channels, plane.ranges] for name, plane, _ in planes}
+    if container.require("shapes") != expected:
+        raise bad(f"its parameter shapes {container.header['shapes']} do not fit a {spatial[1]}x{spatial[0]} image under this model")
+    quantiser = container.require("quantiser")
+    m = model.cfg.max_symbol
+    if quantiser != {"kind": "integer", "max_symbol": m}:
+        raise bad("the quantiser description does not fit the model")
+    split = container.require("split")
+    groups = _groups(model, channels)
+    if not isinstance(split, list) or not all(isinstance(g, str) for g in split) or not set(split) <= {f"{p}.{k}" for p, k, _ in groups}:
+        raise bad("its list of per-channel groups is malformed")
+    solver = container.require("solver")
+    if not (isinstance(solver, dict) and isinstance(solver.get("tol"), (int, float)) and isinstance(solver.get("max_iter"), int)
+            and solver["tol"] > 0 and 1 <= solver["max_iter"] <= 10_000):
+        raise bad("the solver settings are malformed")
+    if set(container.tensors) != {"streams"}:
+        raise bad(f"a {NAME} file holds one tensor 'streams', found {sorted(container.tensors)}")
+    names = {(p, k): _stream_names(p, k, sl.stop - sl.start, f"{p}.{k}" in split) for p, k, sl in groups}
+    ordered = [n for group in names.values() for n in group]
+    total = sum(math.prod(s) for s in expected.values()) + len(ordered)
+    streams = decode_symbols(from_tensor(container.tensors["streams"], f"{NAME} streams"), max_symbols=total, what=f"{NAME} streams")
+    if list(streams) != [*ordered, "h"] or len(streams["h"]) != len(ordered):
+        raise bad("its streams are not the ones its header implies")
+    half = dict(zip(ordered, streams["h"].tolist()))
+    latents: dict[str, Tensor] = {}
+    for name, plane, _ in planes:
+        t, p, k = expected[name]
+        parts = []
+        for kind in PARAM_KINDS:
+            for stream in names[(name, kind)]:
+                h = half[stream]
+                values = streams[stream]
+                width = plane.sizes[kind] if len(names[(name, kind)]) == 1 else 1
+                if h > m or values.size != t * width * k or (values.size and values.max() > 2 * h):
+                    raise bad(f"stream {stream!r} does not fit its declared size or range")
+                parts.append(torch.from_numpy(values - h).reshape(t, width, k))
+        latents[name] = torch.cat(parts, dim=1)
+    info = {"channels": channels, "spatial": spatial, "solver": {"tol": float(solver["tol"]), "max_iter": solver["max_iter"]}}
+    return loaded, latents, info

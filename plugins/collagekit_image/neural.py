@@ -1,0 +1,267 @@
+"""The Neural Collage image model (paper sections 3.2 and 4.2): a convolutional hypernetwork that maps
+each image tile to that tile's collage parameters in one forward pass, quantised to integers and
+priced by a learned factorised prior.
+
+An image is coded as planes: luma at full resolution and, for colour, the two chroma planes at half
+resolution (decoded at 2x through the collage's own resolution independence: no separate upsampler).
+Every plane is cut into ``tile x tile`` tiles, each an independent collage signal of one channel
+(``tiles2d`` ranges and domains inside the tile, plus dataset-level learned patches). All tiles of an
+image go through the encoder and the fixed-point solver as one batch.
+
+Shapes: ``t`` tiles, ``p`` latent channels per range cell (the raw parameters of one range), ``k``
+range cells per tile, ``T`` the tile size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from pydantic import Field
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from collagekit.config import StrictModel
+from collagekit.grid import AveragePooler, LearnedPatches
+from collagekit.operator import CollageParams, GridCollage
+from collagekit.solver import fixed_point
+from collagekit_image.components import Dihedral, ImageTiles
+
+PARAM_KINDS = ("scale", "mix", "aux", "bias")
+
+
+class PlaneConfig(StrictModel):
+    """One plane's collage and encoder (luma and chroma each have one)."""
+
+    tile: int = Field(32, ge=8, le=256, description="tile size: each tile is one collage signal")
+    range_size: int = Field(8, ge=2, le=64, description="range cell size (a power of two)")
+    domain_size: int = Field(16, ge=2, le=256, description="domain cell size inside the tile")
+    domain_stride: int = Field(8, ge=1, le=256, description="step between domain cells")
+    dihedral: bool = Field(False, description="add the 7 rotations/flips of every domain as sources")
+    patches: int = Field(16, ge=1, le=256, description="dataset-level learned patches (auxiliary domains)")
+    width: int = Field(64, ge=8, le=512, description="encoder feature channels")
+    contraction: float = Field(0.9, gt=0, lt=1, description="rho: bound on the collage map's Lipschitz constant")
+
+
+class ModelConfig(StrictModel):
+    """Architecture of a Neural Collage image codec (stored in its weights file's metadata)."""
+
+    luma: PlaneConfig = Field(default_factory=PlaneConfig)
+    chroma: PlaneConfig = Field(default_factory=PlaneConfig)
+    max_symbol: int = Field(255, ge=1, le=2047, description="codes are clamped to [-max_symbol, max_symbol]")
+
+
+class HyperEncoder(nn.Module):
+    """Conv hypernetwork: a tile (t 1 T T) -> raw latents (t p k), one p-vector per range cell.
+
+    ``downsample`` stride-2 stages bring the tile to one feature vector per range cell; the tile's
+    mean feature is appended to each, so every range sees the whole tile (its domains live anywhere in
+    it). One forward pass encodes every tile of an image (paper section 3.2).
+    """
+
+    def __init__(self, outputs: int, width: int = 64, downsample: int = 3, channels: int = 1) -> None:
+        super().__init__()
+        # The first stage reads the pixels with a strided conv: full-resolution feature maps would
+        # cost most of the encode time on a CPU for little gain.
+        layers: list[nn.Module] = []
+        for i in range(downsample):
+            layers += [nn.Conv2d(channels if i == 0 else width, width, 3, stride=2, padding=1), nn.GELU()]
+            layers += [nn.Conv2d(width, width, 3, padding=1), nn.GELU()]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Conv2d(2 * width, 2 * width, 1), nn.GELU(), nn.Conv2d(2 * width, outputs, 1))
+
+    def forward(self, tiles: Tensor) -> Tensor:
+        """(t c T T) centred values -> (t p k) latents in quantisation units."""
+        f = self.body(tiles)
+        f = torch.cat([f, f.mean((2, 3), keepdim=True).expand_as(f)], dim=1)
+        return self.head(f).flatten(2)
+
+
+class LaplacePrior(nn.Module):
+    """Factorised prior: one Laplace(mu_j, b_j) per latent channel j, integrated over unit bins.
+
+    Used for the rate term in training (the files are coded with the adaptive tables of
+    :mod:`collagekit.codec`). Its parameters are stored divided by ``SPEED``: with the encoder's
+    learning rate the scales would take thousands of steps to shrink, and until they do the rate
+    term prices the many zero latents far above their real cost (measured: 4x the coded size).
+    """
+
+    SPEED = 10.0
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(channels))
+        self.log_scale = nn.Parameter(torch.full((channels,), -2.0 / self.SPEED))
+
+    def bits(self, y: Tensor) -> Tensor:
+        """(t p k) -> (t p k) bits of each value's unit bin."""
+        loc = self.SPEED * self.loc[:, None]
+        scale = (self.SPEED * self.log_scale).exp()[:, None].clamp(min=1e-3)
+        # By symmetry, the bin [-d - 1/2, -d + 1/2] with d = |y - mu| (the side where the CDF is small,
+        # so the difference keeps its precision). CDF(x) = exp(x / b) / 2 for x <= 0.
+        d = (y - loc).abs()
+        lower = 0.5 * torch.exp((-d - 0.5) / scale)
+        upper = torch.where(d >= 0.5, 0.5 * torch.exp((0.5 - d).clamp(max=0) / scale), 1 - 0.5 * torch.exp((d - 0.5).clamp(max=0) / scale))
+        return -torch.log2((upper - lower).clamp(min=1e-9))
+
+
+def quantise(y: Tensor, mode: str) -> Tensor:
+    """Training-time quantisation: ``noise`` adds U(-1/2, 1/2), ``ste`` rounds with a straight-through
+    gradient, ``round`` rounds (no gradient)."""
+    if mode == "noise":
+        return y + torch.empty_like(y).uniform_(-0.5, 0.5)
+    if mode == "ste":
+        return y + (torch.round(y) - y).detach()
+    return torch.round(y)
+
+
+class Plane(nn.Module):
+    """One plane's collage operator (with its learned patches), hypernetwork, quantiser gain and prior."""
+
+    def __init__(self, cfg: PlaneConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        partitioner = ImageTiles(range_size=cfg.range_size, domain_size=cfg.domain_size, domain_stride=cfg.domain_stride)
+        aux = [Dihedral()] if cfg.dihedral else []
+        self.collage = GridCollage(partitioner, AveragePooler(), [*aux, LearnedPatches(count=cfg.patches, init_std=0.1)], cfg.contraction)
+        shapes = self.collage.param_shapes(1, (cfg.tile, cfg.tile))
+        self.ranges = shapes["bias"][1]
+        self.sizes = {kind: (shapes[kind][2] if kind != "bias" else 1) for kind in PARAM_KINDS}
+        outputs = sum(self.sizes.values())
+        downsample = int(math.log2(cfg.range_size))
+        self.encoder = HyperEncoder(outputs=outputs, width=cfg.width, downsample=downsample)
+        # Latent units -> parameter units, per channel (learned: the model picks each parameter's precision).
+        # One unit must already change the decoded tile visibly: a weight whose codes all round to zero
+        # gets no gradient through its gain, and small gains left the patches and domains unused.
+        init = {"scale": 0.5, "mix": 1.0, "aux": 0.5, "bias": 1 / 64}
+        self.log_gain = nn.Parameter(torch.cat([torch.full((self.sizes[k],), math.log(init[k])) for k in PARAM_KINDS]))
+        self.prior = LaplacePrior(outputs)
+        with torch.no_grad():  # biases spread over tens of steps: start their prior wide (b = 8)
+            self.prior.log_scale[-1] = math.log(8.0) / self.prior.SPEED
+
+    @property
+    def channels(self) -> int:
+        return int(self.log_gain.numel())
+
+    def latents(self, tiles: Tensor) -> Tensor:
+        """(t 1 T T) centred -> (t p k)."""
+        return self.encoder(tiles)
+
+    def params(self, q: Tensor) -> CollageParams:
+        """(t p k) quantised latents -> the tiles' :class:`CollageParams` (one channel)."""
+        v = q * self.log_gain.exp()[:, None]
+        parts = dict(zip(PARAM_KINDS, torch.split(v, [self.sizes[k] for k in PARAM_KINDS], dim=1)))
+        return CollageParams(
+            scale=rearrange(parts["scale"], "t s k -> t 1 k s"),
+            mix=rearrange(parts["mix"], "t s k -> t 1 k s"),
+            aux=rearrange(parts["aux"], "t s k -> t 1 k s"),
+            bias=rearrange(parts["bias"], "t 1 k -> t 1 k"),
+        )
+
+    def decode(self, q: Tensor, scale: int = 1, *, tol: float = 1e-4, max_iter: int = 100, gradient: str = "none", on_step=None) -> Tensor:
+        """(t p k) -> (t 1 T*scale T*scale): every tile's attractor, solved as one batch from zeros."""
+        params = self.params(q)
+        size = (self.cfg.tile, self.cfg.tile)
+        step = self.collage.step_fn(params, size, scale)
+        if on_step is not None:
+            inner = step
+
+            def step(z: Tensor) -> Tensor:
+                on_step()
+                return inner(z)
+
+        z0 = q.new_zeros(q.shape[0], 1, size[0] * scale, size[1] * scale)
+        z, _ = fixed_point(step, z0, method="anderson", tol=tol, max_iter=max_iter, gradient=gradient, backward_max_iter=max_iter)
+        return z
+
+
+# ---------------------------------------------------------------- planes <-> tiles
+def to_tiles(plane: Tensor, tile: int) -> Tensor:
+    """(b 1 H W), H and W multiples of ``tile`` -> (t 1 tile tile), t = b (H/tile) (W/tile), row-major."""
+    return rearrange(plane, "b c (h th) (w tw) -> (b h w) c th tw", th=tile, tw=tile)
+
+
+def from_tiles(tiles: Tensor, batch: int, grid: tuple[int, int]) -> Tensor:
+    """(t 1 s s) -> (b 1 gh*s gw*s): the inverse of :func:`to_tiles`."""
+    return rearrange(tiles, "(b h w) c th tw -> b c (h th) (w tw)", b=batch, h=grid[0], w=grid[1])
+
+
+def pad_unit(cfg: ModelConfig) -> int:
+    """Images are padded (never cropped) to multiples of this: whole luma and half-resolution chroma tiles."""
+    return math.lcm(cfg.luma.tile, 2 * cfg.chroma.tile)
+
+
+@dataclass
+class Layout:
+    """Geometry of one image under a model: padded size, tile grids of the luma and chroma planes."""
+
+    spatial: tuple[int, int]
+    padded: tuple[int, int]
+    luma_grid: tuple[int, int]
+    chroma_grid: tuple[int, int]
+
+    @classmethod
+    def of(cls, spatial: tuple[int, int], cfg: ModelConfig) -> Layout:
+        unit = pad_unit(cfg)
+        padded = tuple(math.ceil(s / unit) * unit for s in spatial)
+        return cls(
+            spatial=tuple(spatial),
+            padded=padded,
+            luma_grid=(padded[0] // cfg.luma.tile, padded[1] // cfg.luma.tile),
+            chroma_grid=(padded[0] // (2 * cfg.chroma.tile), padded[1] // (2 * cfg.chroma.tile)),
+        )
+
+    @property
+    def luma_tiles(self) -> int:
+        return self.luma_grid[0] * self.luma_grid[1]
+
+    @property
+    def chroma_tiles(self) -> int:
+        return 2 * self.chroma_grid[0] * self.chroma_grid[1]
+
+
+class NeuralCollageModel(nn.Module):
+    """Luma and chroma planes. Images are (b c h w) in [0, 1], c = 1 (grey) or 3 (RGB, coded as YCbCr)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.luma = Plane(cfg.luma)
+        self.chroma = Plane(cfg.chroma)
+
+    def planes(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(b c H W) padded image -> centred luma tiles (t 1 T T) and chroma tiles (t' 1 T T) or None.
+
+        Chroma tiles are ordered Cb-major: all Cb tiles of every image, then all Cr tiles.
+        """
+        from collagekit_pifs.encoder import rgb_to_ycbcr
+
+        if x.shape[1] == 1:
+            return to_tiles(x - 0.5, self.cfg.luma.tile), None
+        ycc = rgb_to_ycbcr(x) - 0.5
+        chroma = F.avg_pool2d(ycc[:, 1:], 2)
+        chroma = rearrange(chroma, "b c h w -> (c b) 1 h w")
+        return to_tiles(ycc[:, :1], self.cfg.luma.tile), to_tiles(chroma, self.cfg.chroma.tile)
+
+    def assemble(self, luma: Tensor, chroma: Tensor | None, batch: int, layout: Layout, scale: int) -> Tensor:
+        """Decoded tiles -> (b c H*scale W*scale) in RGB (not clipped), cropped to the image size."""
+        from collagekit_pifs.encoder import ycbcr_to_rgb
+
+        y = from_tiles(luma, batch, layout.luma_grid) + 0.5
+        if chroma is not None:
+            c = from_tiles(chroma, 2 * batch, layout.chroma_grid)
+            c = rearrange(c, "(c b) 1 h w -> b c h w", c=2) + 0.5
+            y = ycbcr_to_rgb(torch.cat([y, c], dim=1))
+        h, w = layout.spatial
+        return y[..., : h * scale, : w * scale]
+
+
+def pad_image(x: Tensor, layout: Layout) -> Tensor:
+    """(b c h w) -> (b c H W) by edge replication."""
+    h, w = layout.spatial
+    H, W = layout.padded
+    if (H, W) == (h, w):
+        return x
+    return F.pad(x, (0, W - w, 0, H - h), mode="replicate")

@@ -1,0 +1,167 @@
+"""``task: image_train``: train a Neural Collage image codec on random crops of natural photos.
+
+Objective (rate-distortion, CompressAI's convention): ``loss = lmbda * 255^2 * MSE + bpp``, where MSE
+is measured on the decoded RGB crop (luma decoded at scale 1, chroma at scale 2: exactly what the
+codec does) and bpp is the learned prior's estimate of the quantised latents' bits per pixel. The
+distortion sees straight-through rounded latents, the rate term noisy ones (``quantiser: ste``), or
+both see noise (``quantiser: noise``). ``lmbda`` is the one knob that trades rate for distortion.
+
+Runs single-process or under ``torchrun`` through :func:`collagekit.training.train`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from collagekit.errors import CollagekitError
+from collagekit.metrics import write_metrics
+from collagekit.tasks import Task, TaskConfig
+from collagekit.training import TrainingConfig, save_weights, train
+from collagekit_image.pretrained import MODEL_FORMAT
+from collagekit_image.neural import Layout, ModelConfig, NeuralCollageModel, pad_unit, quantise
+
+MAX_TRAIN_IMAGES = 10_000
+
+
+class RateDistortion(nn.Module):
+    """``forward(crops (b 3 S S) in [0, 1]) -> (loss, metrics)``; owns the model being trained."""
+
+    def __init__(self, model: NeuralCollageModel, lmbda: float, quantiser: str, tol: float, max_iter: int) -> None:
+        super().__init__()
+        self.model = model
+        self.lmbda = lmbda
+        self.quantiser = quantiser
+        self.tol = tol
+        self.max_iter = max_iter
+
+    def forward(self, crops: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        model = self.model
+        crops = crops.to(next(model.parameters()).device)
+        b, _, h, w = crops.shape
+        layout = Layout.of((h, w), model.cfg)
+        if layout.padded != (h, w):
+            raise CollagekitError(f"training crops must be multiples of {pad_unit(model.cfg)} pixels, got {h}x{w}")
+        luma, chroma = model.planes(crops)
+        bits = crops.new_zeros(())
+        decoded = []
+        for plane, tiles, scale in ((model.luma, luma, 1), (model.chroma, chroma, 2)):
+            y = plane.latents(tiles)
+            bits = bits + plane.prior.bits(quantise(y, "noise")).sum()
+            q = quantise(y, "ste" if self.quantiser == "ste" else "noise")
+            decoded.append(plane.decode(q, scale, tol=self.tol, max_iter=self.max_iter, gradient="implicit"))
+        out = model.assemble(decoded[0], decoded[1], b, layout, 1)
+        mse = torch.mean((out - crops) ** 2)
+        bpp = bits / (b * h * w)
+        loss = self.lmbda * 255.0**2 * mse + bpp
+        return loss, {"bpp": bpp.detach(), "psnr": -10.0 * torch.log10(mse.detach().clamp(min=1e-10))}
+
+
+class CropStream:
+    """Random ``crop x crop`` RGB crops of a folder of images, with the 8 flips/rotations.
+
+    ``__call__(step, rank, world_size)`` is deterministic in its arguments (the shared training
+    loop's contract): resuming replays the same crops and every rank draws different ones.
+    """
+
+    def __init__(self, folder: Path, crop: int, batch: int, seed: int) -> None:
+        from PIL import Image
+
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".webp", ".bmp", ".tif", ".tiff"))[:MAX_TRAIN_IMAGES]
+        if "kodak" in str(folder).lower() or any(p.name.startswith("kodim") for p in paths):
+            raise CollagekitError(f"{folder} holds Kodak images: they are the evaluation set, never train on them")
+        self.images: list[Tensor] = []
+        for path in paths:
+            with Image.open(path) as image:
+                array = np.asarray(image.convert("RGB"))
+            if min(array.shape[:2]) >= crop:
+                self.images.append(torch.from_numpy(array.copy()).permute(2, 0, 1))
+        if not self.images:
+            raise CollagekitError(f"no training image of at least {crop}x{crop} pixels in {folder}")
+        self.crop, self.batch, self.seed = crop, batch, seed
+
+    def __call__(self, step: int, rank: int, world_size: int) -> Tensor:
+        g = torch.Generator().manual_seed(((self.seed * 1_000_003 + step) * 1024 + rank) % (1 << 63))
+        crops = []
+        for _ in range(self.batch):
+            image = self.images[int(torch.randint(len(self.images), (1,), generator=g))]
+            _, h, w = image.shape
+            top = int(torch.randint(h - self.crop + 1, (1,), generator=g))
+            left = int(torch.randint(w - self.crop + 1, (1,), generator=g))
+            crop = image[:, top : top + self.crop, left : left + self.crop]
+            turn = int(torch.randint(8, (1,), generator=g))
+            crop = torch.rot90(crop.flip(-1) if turn >= 4 else crop, turn % 4, dims=(1, 2))
+            crops.append(crop)
+        return torch.stack(crops).float() / 255.0
+
+
+def default_train_data() -> str:
+    from collagekit.bench import default_data_root
+
+    return str(default_data_root() / "train_images")
+
+
+class ImageTrain(Task):
+    class Config(TaskConfig):
+        task: Literal["image_train"] = "image_train"
+        data: str | None = Field(None, description="folder of training images (default: ../shared/data/train_images); never Kodak")
+        out_dir: str = Field("outputs/image_train", description="checkpoints and the training log")
+        export: str = Field("outputs/image_train/model.safetensors", description="the trained model, ready for --model")
+        model_name: str = Field("custom", description="the model's name, recorded in every file it compresses")
+        model_version: str = Field("1", description="the model's version, recorded likewise")
+        lmbda: float = Field(0.01, gt=0, description="rate-distortion trade-off: higher = more bits, better quality")
+        quantiser: Literal["ste", "noise"] = Field("ste", description="how the distortion term sees quantisation")
+        crop: int = Field(128, ge=64, le=1024, description="training crop size (a multiple of 2 x the chroma tile)")
+        tol: float = Field(1e-3, gt=0, description="fixed-point tolerance while training")
+        max_iter: int = Field(40, ge=1, le=1000, description="fixed-point iterations while training")
+        model: ModelConfig = Field(default_factory=ModelConfig)
+        training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(steps=2000, batch_size=16, lr=1e-3, warmup_steps=100, log_every=50, checkpoint_every=500))
+
+    config: Config
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        folder = Path(cfg.data or default_train_data())
+        if not folder.is_dir():
+            raise CollagekitError(f"training data folder {str(folder)!r} does not exist; set data: DIR")
+        torch.manual_seed(cfg.training.seed)
+        model = NeuralCollageModel(cfg.model)
+        objective = RateDistortion(model, cfg.lmbda, cfg.quantiser, cfg.tol, cfg.max_iter)
+        stream = CropStream(folder, cfg.crop, cfg.training.batch_size, cfg.training.seed)
+        result = train(objective, stream, cfg.training, out_dir=cfg.out_dir, device=self.ctx.device, description=f"training {cfg.model_name}")
+        last = result.history[-1] if result.history else {}
+        metrics = {
+            "name": cfg.model_name,
+            "steps": result.steps,
+            "resumed_from": result.resumed_from,
+            "train_seconds": round(result.seconds, 1),
+            "images": len(stream.images),
+            **{f"final_{k}": round(v, 4) for k, v in last.items() if k != "step"},
+            "device": str(self.ctx.device),
+        }
+        if int(os.environ.get("RANK", "0")) == 0:
+            metadata = {
+                "format": MODEL_FORMAT,
+                "name": cfg.model_name,
+                "version": cfg.model_version,
+                "config": cfg.model.model_dump_json(),
+                "lmbda": repr(cfg.lmbda),
+                "made_by": json.dumps({"recipe": "image_train", "steps": result.steps, "crop": cfg.crop,
+                                       "batch_size": cfg.training.batch_size, "train_seconds": round(result.seconds, 1),
+                                       "device": str(self.ctx.device), "date": time.strftime("%Y-%m-%d")}),
+            }
+            save_weights(model, cfg.export, metadata)
+            write_metrics(Path(cfg.out_dir) / "train_metrics.json", {**metrics, "history": result.history})
+            metrics["export"] = cfg.export
+        if not math.isfinite(metrics.get("final_loss", 0.0)):
+            raise CollagekitError("training ended with a non-finite loss")
+        return metrics
