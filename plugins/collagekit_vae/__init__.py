@@ -1,0 +1,1 @@
+"""collagekit_vae: Collage VAEs, generative models whose latents are grid-collage parameters (paper §4.1)."""

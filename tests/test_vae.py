@@ -1,0 +1,202 @@
+"""The Collage VAE plugin: IDX reading, the heads' shapes, a decreasing ELBO, any-scale decoding, the
+training recipe end to end on a 32-image MNIST slice, and the ``sample`` command."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from collagekit_vae.evaluate import evaluate
+from collagekit_vae.mnist import BatchStream, fixed_binarization, read_idx_images, split
+from collagekit_vae.model import GRID, VAEConfig, VAEObjective, build_model
+from collagekit_vae.store import load_model
+from conftest import DATA, REPO, invoke
+from PIL import Image
+
+from collagekit.errors import CollagekitError
+from collagekit.recipe import RecipeModels
+from collagekit.registry import get_registry
+from collagekit.training import TrainingConfig, train
+
+TINY = DATA / "mnist_tiny"
+SMALL = {"width": 4, "z_dim": 3, "head_hidden": 8, "conv_latent": 2}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These models are tiny: extra threads only add synchronisation (and stall on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small_model(decoder: str = "collage"):
+    registry = get_registry()
+    config = RecipeModels(registry).specialize(VAEConfig).model_validate({"decoder": decoder, **SMALL})
+    return build_model(config, registry)
+
+
+# ---------------------------------------------------------------- data
+def test_tiny_idx_slice_reads_and_splits() -> None:
+    images = read_idx_images(TINY / "t10k-images-idx3-ubyte.gz")
+    assert images.shape == (32, 28, 28) and images.dtype == torch.uint8
+    train_images, test_images = split(TINY, 24)
+    assert len(train_images) == 24 and len(test_images) == 8
+    x = BatchStream(train_images, 5, seed=0)(3, 0, 1)
+    assert x.shape == (5, 1, 28, 28) and set(x.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(x, BatchStream(train_images, 5, seed=0)(3, 0, 1))  # deterministic in (seed, step, rank)
+    assert not torch.equal(x, BatchStream(train_images, 5, seed=0)(3, 1, 2))
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (struct.pack(">IIII", 0x801, 1, 28, 28), "not an IDX image file"),
+        (struct.pack(">IIII", 0x803, 4_000_000_000, 28, 28), "implausible shape"),
+        (struct.pack(">IIII", 0x803, 2, 28, 28), "promises 1568"),
+    ],
+)
+def test_bad_idx_files_are_refused(tmp_path: Path, header: bytes, message: str) -> None:
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(header + bytes(784)))
+    with pytest.raises(CollagekitError, match=message):
+        read_idx_images(path)
+
+
+# ---------------------------------------------------------------- model
+@torch.no_grad()
+def test_heads_and_collage_code_shapes() -> None:
+    model = small_model()
+    likelihood = model.likelihood
+    shapes = likelihood.collage.param_shapes(1, (28, 28))  # 49 ranges, 36 domains of 8x8 at stride 4
+    assert shapes["scale"] == (1, 49, 36) and shapes["bias"] == (1, 49)
+    assert likelihood.latent_channels == 2 * 36 + 1
+    x = fixed_binarization(split(TINY, 24)[1])
+    h = model.encoder(x)
+    assert h.shape == (8, 8, *GRID)
+    state = model.top_down(torch.randn(8, SMALL["z_dim"]))
+    mean, sd = model.prior(state)
+    assert mean.shape == sd.shape == (8, 73, *GRID) and bool((sd > 0).all())
+    mean_q, _ = model.posterior(torch.cat([h, state], 1))
+    params = likelihood.params(mean_q)
+    for key, tensor in params.tensors().items():
+        assert tuple(tensor.shape) == (8, *shapes[key]), key
+    assert float(likelihood.collage.lipschitz_bound(params).max()) < 0.9
+
+
+@pytest.mark.parametrize("decoder", ["collage", "conv"])
+def test_elbo_is_finite_and_improves(decoder: str) -> None:
+    torch.manual_seed(0)
+    train_images, test_images = split(TINY, 24)
+    model = small_model(decoder)
+    x = fixed_binarization(test_images)
+    before = evaluate(model, x)
+    assert all(np.isfinite(v) for v in before.values())
+    config = TrainingConfig(steps=25, batch_size=8, lr=1e-2, lr_schedule="constant", log_every=5, checkpoint_every=1000)
+    result = train(VAEObjective(model, beta=1.0), BatchStream(train_images, 8, seed=0), config)
+    losses = [entry["loss"] for entry in result.history]
+    assert all(np.isfinite(losses)) and losses[-1] < 0.8 * losses[0]
+    after = evaluate(model, x)
+    assert after["elbo"] > before["elbo"] + 20  # nats per image, on held-out images
+    assert after["rate"] >= 0 and after["distortion"] > 0
+
+
+def test_collage_decodes_at_scale_two() -> None:
+    torch.manual_seed(0)
+    model = small_model().eval()
+    w = model.sample_latent(3, torch.Generator().manual_seed(1))
+    w[:, :73:2] += 2.0  # non-trivial weights so the fixed point is not just the bias blocks
+    one, two = model.decode(w, 1), model.decode(w, 2)
+    assert one.shape == (3, 1, 28, 28) and two.shape == (3, 1, 56, 56)
+    assert bool(((two >= 0) & (two <= 1)).all())
+    # The decode is the fixed point of the scale-2 collage, not an interpolation of the 1x image.
+    likelihood = model.likelihood
+    step = likelihood.collage.step_fn(likelihood.params(w), (28, 28), 2)
+    logits = torch.logit(two.double().clamp(1e-12, 1 - 1e-12)).float()
+    assert float((step(logits) - logits).abs().max()) < 1e-2
+    coarse = torch.nn.functional.avg_pool2d(two, 2)
+    assert float((coarse - one).abs().mean()) < 0.1  # same picture, finer
+
+
+def test_collage_must_tile_the_feature_grid() -> None:
+    registry = get_registry()
+    data = {"collage": {"partitioner": {"name": "tiles2d", "range_size": 7, "domain_size": 14}}}
+    config = RecipeModels(registry).specialize(VAEConfig).model_validate(data)
+    with pytest.raises(CollagekitError, match="needs a 7x7 grid of range cells"):
+        build_model(config, registry)
+
+
+def test_conv_baseline_refuses_other_scales() -> None:
+    model = small_model("conv")
+    with pytest.raises(CollagekitError, match="scale 1 only"):
+        model.decode(torch.zeros(1, SMALL["conv_latent"], *GRID), 2)
+
+
+# ---------------------------------------------------------------- recipe, task and sample command
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("vae") / "run"
+    fields = [f"model.{k}={v}" for k, v in SMALL.items()]
+    result = invoke(
+        "run", str(REPO / "recipes" / "vae_mnist.yaml"), f"data={TINY}", f"output={out}", "train_count=24",
+        "training.steps=4", "training.batch_size=4", "training.log_every=2", *fields, "--device", "cpu",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_recipe_trains_scores_and_saves(trained: Path) -> None:
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["decoder"] == "collage" and metrics["test_images"] == 8 and metrics["steps"] == 4
+    assert np.isfinite(metrics["test_elbo_nats"]) and len(metrics["history"]) == 2
+    model, info = load_model(trained, get_registry())
+    assert info["beta"] == 1.0 and model.config.width == SMALL["width"]
+
+
+def test_sample_command_writes_a_png_grid(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "grid.png"
+    result = invoke("sample", str(trained), "--n", "6", "--scale", "2", "-o", str(out), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    with Image.open(out) as image:
+        assert image.mode == "L"
+        assert image.size == (3 * (56 + 2) + 2, 2 * (56 + 2) + 2)  # 3 columns x 2 rows of 56 px, 2 px gutters
+
+
+def test_shipped_model_samples(tmp_path: Path) -> None:
+    out = tmp_path / "grid.png"
+    result = invoke("sample", "mnist", "--n", "4", "-o", str(out), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    with Image.open(out) as image:
+        pixels = np.asarray(image)
+    assert pixels.shape == (2 * 30 + 2, 2 * 30 + 2) and pixels.std() > 20  # digits, not a flat grey
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.safetensors", "does not exist"),
+        (lambda d: _write(d / "junk.safetensors", b"not a safetensors file"), "not a readable safetensors file"),
+    ],
+)
+def test_bad_checkpoint_is_one_line_error(tmp_path: Path, make, message: str) -> None:
+    out = tmp_path / "grid.png"
+    result = invoke("sample", str(make(tmp_path)), "--n", "4", "-o", str(out))
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and message in result.stderr
+    assert not out.exists()
+
+
+def test_conv_checkpoint_refuses_scale(tmp_path: Path) -> None:
+    result = invoke("sample", "mnist-conv", "--scale", "4", "-o", str(tmp_path / "g.png"))
+    assert result.returncode == 1 and "decodes at --scale 1 only" in result.stderr
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
