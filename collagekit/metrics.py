@@ -40,3 +40,14 @@ def bits_per_element(file_bytes: int, elements: int) -> float:
 def write_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def at_rate(points: list[tuple[float, float]], target: float) -> float | None:
+    """Quality at rate ``target`` from (rate, quality) points, interpolated linearly in log-rate (as BD-rate
+    does); None when the points do not bracket the target (never extrapolated)."""
+    pts = sorted(points)
+    for (r0, q0), (r1, q1) in zip(pts, pts[1:]):
+        if r0 <= target <= r1 and r1 > r0:
+            w = (math.log(target) - math.log(r0)) / (math.log(r1) - math.log(r0))
+            return q0 + w * (q1 - q0)
+    return None

@@ -18,7 +18,8 @@ from collagekit_image.components import dihedral_transforms
 from collagekit_image.imageio import load_image
 from collagekit_pifs import transforms
 from collagekit_pifs.decoder import collage_maps, leaf_positions, make_step, solve
-from collagekit_pifs.encoder import pad_image, rgb_to_ycbcr, ycbcr_to_rgb
+from collagekit.colour import rgb_to_ycbcr, ycbcr_to_rgb
+from collagekit_pifs.encoder import pad_image
 from collagekit_pifs.params import PifsParams
 from collagekit_pifs.pifscodec import PifsCodec, contraction_bound, encode_image, read_code
 from collagekit_pifs.search import best_candidates, search

@@ -30,7 +30,8 @@ import torch
 
 from collagekit.bench import Benchmark, BenchContext, write_results
 from collagekit.errors import CollagekitError
-from collagekit_pifs.bench import at_bpp, pifs_curve
+from collagekit.metrics import at_rate
+from collagekit_pifs.bench import pifs_curve
 
 TARGETS = (0.15, 0.30)
 SWEEPS: dict[str, tuple] = {  # quality settings reaching from below 0.1 bpp (where the codec can) to about 1 bpp
@@ -176,7 +177,7 @@ def summarise(rows: list[dict[str, Any]], models: list[str], anchors: list[str],
     bracketed: dict[str, dict[str, int]] = {}  # how many images' curves reach each rate
     for t in TARGETS:
         for codec in ["neural-collage", *anchors]:
-            values = [at_bpp(neural_curves[r["image"]] if codec == "neural-collage" else r["anchors"][codec], t) for r in rows]
+            values = [at_rate(neural_curves[r["image"]] if codec == "neural-collage" else r["anchors"][codec], t) for r in rows]
             at_targets.setdefault(codec, {})[f"{t:.2f}"] = _mean(values)
             bracketed.setdefault(codec, {})[f"{t:.2f}"] = sum(v is not None for v in values)
     per_model = []
@@ -193,7 +194,7 @@ def summarise(rows: list[dict[str, Any]], models: list[str], anchors: list[str],
         }
         for anchor in anchors:
             # Matched bpp: each anchor's curve read at this image's Neural Collage bpp.
-            entry[f"{anchor}_psnr_at_matched_bpp"] = _mean(at_bpp(r["anchors"][anchor], r["neural"][name]["bpp"]) for r in rows)
+            entry[f"{anchor}_psnr_at_matched_bpp"] = _mean(at_rate(r["anchors"][anchor], r["neural"][name]["bpp"]) for r in rows)
         if "pifs" in anchors:
             speed = []
             for r in rows:

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from collagekit.config import StrictModel
+from collagekit.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from collagekit.grid import AveragePooler, LearnedPatches
 from collagekit.operator import CollageParams, GridCollage
 from collagekit.solver import fixed_point
@@ -236,8 +237,6 @@ class NeuralCollageModel(nn.Module):
 
         Chroma tiles are ordered Cb-major: all Cb tiles of every image, then all Cr tiles.
         """
-        from collagekit_pifs.encoder import rgb_to_ycbcr
-
         if x.shape[1] == 1:
             return to_tiles(x - 0.5, self.cfg.luma.tile), None
         ycc = rgb_to_ycbcr(x) - 0.5
@@ -247,8 +246,6 @@ class NeuralCollageModel(nn.Module):
 
     def assemble(self, luma: Tensor, chroma: Tensor | None, batch: int, layout: Layout, scale: int) -> Tensor:
         """Decoded tiles -> (b c H*scale W*scale) in RGB (not clipped), cropped to the image size."""
-        from collagekit_pifs.encoder import ycbcr_to_rgb
-
         y = from_tiles(luma, batch, layout.luma_grid) + 0.5
         if chroma is not None:
             c = from_tiles(chroma, 2 * batch, layout.chroma_grid)

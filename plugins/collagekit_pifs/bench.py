@@ -25,6 +25,7 @@ import torch
 
 from collagekit.bench import Benchmark, BenchContext, write_results
 from collagekit.errors import CollagekitError
+from collagekit.metrics import at_rate
 
 GREY_IMAGES = ("kodim01", "kodim05", "kodim15", "kodim23")
 CROP = 512
@@ -52,16 +53,6 @@ def _tensor(image) -> torch.Tensor:
     t = torch.from_numpy(array)
     t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
     return t[None].contiguous()
-
-
-def at_bpp(points: list[tuple[float, float]], target: float = TARGET_BPP) -> float | None:
-    """PSNR at ``target`` bpp by linear interpolation in log-bpp; None when the points do not bracket it."""
-    pts = sorted(points)
-    for (b0, p0), (b1, p1) in zip(pts, pts[1:]):
-        if b0 <= target <= b1 and b1 > b0:
-            w = (math.log(target) - math.log(b0)) / (math.log(b1) - math.log(b0))
-            return p0 + w * (p1 - p0)
-    return None
 
 
 def jpeg_curve(image) -> list[tuple[float, float]]:
@@ -156,7 +147,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         image = _load(path, grey=True)
         x = _tensor(image)
         jpeg = jpeg_curve(image)
-        row: dict[str, Any] = {"image": path.stem, "jpeg_psnr_at_0.5": at_bpp(jpeg)}
+        row: dict[str, Any] = {"image": path.stem, "jpeg_psnr_at_0.5": at_rate(jpeg, TARGET_BPP)}
         # The fast search sweeps every target; slower ones only the targets that bracket 0.5 bpp there
         # (widened one step at a time if their own points do not bracket it), to keep the run short.
         curves = {fast: pifs_curve(x, fast, GREY_RMS, device, extra)}
@@ -168,7 +159,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             rms_done = list(bracket)
             curve = pifs_curve(x, search, rms_done, device, extra)
             for _ in range(3):
-                if at_bpp([(r["bpp"], r["psnr_db"]) for r in curve]) is not None:
+                if at_rate([(r["bpp"], r["psnr_db"]) for r in curve], TARGET_BPP) is not None:
                     break
                 low_rate = min(curve, key=lambda r: r["bpp"])["bpp"] > TARGET_BPP  # all above: coarser target
                 options = [v for v in GREY_RMS if (v > max(rms_done) if low_rate else v < min(rms_done))]
@@ -183,7 +174,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             encode_s, decode_s = _timed_point(x, search, point["rms"], device, n, extra)
             curve = sorted(curves[search], key=lambda r: r["rms"])
             row[search] = {
-                "psnr_at_0.5": at_bpp([(r["bpp"], r["psnr_db"]) for r in curve]),
+                "psnr_at_0.5": at_rate([(r["bpp"], r["psnr_db"]) for r in curve], TARGET_BPP),
                 "curve": curve,
                 "timed_rms": point["rms"],
                 "encode_s": encode_s,
@@ -202,8 +193,8 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         row = {
             "image": path.stem,
             "search": searches[-1],
-            "psnr_at_0.5": at_bpp([(r["bpp"], r["psnr_db"]) for r in curve]),
-            "jpeg_psnr_at_0.5": at_bpp(jpeg_curve(image)),
+            "psnr_at_0.5": at_rate([(r["bpp"], r["psnr_db"]) for r in curve], TARGET_BPP),
+            "jpeg_psnr_at_0.5": at_rate(jpeg_curve(image), TARGET_BPP),
             "encode_s": _nearest(curve, TARGET_BPP)["encode_s"],
             "curve": curve,
         }

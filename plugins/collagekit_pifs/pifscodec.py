@@ -22,7 +22,8 @@ from collagekit.errors import CollagekitError
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit_pifs import bitstream
 from collagekit_pifs.decoder import solve
-from collagekit_pifs.encoder import encode_channel, pad_image, padded_size, rgb_to_ycbcr, top_size, ycbcr_to_rgb
+from collagekit.colour import rgb_to_ycbcr, ycbcr_to_rgb
+from collagekit_pifs.encoder import encode_channel, pad_image, padded_size, top_size
 from collagekit_pifs.params import PifsParams, lipschitz_bound
 from collagekit_pifs.search import SEARCHES
 
