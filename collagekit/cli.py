@@ -70,6 +70,9 @@ def _registry():
 
 
 def _print_metrics(metrics: dict[str, Any]) -> None:
+    # Under torchrun every process runs the recipe; the result is printed once, by rank 0.
+    if os.environ.get("RANK", "0") != "0":
+        return
     table = Table(show_header=False, box=None, pad_edge=False)
     for key, value in metrics.items():
         table.add_row(f"[bold]{key}[/bold]", str(value))

@@ -33,7 +33,9 @@ def slot_default(name: str, **fields: Any) -> Any:
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Unknown keys are errors (typos must not pass silently); a number where text is expected is taken
+    # as its text, as YAML users expect (``version: 1``, ``model_version=2`` on the command line).
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
 class CollageConfig(StrictModel):

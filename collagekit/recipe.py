@@ -175,32 +175,36 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _fill_defaults(data: dict, path: list[str | int], registry: Registry) -> None:
-    """Write the defaults an override descends through into ``data``.
+def _fill_defaults(data: dict, path: list[str | int], registry: Registry) -> bool:
+    """Write the defaults an override descends through into ``data``; True when ``path``'s parent
+    node is a component (a registry slot's value, whose ``name`` picks the component).
 
     ``encoder.steps=50`` on a recipe that leaves ``encoder`` at its default must edit that default
     component (``{name: fit, steps: 50}``), not create a nameless ``{steps: 50}``.
     """
     task = data.get("task")
     if task not in registry.names("task"):
-        return
+        return False
     node: Any = data
     model: type[BaseModel] | None = registry.get("task", task).Config
     item_slot: Slot | None = None
+    in_component = False
     for part in path[:-1]:
         if isinstance(node, list):
             if not (isinstance(part, int) and part < len(node)):
-                return
+                return False
             node = node[part]
             model = _component_config(item_slot, node, registry)
+            in_component = item_slot is not None and isinstance(node, dict)
             continue
         if not isinstance(node, dict) or model is None or part not in model.model_fields:
-            return
+            return False
         info = model.model_fields[part]
         if part not in node and not info.is_required():
             node[part] = _plain(info.get_default(call_default_factory=True))
         node = node.get(part)
         slot = _slot_of(info)
+        in_component = slot is not None and isinstance(node, dict)
         if slot is not None and isinstance(node, list):
             model, item_slot = None, slot
         elif slot is not None:
@@ -209,6 +213,7 @@ def _fill_defaults(data: dict, path: list[str | int], registry: Registry) -> Non
             model = info.annotation
         else:
             model = None
+    return in_component
 
 
 def _component_config(slot: Slot | None, node: Any, registry: Registry) -> type[BaseModel] | None:
@@ -223,8 +228,9 @@ def override(data: dict, path: list[str | int], value: Any, registry: Registry) 
     Switching a component (``collage.partitioner.name=other``) starts it from the new component's
     defaults: the old component's settings mean nothing to the new one.
     """
-    _fill_defaults(data, path, registry)
-    if path and path[-1] == "name":
+    # Only a component's ``name`` switches components; a task or plain sub-model may have a field
+    # that happens to be called ``name`` (a model's name, say), which is just a value.
+    if _fill_defaults(data, path, registry) and path[-1] == "name":
         parent = _lookup(data, path[:-1])
         if isinstance(parent, dict) and parent.get("name") != value:
             parent.clear()

@@ -59,6 +59,15 @@ def test_run_recipe_writes_outputs(tmp_path: Path) -> None:
     assert "psnr_db" in result.stdout
 
 
+def test_run_prints_its_result_once_under_torchrun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every torchrun process runs the recipe; only rank 0 prints the metrics."""
+    monkeypatch.setenv("RANK", "1")
+    outputs = [f"output={tmp_path / 'f.png'}", f"code={tmp_path / 'f.clg'}", "metrics=null"]
+    result = invoke("run", str(RECIPE), f"input={DATA / 'kodim05_64.png'}", "scale=1", *outputs, *FAST, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "psnr_db" not in result.stdout
+
+
 def test_run_default_recipe_uses_the_shipped_sample(tmp_path: Path) -> None:
     """The recipe as shipped (no input) fractalizes the sample image inside the package."""
     result = invoke("run", str(RECIPE), f"output={tmp_path / 'f.png'}", f"code={tmp_path / 'f.clg'}", "metrics=null", "scale=1", *FAST)

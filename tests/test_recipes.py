@@ -143,3 +143,18 @@ def test_schema_is_discriminated_by_component_name() -> None:
     for name in ("tiles2d", "dihedral", "learned", "anderson", "picard", "image_fractalize"):
         assert name in text
     assert "discriminator" in text
+
+
+def test_only_a_components_name_switches_components(tmp_path: Path) -> None:
+    """``name`` outside a component is a plain field: overriding it must not wipe its parent."""
+    path = _write(tmp_path, GOOD)
+    assert "name: Extra inputs are not permitted" in _error(path, ["name=full"])
+    recipe = load_recipe(path, get_registry(), ["solver.name=picard"])
+    assert recipe.config.solver.name == "picard"
+    assert recipe.config.encoder.steps == 10  # the rest of the recipe is intact
+
+
+def test_numbers_are_accepted_as_text() -> None:
+    """YAML reads ``version: 1`` as a number; a text field takes it as its text."""
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "image_train.yaml", get_registry(), ["model_version=2"])
+    assert recipe.config.model_version == "2"
