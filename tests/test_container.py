@@ -70,7 +70,7 @@ def test_truncated_files_are_clear_errors(valid_file: bytes, cut: int) -> None:
 def test_wrong_version_and_foreign_safetensors(valid_file: bytes) -> None:
     newer = Container({"codec": "grid-collage", "modality": "image"}, {})
     data = bytearray(to_bytes(newer))
-    data = bytes(data).replace(b'\\"version\\": 1', b'\\"version\\": 9')
+    data = bytes(data).replace(b'\\"version\\":1', b'\\"version\\":9')
     with pytest.raises(CollagekitError, match="version 9 is not supported"):
         from_bytes(data)
     from safetensors.torch import save
