@@ -19,9 +19,10 @@ from collagekit_image.imageio import load_image
 from collagekit_pifs import transforms
 from collagekit_pifs.decoder import collage_maps, leaf_positions, make_step, solve
 from collagekit.colour import rgb_to_ycbcr, ycbcr_to_rgb
-from collagekit_pifs.encoder import pad_image
 from collagekit_pifs.params import PifsParams
 from collagekit_pifs.pifscodec import PifsCodec, contraction_bound, encode_image, read_code
+from collagekit_pifs import search as search_module
+from collagekit_pifs.encoder import _blocks, domain_positions, fit_codes, pad_image, top_positions
 from collagekit_pifs.search import best_candidates, search
 
 from conftest import DATA, invoke
@@ -83,19 +84,85 @@ def test_closed_form_search_matches_brute_force() -> None:
         assert errors[int(index[k])] <= min(errors) + 1e-5
 
 
-def test_classified_search_finds_an_exact_transformed_copy() -> None:
+def test_searches_find_an_exact_transformed_copy() -> None:
     """A range that is s * T(D) + o for a domain D is found with the right domain and transform."""
     torch.manual_seed(1)
     params = PifsParams()
     domains = torch.rand(40, 8, 8)
-    compose, _ = transforms.tables()
+    # Give the four sources the largest contrast, so that they are in nearest's lean domain pool.
+    for i in (3, 17, 29, 11):
+        domains[i] = (domains[i] - 0.5) * 1.5 + 0.5
     ranges = torch.stack([0.5 * transforms.apply(t, domains[d]) + 0.2 for d, t in [(3, 0), (17, 5), (29, 7)]])
-    negative = -0.5 * transforms.apply(2, domains[11]) + 0.8
-    ranges = torch.cat([ranges, negative[None]])
-    for method in ("exhaustive", "classified"):
+    ranges = torch.cat([ranges, (-0.5 * transforms.apply(2, domains[11]) + 0.8)[None]])
+    for method in ("exhaustive", "classified", "nearest"):
         d, t = search(ranges, domains, params, method)
         assert d.tolist() == [3, 17, 29, 11], method
         assert t.tolist() == [0, 5, 7, 2], method
+
+
+def test_two_stage_row_minimum_matches_min() -> None:
+    torch.manual_seed(2)
+    for m in (5, 16 * 16, 16 * 16 + 7, 16 * 40 + 15):
+        err = torch.randn(9, m)
+        value, index = search_module._row_min(err)
+        assert torch.equal(value, err.min(1).values), m
+        assert torch.equal(err.gather(1, index[:, None])[:, 0], value), m
+
+
+def test_orientation_table_picks_the_largest_rank_order() -> None:
+    """classify's lookup table agrees with its definition: of the 8 turned rank grids, the largest."""
+    torch.manual_seed(3)
+    blocks = torch.rand(50, 4, 4)
+    canonical, key = search_module.classify(blocks, "major")
+    weights = torch.tensor(search_module.RANK_WEIGHTS)
+    for i in range(50):
+        means = blocks[i].reshape(2, 2, 2, 2).mean((1, 3))  # (2 2) quadrant means
+        ranks = means.flatten().argsort().argsort().reshape(2, 2)
+        keys = [int((transforms.apply(t, ranks).flatten() * weights).sum()) for t in range(8)]
+        assert keys[int(canonical[i])] == max(keys) == int(key[i])
+
+
+def test_nearest_clusters_are_the_top_cosines_in_order() -> None:
+    torch.manual_seed(4)
+    x, centroids = torch.randn(30, 16), torch.randn(12, 16)
+    expected = (x @ centroids.T).topk(4, 1).indices
+    assert torch.equal(search_module._nearest_clusters(x, centroids, 4), expected)
+    assert search_module._nearest_clusters(x, centroids, 12).shape == (30, 12)
+
+
+def _luma_blocks(r: int) -> tuple[torch.Tensor, torch.Tensor, PifsParams]:
+    """Range blocks (k r r) and pooled domain blocks (d r r) of the 64x64 test photo's luma."""
+    params = PifsParams()
+    x = rgb_to_ycbcr(load_image(RGB, 1 << 20))[0, 0]
+    pooled = torch.nn.functional.avg_pool2d(x[None, None], 2)[0, 0]
+    domains = _blocks(pooled, domain_positions(params, r, (64, 64)) // 2, r)
+    return _blocks(x, top_positions((64, 64), r), r), domains, params
+
+
+def test_nearest_search_is_close_to_exhaustive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a real image the nearest search's matches cost at most a little more than the best ones.
+
+    Small clusters, so that this small image is split into 14 of them and each query sees 4."""
+    monkeypatch.setattr(search_module, "CLUSTER_SIZE", 8)
+    ranges, domains, params = _luma_blocks(4)
+    errors = {}
+    for method in ("exhaustive", "nearest"):
+        d, t = search(ranges, domains, params, method)
+        chosen = transforms.turn(domains[d], t).reshape(ranges.shape[0], -1)
+        errors[method] = float(fit_codes(ranges.reshape(ranges.shape[0], -1), chosen, params)[2].sum())
+    assert errors["exhaustive"] <= errors["nearest"] <= 1.12 * errors["exhaustive"]
+
+
+def test_nearest_search_is_deterministic_and_its_codes_decode() -> None:
+    ranges, domains, params = _luma_blocks(4)
+    first, second = search_module.nearest_search(ranges, domains, params), search_module.nearest_search(ranges, domains, params)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert bool(((first[0] >= 0) & (first[0] < domains.shape[0]) & (first[1] >= 0) & (first[1] < 8)).all())
+    one, two = _encode(RGB, rms=4.0, search="nearest", **SMALL), _encode(RGB, rms=4.0, search="nearest", **SMALL)
+    assert to_bytes(one) == to_bytes(two)
+    x = load_image(RGB, 1 << 20)
+    exhaustive = _encode(RGB, rms=4.0, search="exhaustive", **SMALL)
+    assert psnr(x, _decode(one)) > psnr(x, _decode(exhaustive)) - 0.5
 
 
 # ---------------------------------------------------------------- codes and decoding
@@ -263,6 +330,14 @@ def test_cli_compress_and_decompress(tmp_path: Path) -> None:
         assert image.size == (128, 128) and image.mode == "RGB"
     bad = invoke("compress", str(RGB), "--method", "pifs", "-o", str(tmp_path / "b.clg"), "-O", "search=fast")
     assert bad.returncode == 1 and bad.stderr.startswith("error: PIFS option search must be one of")
+
+
+def test_bench_rejects_bad_options_and_missing_data(tmp_path: Path) -> None:
+    bad = invoke("bench", "pifs", "searches=exhaustive,fastest", "--data", str(tmp_path), "--out", str(tmp_path))
+    assert bad.returncode == 1 and bad.stderr.startswith("error: pifs bench: searches must be from")
+    missing = invoke("bench", "pifs", "--data", str(tmp_path), "--out", str(tmp_path))
+    assert missing.returncode == 1 and missing.stderr.startswith("error: missing Kodak images")
+    assert not list(tmp_path.iterdir())  # nothing half-written
 
 
 def test_recipe_task_writes_code_image_and_metrics(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ class PifsCompress(Task):
         quality: int = Field(50, ge=0, le=100, description="0..100: RMS target 64 grey levels at 0, halving every 20")
         rms: float | None = Field(None, gt=0, description="RMS error target of the smallest blocks (8-bit levels); overrides quality")
         size_exponent: float = Field(-0.75, ge=-2, le=2, description="a block of size r gets rms * (r / min_range) ** size_exponent")
-        search: Literal["exhaustive", "oriented", "classified", "classified-full"] = Field("classified", description="domain search")
+        search: Literal["exhaustive", "oriented", "classified", "classified-full", "nearest"] = Field("nearest", description="domain search")
         colour: Literal["ycbcr", "rgb"] = Field("ycbcr", description="colour images: luma/chroma or per RGB channel")
         chroma: float = Field(2.0, gt=0, description="chroma RMS target as a multiple of the luma one")
         max_range: int = Field(16, description="largest range block (power of two)")
