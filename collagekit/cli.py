@@ -143,10 +143,11 @@ def decompress(
     file: Annotated[Path, typer.Argument(help="a .clg file")],
     output: Annotated[Path, typer.Option("-o", "--output", help="decoded file to write")],
     scale: Annotated[int, typer.Option("--scale", min=1, max=64, help="decode at this integer scale")] = 1,
+    rate: Annotated[int | None, typer.Option("--rate", min=1, help="decode at this sample rate: an integer multiple of the stored one (sets --scale)")] = None,
     options: Overrides = None,
     device: DeviceOption = None,
 ) -> None:
-    """Decode a .clg file (from fractalize or compress), at --scale x resolution.
+    """Decode a .clg file (from fractalize or compress), at --scale x resolution (or at --rate Hz).
 
     Codec-specific options go as key=value or --key value (e.g. a point count for point clouds).
     """
@@ -160,14 +161,27 @@ def decompress(
     modality = registry.get("modality", str(container.require("modality")))
     if output.suffix.lower() not in modality.suffixes:
         raise CollagekitError(f"output {str(output)!r} must end in one of {', '.join(modality.suffixes)}")
-    decoded = codec.decode(
-        container, registry, scale=scale, device=resolve_device(device or "auto"), options=_options(options)
-    )
     attrs = container.header.get(SIGNAL_ATTRS, {})
     if not isinstance(attrs, dict):
         raise CollagekitError(f"corrupt .clg file: {SIGNAL_ATTRS!r} is not a mapping")
+    if rate is not None:
+        scale = _scale_for_rate(rate, attrs.get("sample_rate"), scale)
+    decoded = codec.decode(
+        container, registry, scale=scale, device=resolve_device(device or "auto"), options=_options(options)
+    )
     save_signal(modality, decoded[:1].cpu(), output, attrs, scale)
     out.print(f"wrote {output}")
+
+
+def _scale_for_rate(rate: int, stored: Any, scale: int) -> int:
+    """``--rate R`` -> the decoding scale R / stored rate, which must be a whole number."""
+    if not isinstance(stored, int) or stored < 1:
+        raise CollagekitError("--rate needs a code that stores a sample rate; this one has none (use --scale)")
+    if scale != 1:
+        raise CollagekitError("give --rate or --scale, not both")
+    if rate % stored:
+        raise CollagekitError(f"--rate {rate} is not an integer multiple of the stored sample rate {stored} Hz")
+    return rate // stored
 
 
 @app.command()

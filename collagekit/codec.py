@@ -246,3 +246,66 @@ def from_tensor(t: Tensor, what: str = "entropy-coded stream") -> bytes:
     if t.dtype != torch.uint8 or t.ndim != 1:
         raise CollagekitError(f"corrupt {what}: expected a 1-D uint8 tensor, got {t.dtype} of shape {tuple(t.shape)}")
     return t.numpy().tobytes()
+
+
+# ---------------------------------------------------------------- signed latent groups (learned codecs)
+def _group_streams(key: str, block: Tensor, split: bool) -> dict[str, Tensor]:
+    """(t c k) integers -> one flat stream ``key``, or one per channel ``key0``, ``key1``, ..."""
+    if not split:
+        return {key: block.reshape(-1)}
+    return {f"{key}{j}": block[:, j].reshape(-1) for j in range(block.shape[1])}
+
+
+def _encode_signed(streams: Mapping[str, Tensor], max_symbol: int) -> bytes:
+    """Offset every stream by its largest magnitude h (listed in stream ``h``), then range-code."""
+    half = {n: int(v.abs().max()) if v.numel() else 0 for n, v in streams.items()}
+    coded: dict[str, Tensor] = {n: v + half[n] for n, v in streams.items()}
+    coded["h"] = torch.tensor(list(half.values()), dtype=torch.long)
+    alphabets = {n: 2 * h + 1 for n, h in half.items()} | {"h": max_symbol + 1}
+    return encode_symbols(coded, alphabets)
+
+
+def encode_latent_groups(groups: Mapping[str, Tensor], max_symbol: int) -> tuple[bytes, list[str]]:
+    """Integer latent groups, key -> (t c k) in ``[-max_symbol, max_symbol]`` -> (bytes, split keys).
+
+    Each group is one stream, or one stream per channel when that is smaller (channels differ a lot
+    in spread; a table per channel pays off once a group carries enough bits). The keys are stored in
+    the bytes: keep them short. ``split`` lists the groups coded per channel; the decoder needs it.
+    """
+    streams: dict[str, Tensor] = {}
+    split: list[str] = []
+    for key, block in groups.items():
+        choices = [_group_streams(key, block, s) for s in (False, True)]
+        best = min(choices, key=lambda c: len(_encode_signed(c, max_symbol)))
+        if best is choices[1]:
+            split.append(key)
+        streams.update(best)
+    return _encode_signed(streams, max_symbol), split
+
+
+def decode_latent_groups(
+    data: bytes, shapes: Mapping[str, tuple[int, int, int]], split: list[str], max_symbol: int, what: str
+) -> dict[str, Tensor]:
+    """Inverse of :func:`encode_latent_groups`: key -> (t c k) int64, checked against ``shapes``."""
+
+    def bad(why: str) -> CollagekitError:
+        return CollagekitError(f"corrupt {what}: {why}")
+
+    names = {key: list(_group_streams(key, torch.zeros(1, c, 1), key in split)) for key, (_, c, _) in shapes.items()}
+    ordered = [n for group in names.values() for n in group]
+    total = sum(math.prod(s) for s in shapes.values()) + len(ordered)
+    streams = decode_symbols(data, max_symbols=total, what=what)
+    if list(streams) != [*ordered, "h"] or len(streams["h"]) != len(ordered):
+        raise bad("its streams are not the ones its header implies")
+    half = dict(zip(ordered, streams["h"].tolist()))
+    out: dict[str, Tensor] = {}
+    for key, (t, c, k) in shapes.items():
+        parts = []
+        for name in names[key]:
+            h, values = half[name], streams[name]
+            width = c if len(names[key]) == 1 else 1
+            if h > max_symbol or values.size != t * width * k or (values.size and values.max() > 2 * h):
+                raise bad(f"stream {name!r} does not fit its declared size or range")
+            parts.append(torch.from_numpy(values - h).reshape(t, width, k))
+        out[key] = torch.cat(parts, dim=1)
+    return out

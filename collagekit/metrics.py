@@ -1,4 +1,5 @@
-"""Honest metrics (DESIGN section 4): PSNR on the stored 8-bit result, bits from file bytes."""
+"""Honest metrics (DESIGN section 4): PSNR on the stored 8-bit result, PSNR and SNR of float signals
+(waveforms), bits from file bytes."""
 
 from __future__ import annotations
 
@@ -30,6 +31,32 @@ def psnr_uint8(reference: np.ndarray, decoded: np.ndarray, peak: float = 255.0) 
 def psnr(reference: Tensor, decoded: Tensor) -> float:
     """PSNR in dB of two signals in [0, 1], each quantised to 8 bits first as a saved file would be."""
     return psnr_uint8(to_uint8(reference), to_uint8(decoded))
+
+
+def _float64(x: Tensor | np.ndarray) -> np.ndarray:
+    return (x.detach().double().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float64))
+
+
+def psnr_float(reference: Tensor | np.ndarray, decoded: Tensor | np.ndarray, peak: float) -> float:
+    """PSNR in dB of float signals (e.g. waveforms read back from the stored 16-bit file), MSE in float64.
+
+    Waveforms in [-1, 1] use ``peak=2`` (the full range), i.e. 20 log10(2 / rmse): the same as mapping
+    them to [0, 1] first and using peak 1, the convention COIN++ reports for audio.
+    """
+    a, b = _float64(reference), _float64(decoded)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    mse = float(np.mean((a - b) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(peak**2 / mse)
+
+
+def snr(reference: Tensor | np.ndarray, decoded: Tensor | np.ndarray) -> float:
+    """Signal-to-noise ratio in dB: 10 log10(sum reference^2 / sum (reference - decoded)^2), float64."""
+    a, b = _float64(reference), _float64(decoded)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    noise = float(np.sum((a - b) ** 2))
+    return math.inf if noise == 0 else 10.0 * math.log10(float(np.sum(a**2)) / noise)
 
 
 def bits_per_element(file_bytes: int, elements: int) -> float:

@@ -105,5 +105,6 @@ AUDIO = Modality(
     save=save_audio,
     attributes=audio_attributes,
     fractalize_task="audio_fractalize",
+    default_codec="audio-collage",
     description="mono or stereo audio (WAV, FLAC, OGG, MP3) through soundfile",
 )

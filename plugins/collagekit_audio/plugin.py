@@ -28,6 +28,24 @@ def register_modalities(register: Register) -> None:
 
 @hookimpl
 def register_tasks(register: Register) -> None:
+    from collagekit_audio.compress import AudioCompress
     from collagekit_audio.tasks import AudioFractalize
+    from collagekit_audio.train import AudioTrain
 
     register(AudioFractalize)
+    register(AudioTrain)
+    register(AudioCompress)
+
+
+@hookimpl
+def register_codecs(register: Register) -> None:
+    from collagekit_audio.acodec import AudioCollageCodec
+
+    register(AudioCollageCodec())
+
+
+@hookimpl
+def register_benchmarks(register: Register) -> None:
+    from collagekit_audio.bench import AUDIO_BENCH
+
+    register(AUDIO_BENCH)

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from collagekit.codec import as_tensor, decode_symbols, encode_symbols, from_tensor
+from collagekit.codec import as_tensor, decode_latent_groups, encode_latent_groups, from_tensor
 from collagekit.container import Container, reject_options
 from collagekit.errors import CollagekitError
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
@@ -74,26 +74,9 @@ def _groups(model: NeuralCollageModel, channels: int) -> list[tuple[str, str, sl
     return out
 
 
-def _stream_names(plane: str, kind: str, count: int, split: bool) -> list[str]:
-    """Short names (they are stored in the file): ``la`` = luma aux, ``la7`` = its channel 7."""
-    key = plane[0] + kind[0]
-    return [f"{key}{j}" for j in range(count)] if split else [key]
-
-
-def _group_streams(block: Tensor, names: list[str]) -> dict[str, Tensor]:
-    """(t c k) integer latents -> one flat stream, or one per channel."""
-    if len(names) == 1:
-        return {names[0]: block.reshape(-1)}
-    return {n: block[:, j].reshape(-1) for j, n in enumerate(names)}
-
-
-def _encode_streams(streams: dict[str, Tensor], max_symbol: int) -> bytes:
-    """Offset every stream by its largest magnitude h (listed in stream ``h``), then range-code."""
-    half = {n: int(v.abs().max()) if v.numel() else 0 for n, v in streams.items()}
-    coded = {n: v + half[n] for n, v in streams.items()}
-    coded["h"] = torch.tensor(list(half.values()), dtype=torch.long)
-    alphabets = {n: 2 * h + 1 for n, h in half.items()} | {"h": max_symbol + 1}
-    return encode_symbols(coded, alphabets)
+def _key(plane: str, kind: str) -> str:
+    """The group's short stream name (stored in the file): ``la`` = luma aux, ``la7`` = its channel 7."""
+    return plane[0] + kind[0]
 
 
 class NeuralCollageCodec:
@@ -113,16 +96,9 @@ class NeuralCollageCodec:
         latents = encode_latents(loaded.model.to(device), x.to(device), chunk)
         m = loaded.model.cfg.max_symbol
         q = {name: t.clamp(-m, m).long().cpu() for name, t in latents.items()}
-        streams: dict[str, Tensor] = {}
-        split: list[str] = []
-        for plane, kind, sl in _groups(loaded.model, x.shape[1]):
-            block = q[plane][:, sl, :]
-            choices = [_group_streams(block, _stream_names(plane, kind, block.shape[1], s)) for s in (False, True)]
-            best = min(choices, key=lambda c: len(_encode_streams(c, m)))  # per-channel tables only where they pay
-            if best is choices[1]:
-                split.append(f"{plane}.{kind}")
-            streams.update(best)
-        data = _encode_streams(streams, m)
+        groups = {_key(plane, kind): q[plane][:, sl, :] for plane, kind, sl in _groups(loaded.model, x.shape[1])}
+        data, split_keys = encode_latent_groups(groups, m)
+        split = [f"{plane}.{kind}" for plane, kind, _ in _groups(loaded.model, x.shape[1]) if _key(plane, kind) in split_keys]
         header = {
             "codec": self.name,
             "modality": "image",
@@ -237,25 +213,9 @@ def read_code(container: Container, model_override: Any = None) -> tuple[LoadedM
         raise bad("the solver settings are malformed")
     if set(container.tensors) != {"streams"}:
         raise bad(f"a {NAME} file holds one tensor 'streams', found {sorted(container.tensors)}")
-    names = {(p, k): _stream_names(p, k, sl.stop - sl.start, f"{p}.{k}" in split) for p, k, sl in groups}
-    ordered = [n for group in names.values() for n in group]
-    total = sum(math.prod(s) for s in expected.values()) + len(ordered)
-    streams = decode_symbols(from_tensor(container.tensors["streams"], f"{NAME} streams"), max_symbols=total, what=f"{NAME} streams")
-    if list(streams) != [*ordered, "h"] or len(streams["h"]) != len(ordered):
-        raise bad("its streams are not the ones its header implies")
-    half = dict(zip(ordered, streams["h"].tolist()))
-    latents: dict[str, Tensor] = {}
-    for name, plane, _ in planes:
-        t, p, k = expected[name]
-        parts = []
-        for kind in PARAM_KINDS:
-            for stream in names[(name, kind)]:
-                h = half[stream]
-                values = streams[stream]
-                width = plane.sizes[kind] if len(names[(name, kind)]) == 1 else 1
-                if h > m or values.size != t * width * k or (values.size and values.max() > 2 * h):
-                    raise bad(f"stream {stream!r} does not fit its declared size or range")
-                parts.append(torch.from_numpy(values - h).reshape(t, width, k))
-        latents[name] = torch.cat(parts, dim=1)
+    shapes = {_key(p, k): (expected[p][0], sl.stop - sl.start, expected[p][2]) for p, k, sl in groups}
+    split_keys = [_key(*g.split(".")) for g in split]
+    blocks = decode_latent_groups(from_tensor(container.tensors["streams"], f"{NAME} streams"), shapes, split_keys, m, f"{NAME} streams")
+    latents = {name: torch.cat([blocks[_key(name, kind)] for kind in PARAM_KINDS], dim=1) for name, _, _ in planes}
     info = {"channels": channels, "spatial": spatial, "solver": {"tol": float(solver["tol"]), "max_iter": solver["max_iter"]}}
     return loaded, latents, info

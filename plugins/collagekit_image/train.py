@@ -25,10 +25,11 @@ from torch import Tensor, nn
 
 from collagekit.errors import CollagekitError
 from collagekit.metrics import write_metrics
+from collagekit.prior import quantise
 from collagekit.tasks import Task, TaskConfig
 from collagekit.training import TrainingConfig, save_weights, train
 from collagekit_image.pretrained import MODEL_FORMAT
-from collagekit_image.neural import Layout, ModelConfig, NeuralCollageModel, pad_unit, quantise
+from collagekit_image.neural import Layout, ModelConfig, NeuralCollageModel, pad_unit
 
 MAX_TRAIN_IMAGES = 10_000
 

@@ -1,0 +1,160 @@
+"""The ``audio-collage`` codec: the audio modality's default for ``collagekit compress``.
+
+Encode: each channel of the waveform is cut into segments (the end padded by repeating the last
+sample), one hypernetwork pass gives every segment's latents, which are rounded to integers and
+range-coded per parameter kind (:func:`collagekit.codec.encode_latent_groups`). Decode: the integers
+times the model's learned gains are the collage parameters; the core fixed-point solver gives every
+segment's attractor at any integer ``scale`` (= scale x the sample rate), stitched and cropped.
+
+Container header (besides the container's own fields and ``signal_attrs`` with the sample rate)::
+
+    {"codec": "audio-collage", "modality": "audio",
+     "model": {"name", "version", "sha256"},            # the weights it needs (hash of the model file)
+     "signal": {"channels": 1 | 2, "samples": n},
+     "quantiser": {"kind": "integer", "max_symbol": M},  # codes in [-M, M] times the model's gains
+     "shape": [t, p, k],                                 # segments, latent channels, range cells
+     "split": ["a", ...],                                # parameter kinds coded per channel
+     "solver": {"tol", "max_iter"}}
+
+and one uint8 tensor ``streams``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from collagekit.codec import as_tensor, decode_latent_groups, encode_latent_groups, from_tensor
+from collagekit.container import Container, reject_options
+from collagekit.errors import CollagekitError
+from collagekit.modality import DEFAULT_MAX_ELEMENTS
+from collagekit.pretrained import LoadedModel
+from collagekit.progress import progress_bar
+from collagekit_audio.neural import PARAM_KINDS, AudioCollageModel, from_segments, to_segments
+from collagekit_audio.pretrained import STORE
+
+NAME = "audio-collage"
+ENCODE_OPTIONS = ("model",)
+DECODE_OPTIONS = ("model",)
+SOLVER = {"tol": 1e-4, "max_iter": 60}
+CHUNK = 4096  # segments per encoder pass: bounds the feature maps' memory on long clips
+
+
+class AudioCollageCodec:
+    name = NAME
+
+    def encode(self, x: Tensor, registry: Any, *, quality: int | None, device: torch.device, options: dict[str, Any]) -> Container:
+        """(1 c n) in [0, 1], c = 1 or 2 -> a container (the caller adds the sample rate)."""
+        reject_options(self.name, options, ENCODE_OPTIONS)
+        if x.ndim != 3 or x.shape[0] != 1 or x.shape[1] not in (1, 2) or x.shape[2] < 1:
+            raise CollagekitError(f"{NAME} compresses mono or stereo audio (1 c n, c = 1 or 2), got shape {tuple(x.shape)}")
+        loaded = STORE.load(str(options.get("model") or STORE.for_quality(quality)))
+        m = loaded.model.cfg.max_symbol
+        q = encode_latents(loaded.model.to(device), x.to(device)).clamp(-m, m).long().cpu()
+        data, split = encode_latent_groups(_groups(loaded.model, q), m)
+        header = {
+            "codec": self.name,
+            "modality": "audio",
+            "created_by": _versions(registry),
+            "model": loaded.reference(),
+            "signal": {"channels": int(x.shape[1]), "samples": int(x.shape[2])},
+            "quantiser": {"kind": "integer", "max_symbol": m},
+            "shape": list(q.shape),
+            "split": split,
+            "solver": dict(SOLVER),
+        }
+        return Container(header, {"streams": as_tensor(data)})
+
+    def decode(self, container: Container, registry: Any, *, scale: int, device: torch.device, options: dict[str, Any]) -> Tensor:
+        """-> (1 c n*scale) in [0, 1]."""
+        reject_options(self.name, options, DECODE_OPTIONS)
+        loaded, q, info = read_code(container, options.get("model"))
+        wave = decode_latents(loaded.model, q, info["channels"], info["samples"], scale, device, **info["solver"])
+        return ((wave + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def _versions(registry: Any) -> dict[str, str]:
+    """Versions of collagekit and every loaded plugin (none without a registry: library use)."""
+    pm = getattr(registry, "pm", None)
+    return {} if pm is None else {name: info.version for name, info in pm.info.items() if info.error is None}
+
+
+def _groups(model: AudioCollageModel, q: Tensor) -> dict[str, Tensor]:
+    """(t p k) -> parameter kind's initial -> (t p_kind k), in coding order."""
+    blocks = torch.split(q, [model.sizes[k] for k in PARAM_KINDS], dim=1)
+    return {kind[0]: block for kind, block in zip(PARAM_KINDS, blocks)}
+
+
+# ---------------------------------------------------------------- the work, usable without a container
+@torch.no_grad()
+def encode_latents(model: AudioCollageModel, x: Tensor) -> Tensor:
+    """(1 c n) in [0, 1] -> rounded latents (t p k), float; t = c ceil(n / segment), channel-major."""
+    segments = to_segments(x.float() * 2.0 - 1.0, model.cfg.segment)
+    return torch.cat([torch.round(model.latents(part)) for part in segments.split(CHUNK)])
+
+
+@torch.no_grad()
+def decode_latents(
+    model: AudioCollageModel, q: Tensor, channels: int, samples: int, scale: int, device: torch.device,
+    *, tol: float = SOLVER["tol"], max_iter: int = SOLVER["max_iter"],
+) -> Tensor:
+    """Integer latents (t p k) -> the waveform (1 c n*scale) in [-1, 1] units, not clipped."""
+    if not isinstance(scale, int) or scale < 1:
+        raise CollagekitError(f"scale must be a positive integer, got {scale!r}")
+    if channels * samples * scale > DEFAULT_MAX_ELEMENTS:
+        raise CollagekitError(
+            f"decoding at scale {scale} needs {channels * samples * scale:,} samples, above the limit of {DEFAULT_MAX_ELEMENTS:,}; use a smaller scale"
+        )
+    model = model.to(device)
+    with progress_bar("decoding", max_iter) as bar:
+        z = model.decode(q.to(device).float(), scale, tol=tol, max_iter=max_iter, on_step=bar.advance)
+    return from_segments(z, 1, channels, samples * scale)
+
+
+def read_code(container: Container, model_override: Any = None) -> tuple[LoadedModel, Tensor, dict[str, Any]]:
+    """Validate an audio-collage container -> (model, latents (t p k) int64, info)."""
+
+    def bad(why: str) -> CollagekitError:
+        return CollagekitError(f"corrupt .clg file: {why}")
+
+    reference = container.require("model")
+    if not isinstance(reference, dict) or not all(isinstance(reference.get(k), str) for k in ("name", "version", "sha256")):
+        raise bad("the model reference is malformed")
+    loaded = STORE.load(str(model_override) if model_override else reference["name"])
+    if loaded.sha256 != reference["sha256"]:
+        raise CollagekitError(
+            f"this file was made with model {reference['name']!r} version {reference['version']} (weights {reference['sha256']}), "
+            f"but the model found has weights {loaded.sha256} (version {loaded.version}); pass model=PATH to the matching weights"
+        )
+    signal = container.require("signal")
+    try:
+        channels, samples = int(signal["channels"]), int(signal["samples"])
+    except (KeyError, TypeError, ValueError):
+        raise bad("the signal's shape is malformed") from None
+    if channels not in (1, 2) or samples < 1 or channels * samples > DEFAULT_MAX_ELEMENTS:
+        raise bad(f"implausible signal shape ({channels} channels, {samples} samples)")
+    model: AudioCollageModel = loaded.model
+    expected = [channels * math.ceil(samples / model.cfg.segment), model.channels, model.ranges]
+    if container.require("shape") != expected:
+        raise bad(f"its parameter shape {container.header['shape']} does not fit {channels} x {samples} samples under this model")
+    m = model.cfg.max_symbol
+    if container.require("quantiser") != {"kind": "integer", "max_symbol": m}:
+        raise bad("the quantiser description does not fit the model")
+    keys = [kind[0] for kind in PARAM_KINDS]
+    split = container.require("split")
+    if not isinstance(split, list) or not all(isinstance(g, str) for g in split) or not set(split) <= set(keys):
+        raise bad("its list of per-channel groups is malformed")
+    solver = container.require("solver")
+    if not (isinstance(solver, dict) and isinstance(solver.get("tol"), (int, float)) and isinstance(solver.get("max_iter"), int)
+            and solver["tol"] > 0 and 1 <= solver["max_iter"] <= 10_000):
+        raise bad("the solver settings are malformed")
+    if set(container.tensors) != {"streams"}:
+        raise bad(f"a {NAME} file holds one tensor 'streams', found {sorted(container.tensors)}")
+    t, _, k = expected
+    shapes = {kind[0]: (t, model.sizes[kind], k) for kind in PARAM_KINDS}
+    blocks = decode_latent_groups(from_tensor(container.tensors["streams"], f"{NAME} streams"), shapes, split, m, f"{NAME} streams")
+    info = {"channels": channels, "samples": samples, "solver": {"tol": float(solver["tol"]), "max_iter": solver["max_iter"]}}
+    return loaded, torch.cat([blocks[key] for key in keys], dim=1), info

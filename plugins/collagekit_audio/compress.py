@@ -1,0 +1,120 @@
+"""``task: audio_compress``: compress a clip with a Neural Collage audio model, save the .clg, decode
+the saved file, write it as 16-bit audio and report kbit/s, SNR, PSNR and timings on what was stored.
+
+Measurement (DESIGN section 4): the rate is the .clg file's bytes x 8 / duration; SNR and PSNR compare
+the input's samples with the written output read back (16-bit PCM), on the waveform in [-1, 1], PSNR
+with peak-to-peak range 2 (:func:`collagekit.metrics.psnr_float`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from collagekit.container import SIGNAL_ATTRS, SUFFIX, read_container, write_container
+from collagekit.errors import CollagekitError
+from collagekit.fileio import check_input
+from collagekit.metrics import psnr_float, snr, write_metrics
+from collagekit.modality import DEFAULT_MAX_ELEMENTS
+from collagekit.tasks import Task, TaskConfig
+
+PCM_SUFFIXES = (".wav", ".flac")
+
+
+def waveform_quality(reference: torch.Tensor, decoded: torch.Tensor) -> dict[str, float]:
+    """(1 c n) and (1 c n) in the modality's [0, 1] coding -> SNR and PSNR (dB) of the [-1, 1] waveforms."""
+    a, b = reference * 2.0 - 1.0, decoded * 2.0 - 1.0
+    return {"snr_db": round(snr(a, b), 3), "psnr_db": round(psnr_float(a, b, peak=2.0), 3)}
+
+
+def read_back(path: Path) -> torch.Tensor:
+    """A decoded file as stored -> (1 c n) in [0, 1]. Unlike the modality's loader it accepts silence:
+    a codec may well decode to it."""
+    import soundfile as sf
+
+    samples, _ = sf.read(str(path), dtype="float32", always_2d=True)  # (n c)
+    return ((torch.from_numpy(samples).T + 1.0) / 2.0)[None]
+
+
+class AudioCompress(Task):
+    class Config(TaskConfig):
+        task: Literal["audio_compress"] = "audio_compress"
+        input: str | None = Field(None, description="clip to compress (default: the sample shipped with collagekit_audio)")
+        output: str = Field("compressed.wav", description="the decoded clip, 16-bit PCM (.wav or .flac)")
+        code: str | None = Field(None, description=f"where to save the code (default: output with {SUFFIX})")
+        metrics: str | None = Field(None, description="optional JSON file for the metrics")
+        quality: int | None = Field(None, ge=1, description="shipped model ac-q<quality> (default: the middle one)")
+        model: str | None = Field(None, description="a shipped model's name or a .safetensors path; overrides quality")
+        repeats: int = Field(3, ge=1, le=50, description="timed runs of encode and decode (the median is reported)")
+
+    config: Config
+
+    def run(self) -> dict[str, Any]:
+        from collagekit_audio.acodec import AudioCollageCodec, decode_latents, read_code
+        from collagekit_audio.audioio import AUDIO
+        from collagekit_audio.tasks import sample_audio
+
+        cfg, device, registry = self.config, self.ctx.device, self.ctx.registry
+        source = check_input(cfg.input) if cfg.input else sample_audio()
+        output = Path(cfg.output)
+        if output.suffix.lower() not in PCM_SUFFIXES:
+            raise CollagekitError(f"output {str(output)!r} must end in one of {', '.join(PCM_SUFFIXES)} (measured as stored: lossless 16-bit)")
+        code_path = Path(cfg.code) if cfg.code else output.with_suffix(SUFFIX)
+        x = AUDIO.load(source, DEFAULT_MAX_ELEMENTS)
+        attrs = AUDIO.read_attributes(source)
+        options = {"model": cfg.model} if cfg.model else {}
+        codec = AudioCollageCodec()
+        # Untimed warm-up of both directions: first calls pay one-time costs (model load, allocator).
+        warm = codec.encode(x[..., : min(x.shape[-1], 4096)], registry, quality=cfg.quality, device=device, options=options)
+        codec.decode(warm, registry, scale=1, device=device, options=options)
+        encode_times, decode_times = [], []
+        for _ in range(cfg.repeats):
+            started = time.perf_counter()
+            container = codec.encode(x, registry, quality=cfg.quality, device=device, options=options)
+            _sync(device)
+            encode_times.append(time.perf_counter() - started)
+        container.header[SIGNAL_ATTRS] = attrs
+        size = write_container(code_path, container)
+        for _ in range(cfg.repeats):  # the whole decode of the saved file: entropy decoding + solve
+            started = time.perf_counter()
+            loaded, q, info = read_code(read_container(code_path), cfg.model)
+            wave = decode_latents(loaded.model, q, info["channels"], info["samples"], 1, device, **info["solver"])
+            _sync(device)
+            decode_times.append(time.perf_counter() - started)
+        AUDIO.save(((wave + 1.0) / 2.0).clamp(0.0, 1.0).cpu(), output, **attrs, scale=1)
+        stored = read_back(output)
+        seconds = x.shape[-1] / attrs["sample_rate"]
+        encode_s, decode_s = sorted(encode_times)[len(encode_times) // 2], sorted(decode_times)[len(decode_times) // 2]
+        bound = float(loaded.model.collage.lipschitz_bound(loaded.model.params(q.float())).max())
+        metrics = {
+            "input": str(source),
+            "output": str(output),
+            "code": str(code_path),
+            "model": loaded.name,
+            "code_bytes": size,
+            "sample_rate": attrs["sample_rate"],
+            "channels": int(x.shape[1]),
+            "seconds": round(seconds, 3),
+            "kbit_per_s": round(size * 8 / seconds / 1000, 3),
+            "payload_kbit_per_s": round(container.tensors["streams"].numel() * 8 / seconds / 1000, 3),
+            "compression_factor": round(x.shape[1] * x.shape[-1] * 2 / size, 2),  # vs 16-bit PCM
+            **waveform_quality(x, stored),
+            "lipschitz_bound": round(bound, 4),
+            "encode_seconds": round(encode_s, 4),
+            "decode_seconds": round(decode_s, 4),
+            "encode_x_realtime": round(seconds / encode_s, 1),
+            "decode_x_realtime": round(seconds / decode_s, 1),
+            "device": str(device),
+        }
+        if cfg.metrics:
+            write_metrics(cfg.metrics, metrics)
+        return metrics
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

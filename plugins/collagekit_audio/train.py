@@ -1,0 +1,190 @@
+"""``task: audio_train``: train a Neural Collage audio codec on random crops of speech and music.
+
+Objective: ``loss = bits per sample + lmbda * MSE + spectral * MRSTFT``. MSE is on the decoded
+waveform in [-1, 1] (PSNR = 10 log10(4 / MSE)); MRSTFT is a multi-resolution STFT loss (spectral
+convergence + log-magnitude L1 over several FFT sizes, torchaudio spectrograms) on the same decoded
+crop; bits come from the learned prior on noisy latents. The distortion terms see straight-through
+rounded latents, so training sees the quantiser the codec applies. Held-out clips (the benchmark's)
+are refused as training data.
+
+Runs single-process or under ``torchrun`` through :func:`collagekit.training.train`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from collagekit.errors import CollagekitError
+from collagekit.metrics import write_metrics
+from collagekit.prior import quantise
+from collagekit.tasks import Task, TaskConfig
+from collagekit.training import TrainingConfig, save_weights, train
+from collagekit_audio.neural import AudioCollageModel, AudioModelConfig, from_segments, to_segments
+from collagekit_audio.pretrained import MODEL_FORMAT
+
+# The benchmark's clips: never trained on (collagekit bench audio reports on exactly these).
+HELD_OUT = ("speech_librispeech_train-clean-100_6476-57446-0000", "music_brid_M4-01-SA_percussion")
+AUDIO_SUFFIXES = (".flac", ".wav")
+
+
+class MultiResolutionSTFT(nn.Module):
+    """Spectral convergence + log-magnitude L1, averaged over FFT sizes (hop = n_fft / 4, Hann)."""
+
+    def __init__(self, sizes: tuple[int, ...] = (64, 256, 1024), eps: float = 1e-3) -> None:
+        super().__init__()
+        import torchaudio
+
+        self.spectrograms = nn.ModuleList(torchaudio.transforms.Spectrogram(n_fft=n, hop_length=n // 4, power=1.0) for n in sizes)
+        self.eps = eps
+
+    def forward(self, decoded: Tensor, target: Tensor) -> Tensor:
+        """(b n) and (b n) waveforms -> scalar loss."""
+        total = decoded.new_zeros(())
+        for spec in self.spectrograms:
+            s_hat, s = spec(decoded), spec(target)
+            convergence = torch.linalg.norm(s - s_hat) / torch.linalg.norm(s).clamp(min=self.eps)
+            log_l1 = (torch.log(s_hat + self.eps) - torch.log(s + self.eps)).abs().mean()
+            total = total + convergence + log_l1
+        return total / len(self.spectrograms)
+
+
+class RateDistortion(nn.Module):
+    """``forward(crops (b n) in [-1, 1]) -> (loss, metrics)``; owns the model being trained."""
+
+    def __init__(self, model: AudioCollageModel, lmbda: float, spectral: float, tol: float, max_iter: int) -> None:
+        super().__init__()
+        self.model = model
+        self.lmbda, self.spectral, self.tol, self.max_iter = lmbda, spectral, tol, max_iter
+        self.stft = MultiResolutionSTFT()
+
+    def forward(self, crops: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        model = self.model
+        crops = crops.to(next(model.parameters()).device)
+        b, n = crops.shape
+        if n % model.cfg.segment:
+            raise CollagekitError(f"training crops must be multiples of the {model.cfg.segment}-sample segment, got {n}")
+        segments = to_segments(crops[:, None], model.cfg.segment)
+        y = model.latents(segments)
+        bits = model.prior.bits(quantise(y, "noise")).sum()
+        decoded = model.decode(quantise(y, "ste"), tol=self.tol, max_iter=self.max_iter, gradient="implicit")
+        out = from_segments(decoded, b, 1, n)[:, 0]
+        mse = torch.mean((out - crops) ** 2)
+        stft = self.stft(out, crops)
+        bps = bits / (b * n)
+        loss = bps + self.lmbda * mse + self.spectral * stft
+        psnr = 10.0 * torch.log10(4.0 / mse.detach().clamp(min=1e-12))
+        return loss, {"bits_per_sample": bps.detach(), "psnr": psnr, "mrstft": stft.detach()}
+
+
+class ClipCrops:
+    """Random ``crop``-sample mono crops of a folder of speech_* and music_* clips, at their own rates.
+
+    Every channel of a stereo clip is a mono source. ``speech_fraction`` of the crops come from speech
+    clips; a random gain in [1/2, 2] (clipped to [-1, 1]) varies the level. ``__call__(step, rank,
+    world_size)`` is deterministic in its arguments (the shared training loop's contract).
+    """
+
+    def __init__(self, folder: Path, crop: int, batch: int, seed: int, speech_fraction: float) -> None:
+        import soundfile as sf
+
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p.stem not in HELD_OUT)
+        self.sources: dict[str, list[Tensor]] = {"speech": [], "music": []}
+        self.names: list[str] = []
+        for path in paths:
+            kind = "speech" if path.name.startswith("speech") else "music"
+            samples, _ = sf.read(str(path), dtype="float32", always_2d=True)  # (n c)
+            if samples.shape[0] >= crop:
+                self.sources[kind] += [torch.from_numpy(samples[:, j].copy()) for j in range(samples.shape[1])]
+                self.names.append(path.name)
+        self.kinds = [k for k, v in self.sources.items() if v]
+        if not self.kinds:
+            raise CollagekitError(f"no training clip of at least {crop} samples in {folder} (held out: {', '.join(HELD_OUT)})")
+        self.crop, self.batch, self.seed, self.speech_fraction = crop, batch, seed, speech_fraction
+
+    def __call__(self, step: int, rank: int, world_size: int) -> Tensor:
+        g = torch.Generator().manual_seed(((self.seed * 1_000_003 + step) * 1024 + rank) % (1 << 63))
+        crops = []
+        for _ in range(self.batch):
+            speech = float(torch.rand((), generator=g)) < self.speech_fraction
+            kind = "speech" if speech and "speech" in self.kinds else ("music" if "music" in self.kinds else "speech")
+            pool = self.sources[kind]
+            # Pick a source with probability proportional to its length: every sample equally likely.
+            lengths = torch.tensor([len(s) for s in pool], dtype=torch.float64)
+            wave = pool[int(torch.multinomial(lengths, 1, generator=g))]
+            start = int(torch.randint(len(wave) - self.crop + 1, (1,), generator=g))
+            gain = 2.0 ** (2 * float(torch.rand((), generator=g)) - 1)
+            crops.append((wave[start : start + self.crop] * gain).clamp(-1.0, 1.0))
+        return torch.stack(crops)
+
+
+def default_train_data() -> str:
+    from collagekit.bench import default_data_root
+
+    return str(default_data_root() / "audio")
+
+
+class AudioTrain(Task):
+    class Config(TaskConfig):
+        task: Literal["audio_train"] = "audio_train"
+        data: str | None = Field(None, description="folder of speech_*/music_* clips (default: ../shared/data/audio); the benchmark's clips are skipped")
+        out_dir: str = Field("outputs/audio_train", description="checkpoints and the training log")
+        export: str = Field("outputs/audio_train/model.safetensors", description="the trained model, ready for --model")
+        model_name: str = Field("custom", description="the model's name, recorded in every file it compresses")
+        model_version: str = Field("1", description="the model's version, recorded likewise")
+        lmbda: float = Field(2000.0, gt=0, description="weight of the waveform MSE: higher = more bits, better quality")
+        spectral: float = Field(0.05, ge=0, description="weight of the multi-resolution STFT loss")
+        speech_fraction: float = Field(0.7, ge=0, le=1, description="share of training crops drawn from speech clips")
+        crop: int = Field(2048, ge=16, le=1 << 20, description="training crop length in samples (a multiple of the segment)")
+        tol: float = Field(1e-3, gt=0, description="fixed-point tolerance while training")
+        max_iter: int = Field(30, ge=1, le=1000, description="fixed-point iterations while training")
+        model: AudioModelConfig = Field(default_factory=AudioModelConfig)
+        training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(steps=4000, batch_size=8, lr=2e-3, warmup_steps=50, log_every=50, checkpoint_every=250))
+
+    config: Config
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        folder = Path(cfg.data or default_train_data())
+        if not folder.is_dir():
+            raise CollagekitError(f"training data folder {str(folder)!r} does not exist; set data: DIR")
+        torch.manual_seed(cfg.training.seed)
+        model = AudioCollageModel(cfg.model)
+        objective = RateDistortion(model, cfg.lmbda, cfg.spectral, cfg.tol, cfg.max_iter)
+        stream = ClipCrops(folder, cfg.crop, cfg.training.batch_size, cfg.training.seed, cfg.speech_fraction)
+        result = train(objective, stream, cfg.training, out_dir=cfg.out_dir, device=self.ctx.device, description=f"training {cfg.model_name}")
+        last = result.history[-1] if result.history else {}
+        metrics = {
+            "name": cfg.model_name,
+            "steps": result.steps,
+            "resumed_from": result.resumed_from,
+            "train_seconds": round(result.seconds, 1),
+            "clips": len(stream.names),
+            **{f"final_{k}": round(v, 4) for k, v in last.items() if k != "step"},
+            "device": str(self.ctx.device),
+        }
+        if not math.isfinite(metrics.get("final_loss", 0.0)):
+            raise CollagekitError("training ended with a non-finite loss")
+        if int(os.environ.get("RANK", "0")) == 0:
+            metadata = {
+                "format": MODEL_FORMAT,
+                "name": cfg.model_name,
+                "version": cfg.model_version,
+                "config": cfg.model.model_dump_json(),
+                "lmbda": repr(cfg.lmbda),
+                "made_by": json.dumps({"recipe": "audio_train", "steps": result.steps, "crop": cfg.crop, "clips": stream.names,
+                                       "batch_size": cfg.training.batch_size, "train_seconds": round(result.seconds, 1),
+                                       "device": str(self.ctx.device), "date": time.strftime("%Y-%m-%d")}),
+            }
+            save_weights(model, cfg.export, metadata)
+            write_metrics(Path(cfg.out_dir) / "train_metrics.json", {**metrics, "history": result.history})
+            metrics["export"] = cfg.export
+        return metrics
