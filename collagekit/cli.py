@@ -288,7 +288,7 @@ def _field_summary(config_cls) -> str:
 
 @app.command("list")
 def list_command(
-    kind: Annotated[str | None, typer.Argument(help="partitioner, pooler, auxiliary, encoder, solver, task, modality, codec or bench")] = None,
+    kind: Annotated[str | None, typer.Argument(help="partitioner, pooler, auxiliary, encoder, solver, head, task, modality, codec or bench")] = None,
 ) -> None:
     """Registered components: name, owning plugin and config fields."""
     from collagekit.registry import KINDS, suggest

@@ -46,6 +46,11 @@ def register_solvers(register: Register) -> None:
 
 
 @hookspec
+def register_heads(register: Register) -> None:
+    """Register :class:`~collagekit.interfaces.LatentHead` subclasses (a generative model's priors and posteriors)."""
+
+
+@hookspec
 def register_tasks(register: Register) -> None:
     """Register :class:`~collagekit.tasks.Task` subclasses: what a recipe's ``task:`` runs."""
 

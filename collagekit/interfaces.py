@@ -123,3 +123,23 @@ class Encoder(Component, nn.Module):
     @abstractmethod
     def encode(self, x: Tensor, collage: GridCollage, solver: Solver) -> CollageParams:
         """(b c *spatial) -> parameters whose fixed point approximates ``x``."""
+
+
+class LatentHead(Component, nn.Module):
+    """A conditional diagonal Gaussian over ``p`` latent channels per cell: a generative model's prior or
+    approximate posterior, e.g. a VAE's p(w | z) and q(w | x, z) over collage codes.
+
+    (b f *grid) -> mean, sd, each (b p *grid), sd > 0. The model that owns the head knows ``f`` and
+    ``p``, so it calls :meth:`bind` once, before training or loading weights (the head builds its layers
+    there), the way the operator binds auxiliary cells to the range size.
+    """
+
+    kind: ClassVar[str] = "head"
+
+    @abstractmethod
+    def bind(self, features: int, latent: int) -> None:
+        """Size the head: ``features`` input channels ``f``, ``latent`` output channels ``p``."""
+
+    @abstractmethod
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """(b f *grid) -> mean (b p *grid), standard deviation (b p *grid)."""

@@ -23,12 +23,13 @@ KINDS: dict[str, str] = {
     "auxiliary": "register_auxiliaries",
     "encoder": "register_encoders",
     "solver": "register_solvers",
+    "head": "register_heads",
     "task": "register_tasks",
     "modality": "register_modalities",
     "codec": "register_codecs",
     "bench": "register_benchmarks",
 }
-COMPONENT_KINDS = ("partitioner", "pooler", "auxiliary", "encoder", "solver")
+COMPONENT_KINDS = ("partitioner", "pooler", "auxiliary", "encoder", "solver", "head")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def _expected_base(kind: str) -> type | None:
         "auxiliary": interfaces.AuxiliaryDomain,
         "encoder": interfaces.Encoder,
         "solver": solver.Solver,
+        "head": interfaces.LatentHead,
         "task": tasks.Task,
     }.get(kind)
 

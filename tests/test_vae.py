@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
+import re
 import struct
 from pathlib import Path
 
@@ -12,19 +14,21 @@ import numpy as np
 import pytest
 import torch
 from collagekit_vae.evaluate import evaluate
+from collagekit_vae.heads import GaussianConv, GaussianResidual
 from collagekit_vae.mnist import BatchStream, fixed_binarization, read_idx_images, split
 from collagekit_vae.model import GRID, VAEConfig, VAEObjective, build_model
-from collagekit_vae.store import load_model
+from collagekit_vae.store import FORMAT, load_model
 from conftest import DATA, REPO, invoke
 from PIL import Image
 
 from collagekit.errors import CollagekitError
-from collagekit.recipe import RecipeModels
+from collagekit.recipe import RecipeModels, load_recipe
 from collagekit.registry import get_registry
-from collagekit.training import TrainingConfig, train
+from collagekit.training import TrainingConfig, save_weights, train
 
 TINY = DATA / "mnist_tiny"
-SMALL = {"width": 4, "z_dim": 3, "head_hidden": 8, "conv_latent": 2}
+SMALL = {"width": 4, "z_dim": 3, "conv_latent": 2}
+HEADS = {"prior": {"name": "gaussian-conv", "hidden": 8}, "posterior": {"name": "gaussian-conv", "hidden": 8}}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -36,9 +40,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def small_model(decoder: str = "collage"):
+def small_model(decoder: str = "collage", **fields):
     registry = get_registry()
-    config = RecipeModels(registry).specialize(VAEConfig).model_validate({"decoder": decoder, **SMALL})
+    config = RecipeModels(registry).specialize(VAEConfig).model_validate({"decoder": decoder, **SMALL, **HEADS, **fields})
     return build_model(config, registry)
 
 
@@ -74,15 +78,15 @@ def test_bad_idx_files_are_refused(tmp_path: Path, header: bytes, message: str) 
 def test_heads_and_collage_code_shapes() -> None:
     model = small_model()
     likelihood = model.likelihood
-    shapes = likelihood.collage.param_shapes(1, (28, 28))  # 49 ranges, 36 domains of 8x8 at stride 4
-    assert shapes["scale"] == (1, 49, 36) and shapes["bias"] == (1, 49)
-    assert likelihood.latent_channels == 2 * 36 + 1
+    shapes = likelihood.collage.param_shapes(1, (28, 28))  # 49 ranges, 36 domains of 8x8 at stride 4, 16 patches
+    assert shapes["scale"] == (1, 49, 36) and shapes["aux"] == (1, 49, 16) and shapes["bias"] == (1, 49)
+    assert likelihood.latent_channels == 2 * 36 + 16 + 1
     x = fixed_binarization(split(TINY, 24)[1])
     h = model.encoder(x)
     assert h.shape == (8, 8, *GRID)
     state = model.top_down(torch.randn(8, SMALL["z_dim"]))
     mean, sd = model.prior(state)
-    assert mean.shape == sd.shape == (8, 73, *GRID) and bool((sd > 0).all())
+    assert mean.shape == sd.shape == (8, 89, *GRID) and bool((sd > 0).all())
     mean_q, _ = model.posterior(torch.cat([h, state], 1))
     params = likelihood.params(mean_q)
     for key, tensor in params.tensors().items():
@@ -90,11 +94,15 @@ def test_heads_and_collage_code_shapes() -> None:
     assert float(likelihood.collage.lipschitz_bound(params).max()) < 0.9
 
 
-@pytest.mark.parametrize("decoder", ["collage", "conv"])
-def test_elbo_is_finite_and_improves(decoder: str) -> None:
+RESIDUAL = {"posterior": {"name": "gaussian-residual", "hidden": 8, "blocks": 1}}
+NO_PATCHES = {"collage": {"partitioner": {"name": "tiles2d", "range_size": 4, "domain_size": 8, "domain_stride": 4}, "contraction": 0.9}}
+
+
+@pytest.mark.parametrize(("decoder", "fields"), [("collage", {}), ("conv", {}), ("collage", {**RESIDUAL, **NO_PATCHES})])
+def test_elbo_is_finite_and_improves(decoder: str, fields: dict) -> None:
     torch.manual_seed(0)
     train_images, test_images = split(TINY, 24)
-    model = small_model(decoder)
+    model = small_model(decoder, **fields)
     x = fixed_binarization(test_images)
     before = evaluate(model, x)
     assert all(np.isfinite(v) for v in before.values())
@@ -119,7 +127,8 @@ def test_collage_decodes_at_scale_two() -> None:
     likelihood = model.likelihood
     step = likelihood.collage.step_fn(likelihood.params(w), (28, 28), 2)
     logits = torch.logit(two.double().clamp(1e-12, 1 - 1e-12)).float()
-    assert float((step(logits) - logits).abs().max()) < 1e-2
+    with torch.no_grad():  # the learned patches are parameters
+        assert float((step(logits) - logits).abs().max()) < 1e-2
     coarse = torch.nn.functional.avg_pool2d(two, 2)
     assert float((coarse - one).abs().mean()) < 0.1  # same picture, finer
 
@@ -138,11 +147,97 @@ def test_conv_baseline_refuses_other_scales() -> None:
         model.decode(torch.zeros(1, SMALL["conv_latent"], *GRID), 2)
 
 
+# ---------------------------------------------------------------- heads: registry components
+def test_heads_are_listed() -> None:
+    result = invoke("list", "head")
+    assert result.returncode == 0, result.stderr
+    assert "gaussian-conv" in result.stdout and "gaussian-residual" in result.stdout and "tiles2d" not in result.stdout
+    assert "hidden=64, blocks=2" in result.stdout and "vae" in result.stdout  # fields and the owning plugin
+    plural = invoke("list", "heads")  # kinds are singular, like partitioner; the error says so
+    assert plural.returncode == 1 and "did you mean 'head'" in plural.stderr
+
+
+def _head(name: str, **fields):
+    registry = get_registry()
+    config = RecipeModels(registry).slot_union_adapter("head").validate_python({"name": name, **fields})
+    return registry.build("head", config)
+
+
+@pytest.mark.parametrize("name", ["gaussian-conv", "gaussian-residual"])
+def test_heads_start_at_the_standard_gaussian_and_see_their_receptive_field(name: str) -> None:
+    torch.manual_seed(0)
+    head = _head(name, hidden=8)
+    head.bind(6, 5)
+    features = torch.randn(2, 6, *GRID, requires_grad=True)
+    mean, sd = head(features)
+    assert mean.shape == sd.shape == (2, 5, *GRID)
+    assert bool((mean == 0).all()) and torch.allclose(sd, torch.full_like(sd, math.log(2) + 1e-4))
+    with torch.no_grad():  # leave the zero start: give every layer weights
+        for param in head.parameters():
+            param.normal_(0, 0.3)
+    mean, sd = head(features)
+    assert bool((sd > 0).all()) and float(mean.detach().std()) > 0
+    # The corner cell's mean reads cells two steps away only through the residual head's extra blocks.
+    (grad,) = torch.autograd.grad(mean[:, :, 0, 0].sum(), features)
+    reach = grad.abs().sum((0, 1)) > 0  # (gh gw): the input cells the corner cell depends on
+    assert bool(reach[1, 1]) and bool(reach[2, 2]) == (name == "gaussian-residual")
+
+
+def _recipe_with(tmp_path: Path, prior: str) -> Path:
+    text = (REPO / "recipes" / "vae_mnist.yaml").read_text()
+    old = "  prior:                    # p(w | z): a head from `collagekit list head`\n    name: gaussian-conv\n    hidden: 64\n"
+    assert old in text
+    path = tmp_path / "vae.yaml"
+    path.write_text(text.replace(old, f"  prior:\n{prior}"))
+    return path
+
+
+def test_recipe_selects_heads_by_name(tmp_path: Path) -> None:
+    registry = get_registry()
+    recipe = _recipe_with(tmp_path, "    name: gaussian-residual\n    hidden: 16\n    blocks: 3\n")
+    config = load_recipe(recipe, registry).config.model
+    assert (config.prior.name, config.prior.blocks, config.posterior.name) == ("gaussian-residual", 3, "gaussian-conv")
+    model = build_model(config, registry)
+    assert isinstance(model.prior, GaussianResidual) and len(model.prior.blocks) == 3
+    assert isinstance(model.posterior, GaussianConv)
+    # switching a head by override starts it from that head's defaults
+    config = load_recipe(REPO / "recipes" / "vae_mnist.yaml", registry, ["model.posterior.name=gaussian-residual"]).config.model
+    assert config.posterior == GaussianResidual.Config()
+
+
+@pytest.mark.parametrize(
+    ("prior", "line", "message"),
+    [
+        ("    name: gaussian-cnv\n", 1, r"model\.prior\.name: unknown head 'gaussian-cnv'; choose from: gaussian-conv, "
+                                      r"gaussian-residual \(did you mean 'gaussian-conv'\?\)"),
+        ("    name: gaussian-conv\n    kernel: 2\n", 2, r"model\.prior\.kernel: .*must be odd"),
+    ],
+)
+def test_bad_head_is_a_one_line_recipe_error(tmp_path: Path, prior: str, line: int, message: str) -> None:
+    recipe = _recipe_with(tmp_path, prior)
+    line += recipe.read_text().splitlines().index("  prior:") + 1  # 1-based line of the faulty key
+    result = invoke("validate", str(recipe))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert re.match(rf"error: .*vae\.yaml:{line}: {message}", result.stderr), result.stderr
+
+
+def test_checkpoint_from_before_heads_were_components_loads(tmp_path: Path) -> None:
+    """Models saved with one ``head_hidden`` for both heads load as two gaussian-conv heads, same weights."""
+    torch.manual_seed(0)
+    model = small_model().eval()
+    legacy = model.config.model_dump(mode="json", exclude={"prior", "posterior"}) | {"head_hidden": 8}
+    save_weights(model, tmp_path / "old.safetensors", {"format": FORMAT, "config": json.dumps(legacy), "beta": "1.0"})
+    loaded, _ = load_model(tmp_path / "old.safetensors", get_registry())
+    assert loaded.config.prior == loaded.config.posterior == GaussianConv.Config(hidden=8)
+    w = model.sample_latent(2, torch.Generator().manual_seed(0))
+    assert torch.equal(loaded.sample_latent(2, torch.Generator().manual_seed(0)), w)
+
+
 # ---------------------------------------------------------------- recipe, task and sample command
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("vae") / "run"
-    fields = [f"model.{k}={v}" for k, v in SMALL.items()]
+    fields = [f"model.{k}={v}" for k, v in SMALL.items()] + ["model.prior.hidden=8", "model.posterior.hidden=8"]
     result = invoke(
         "run", str(REPO / "recipes" / "vae_mnist.yaml"), f"data={TINY}", f"output={out}", "train_count=24",
         "training.steps=4", "training.batch_size=4", "training.log_every=2", *fields, "--device", "cpu",
@@ -157,6 +252,50 @@ def test_recipe_trains_scores_and_saves(trained: Path) -> None:
     assert np.isfinite(metrics["test_elbo_nats"]) and len(metrics["history"]) == 2
     model, info = load_model(trained, get_registry())
     assert info["beta"] == 1.0 and model.config.width == SMALL["width"]
+
+
+def test_bench_sections_replace_only_their_own(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    common = ("bench", "vae", "--data", str(TINY), "--out", str(out), "--device", "cpu", "train_count=24", "repeats=1")
+    first = invoke(*common, f"models={trained.parent}", "section=tiny", "note=alpha-note")
+    assert first.returncode == 0, first.stderr
+    data = json.loads((out / "vae.json").read_text())
+    row = data["sections"]["tiny"]["models"][0]
+    assert (row["decoder"], row["heads"], row["auxiliary"], row["train_steps"]) == ("collage", "gaussian-conv / gaussian-conv", "learned×16", 4)
+    assert data["sections"]["tiny"]["figures"]["magnification"] == "vae_magnification_tiny.png"
+    assert (out / "vae_magnification_tiny.png").is_file() and "## tiny" in (out / "vae.md").read_text()
+    # another section, as an earlier run with other models would have left it
+    data["sections"]["other"] = {**data["sections"]["tiny"], "note": "beta-note"}
+    (out / "vae.json").write_text(json.dumps(data))
+    second = invoke(*common, f"models={trained.parent}", "section=tiny", "note=gamma-note")
+    assert second.returncode == 0, second.stderr
+    assert set(json.loads((out / "vae.json").read_text())["sections"]) == {"tiny", "other"}
+    markdown = (out / "vae.md").read_text()
+    assert "## other" in markdown and "## tiny" in markdown
+    assert "alpha-note" not in markdown and "beta-note" in markdown and "gamma-note" in markdown
+
+
+def test_bench_pairs_models_with_the_same_heads_and_sweeps_variants() -> None:
+    from collagekit_vae.bench import _gaps, _sweeps
+
+    def row(model, decoder, heads, beta, elbo, auxiliary="none"):
+        return {"model": model, "decoder": decoder, "heads": heads, "auxiliary": auxiliary, "beta": beta, "elbo": elbo, "distortion": -elbo}
+
+    rows = [
+        row("a", "collage", "h1", 1.0, -110.0, "learned×16"), row("b", "conv", "h1", 1.0, -100.0),
+        row("c", "conv", "h2", 1.0, -90.0), row("d", "collage", "h2", 0.5, -95.0), row("e", "collage", "h1", 0.5, -120.0),
+    ]  # fmt: skip
+    assert _gaps(rows) == [{"collage": "a", "conv": "b", "gap": 0.1, "within_5_percent": False}]
+    rows.append(row("f", "collage", "h2", 1.0, -94.0))
+    assert [(g["collage"], g["conv"], g["within_5_percent"]) for g in _gaps(rows)] == [("a", "b", False), ("f", "c", True)]
+    sweeps = _sweeps(rows)  # variants trained at two or more β: (collage, h2) only; e differs from a in its patches
+    assert list(sweeps) == ["collage (h2)"] and [r["model"] for r in sweeps["collage (h2)"]] == ["d", "f"]
+
+
+@pytest.mark.parametrize(("option", "message"), [("section=../x", "section='../x'"), ("note=times: 2 threads", "note= must be plain text")])
+def test_bench_refuses_bad_options(tmp_path: Path, option: str, message: str) -> None:
+    result = invoke("bench", "vae", "--data", str(TINY), "--out", str(tmp_path), option, "train_count=24")
+    assert result.returncode == 1 and message in result.stderr and not any(tmp_path.iterdir())
 
 
 def test_sample_command_writes_a_png_grid(trained: Path, tmp_path: Path) -> None:

@@ -1,19 +1,28 @@
 """``collagekit bench vae``: test rate, distortion and ELBO of trained VAEs on the 1,000 held-out MNIST images.
 
 By default it scores the shipped models (``mnist``, ``mnist-conv``); ``models=DIR`` scores every
-``model.safetensors`` under DIR instead (e.g. a β sweep: one training folder per decoder and β). With
-several β per decoder it also draws the rate-distortion plot (matplotlib) and reports how much each
-decoder's distortion moves across β. It draws the magnification figure from the collage model with
-β = 1 (else the first collage model) and times sampling at 1x, 4x and 40x (median of ``repeats``
-after a warm-up; the device is named).
+``model.safetensors`` under DIR instead (e.g. a β sweep: one training folder per decoder and β).
 
-All figures are nats per image on one fixed binarisation of the test images, ``samples`` posterior
-draws per image (``samples=1`` by default). ``note="..."`` adds a line to the report (e.g. how the
+Each run fills one **section** of ``docs/results/vae.{md,json}`` and keeps the others, so scoring the
+shipped models does not erase a sweep that took an hour to train. ``section=NAME`` names it (default
+``shipped``, or ``sweep`` with ``models=``). Within a section:
+
+* rows are grouped into *variants* (decoder, heads, auxiliary cells); a variant trained at several β
+  gets its distortion spread across β and a line in the rate-distortion plot (matplotlib);
+* every collage row at β = 1 is compared with each conv row at β = 1 that has the same heads: the
+  relative ELBO gap, against the 5 % target;
+* the first collage model at β = 1 draws the magnification figure and is timed sampling at 1x, 4x and
+  40x (median of ``repeats`` after a warm-up; the device is named).
+
+All figures are nats per image on one fixed binarisation of the test images (the images after the
+first ``train_count``, 9,000 by default), ``samples`` posterior draws per image (``samples=1`` by default). ``note="..."`` adds a line to the section (e.g. how the
 models were trained, or that the machine was shared).
 """
 
 from __future__ import annotations
 
+import json
+import re
 import statistics
 import time
 from pathlib import Path
@@ -25,9 +34,11 @@ from collagekit.bench import BenchContext, Benchmark, write_results
 from collagekit.errors import CollagekitError
 
 if TYPE_CHECKING:
-    from collagekit_vae.model import HierarchicalVAE
+    from collagekit_vae.model import HierarchicalVAE, VAEConfig
 
 SCALES = (1, 4, 40)
+SECTION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+SECTION_ORDER = ("shipped", "sweep")  # then the others, by name
 
 
 def _model_files(ctx: BenchContext) -> list[str | Path]:
@@ -40,6 +51,40 @@ def _model_files(ctx: BenchContext) -> list[str | Path]:
     if not files:
         raise CollagekitError(f"no model.safetensors under {str(folder)!r}")
     return files
+
+
+def _section(ctx: BenchContext) -> str:
+    name = str(ctx.option("section", "shipped" if ctx.option("models", None) is None else "sweep"))
+    if not SECTION_NAME.fullmatch(name):
+        raise CollagekitError(f"section={name!r}: use 1 to 40 lower-case letters, digits, '-' or '_' (it names the figures)")
+    return name
+
+
+def _earlier_sections(path: Path) -> dict[str, dict[str, Any]]:
+    """The sections an earlier run wrote to ``vae.json`` (none if there is no such file)."""
+    if not path.is_file():
+        return {}
+    try:
+        sections = json.loads(path.read_text())["sections"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CollagekitError(f"{path} holds no readable sections: move it away to start the results afresh") from None
+    if not isinstance(sections, dict):
+        raise CollagekitError(f"{path} holds no readable sections: move it away to start the results afresh")
+    return sections
+
+
+def _variant(config: VAEConfig) -> dict[str, str]:
+    """What tells models apart beside decoder and β: the two heads and the collage's auxiliary cells."""
+    aux = [f"{a.name}×{a.count}" if hasattr(a, "count") else a.name for a in config.collage.auxiliary]
+    return {
+        "heads": f"{config.prior.name} / {config.posterior.name}",
+        "auxiliary": ", ".join(aux) if config.decoder == "collage" and aux else "none",
+    }
+
+
+def _label(row: dict[str, Any]) -> str:
+    extra = "" if row["auxiliary"] == "none" else f", {row['auxiliary']}"
+    return f"{row['decoder']} ({row['heads']}{extra})"
 
 
 def _timings(model: HierarchicalVAE, device: torch.device, repeats: int) -> dict[str, float]:
@@ -62,7 +107,15 @@ def _timings(model: HierarchicalVAE, device: torch.device, repeats: int) -> dict
     return out
 
 
-def _rd_plot(rows: list[dict[str, Any]], path: Path) -> None:
+def _sweeps(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Variant label -> its rows, by β, for the variants trained at two or more β."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(_label(row), []).append(row)
+    return {label: sorted(g, key=lambda r: r["beta"]) for label, g in groups.items() if len({r["beta"] for r in g}) > 1}
+
+
+def _rd_plot(sweeps: dict[str, list[dict[str, Any]]], path: Path) -> None:
     try:
         import matplotlib
 
@@ -73,28 +126,23 @@ def _rd_plot(rows: list[dict[str, Any]], path: Path) -> None:
     from collagekit.fileio import atomic_output
 
     fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=120)
-    for decoder, marker in (("collage", "o"), ("conv", "s")):
-        pts = sorted((r["beta"], r["rate"], r["distortion"]) for r in rows if r["decoder"] == decoder)
-        if not pts:
-            continue
-        ax.plot([p[1] for p in pts], [p[2] for p in pts], marker=marker, label=f"{decoder} VAE")
-        for beta, rate, dist in pts:
-            ax.annotate(f"β={beta:g}", (rate, dist), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for (label, pts), marker in zip(sweeps.items(), "os^vD<>"):
+        ax.plot([p["rate"] for p in pts], [p["distortion"] for p in pts], marker=marker, label=label)
+        for p in pts:
+            ax.annotate(f"β={p['beta']:g}", (p["rate"], p["distortion"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel("rate: test KL (nats)")
     ax.set_ylabel("distortion: test NLL (nats)")
     ax.set_title("Dynamically binarised MNIST, 1,000 test images")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
 
 
-def _spread(rows: list[dict[str, Any]], decoder: str) -> dict[str, float] | None:
-    values = [r["distortion"] for r in rows if r["decoder"] == decoder]
-    if len(values) < 2:
-        return None
+def _spread(rows: list[dict[str, Any]]) -> dict[str, float]:
+    values = [r["distortion"] for r in rows]
     spread = max(values) - min(values)
     return {
         "range": round(spread, 3),
@@ -103,20 +151,36 @@ def _spread(rows: list[dict[str, Any]], decoder: str) -> dict[str, float] | None
     }
 
 
+def _gaps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every collage row at β = 1 against every conv row at β = 1 with the same heads."""
+    at_one = [r for r in rows if r["beta"] == 1.0]
+    out = []
+    for row in (r for r in at_one if r["decoder"] == "collage"):
+        for conv in (r for r in at_one if r["decoder"] == "conv" and r["heads"] == row["heads"]):
+            gap = (conv["elbo"] - row["elbo"]) / abs(conv["elbo"])  # > 0: the collage VAE's ELBO is that fraction worse
+            out.append({"collage": row["model"], "conv": conv["model"], "gap": round(gap, 4), "within_5_percent": bool(gap <= 0.05)})
+    return out
+
+
 def run(ctx: BenchContext) -> dict[str, Any]:
     from collagekit.registry import get_registry
     from collagekit_vae.evaluate import evaluate
-    from collagekit_vae.mnist import fixed_binarization, split
+    from collagekit_vae.mnist import TRAIN_COUNT, fixed_binarization, split
     from collagekit_vae.model import count_parameters
     from collagekit_vae.sample import magnification_figure
     from collagekit_vae.store import load_model
 
+    section = _section(ctx)
+    note = ctx.option("note", "")
+    if not isinstance(note, str):  # options are read as YAML: "a: b" is a mapping
+        raise CollagekitError(f"note= must be plain text, YAML read it as a {type(note).__name__}: avoid ': ' or quote the whole note")
+    earlier = _earlier_sections(ctx.out / "vae.json")  # before the long part: a bad file fails fast
     samples = int(ctx.option("samples", 1))
     repeats = int(ctx.option("repeats", 3))
-    x = fixed_binarization(split(ctx.data)[1])
+    x = fixed_binarization(split(ctx.data, int(ctx.option("train_count", TRAIN_COUNT)))[1])
     registry = get_registry()
     rows: list[dict[str, Any]] = []
-    models = {}
+    collage_at_one = None
     for checkpoint in _model_files(ctx):
         model, info = load_model(checkpoint, registry)
         model.to(ctx.device)
@@ -124,76 +188,97 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         rows.append({
             "model": str(checkpoint) if isinstance(checkpoint, str) else str(Path(checkpoint).parent.name),
             "decoder": model.config.decoder,
+            **_variant(model.config),
             "beta": info["beta"],
             "parameters": count_parameters(model),
             "train_steps": info["metrics"].get("steps"),
             **{k: round(v, 3) for k, v in scores.items()},
         })  # fmt: skip
-        models[(model.config.decoder, info["beta"])] = model
+        if collage_at_one is None and model.config.decoder == "collage" and info["beta"] == 1.0:
+            collage_at_one = model
 
-    rows.sort(key=lambda r: (r["decoder"], r["beta"]))
+    rows.sort(key=lambda r: (r["decoder"], r["heads"], r["auxiliary"], r["beta"], r["model"]))
     results: dict[str, Any] = {
         "device": str(ctx.device),
         "cpu_threads": torch.get_num_threads(),
         "test_images": len(x),
         "posterior_samples": samples,
-        "note": str(ctx.option("note", "")),
+        "note": note,
         "models": rows,
+        "figures": {},
     }
-    at_one = {r["decoder"]: r for r in rows if r["beta"] == 1.0}
-    if {"collage", "conv"} <= set(at_one):
-        gap = (at_one["conv"]["elbo"] - at_one["collage"]["elbo"]) / abs(at_one["conv"]["elbo"])
-        results["elbo_gap_at_beta_1"] = round(gap, 4)  # > 0: the collage VAE's ELBO is that fraction worse
-        results["elbo_within_5_percent"] = bool(gap <= 0.05)
-    spreads = {d: s for d in ("collage", "conv") if (s := _spread(rows, d)) is not None}
-    if spreads:
-        results["distortion_spread_across_beta"] = spreads
+    if gaps := _gaps(rows):
+        results["elbo_gaps_at_beta_1"] = gaps
+    if sweeps := _sweeps(rows):
+        results["distortion_spread_across_beta"] = {label: _spread(group) for label, group in sweeps.items()}
+        results["figures"]["rate_distortion"] = f"vae_rd_{section}.png"
         ctx.out.mkdir(parents=True, exist_ok=True)
-        _rd_plot(rows, ctx.out / "vae_rd.png")
-    collage = models.get(("collage", 1.0)) or next((m for (d, _), m in models.items() if d == "collage"), None)
-    if collage is not None:
-        magnification_figure(collage, ctx.out / "vae_magnification.png")
-        results["sampling"] = _timings(collage, ctx.device, repeats)
+        _rd_plot(sweeps, ctx.out / results["figures"]["rate_distortion"])
+    if collage_at_one is not None:
+        results["figures"]["magnification"] = f"vae_magnification_{section}.png"
+        magnification_figure(collage_at_one, ctx.out / results["figures"]["magnification"])
+        results["sampling"] = _timings(collage_at_one, ctx.device, repeats)
 
-    write_results(ctx.out, "vae", _markdown(results), results)
-    summary = {f"{r['decoder']} β={r['beta']:g} elbo": r["elbo"] for r in rows}
-    return {**summary, **{k: v for k, v in results.items() if k not in ("models", "note")}}
+    sections = {**earlier, section: results}
+    write_results(ctx.out, "vae", _markdown(sections), {"sections": sections})
+    summary = {f"{r['model']} elbo": r["elbo"] for r in rows}
+    return {"section": section, **summary, **{k: v for k, v in results.items() if k not in ("models", "note", "figures")}}
 
 
-def _markdown(results: dict[str, Any]) -> str:
+# ---------------------------------------------------------------- the report
+def _markdown(sections: dict[str, dict[str, Any]]) -> str:
+    order = sorted(sections, key=lambda s: (SECTION_ORDER.index(s) if s in SECTION_ORDER else len(SECTION_ORDER), s))
     lines = [
         "# Collage VAE vs convolutional VAE on dynamically binarised MNIST",
         "",
-        f"`collagekit bench vae` on {results['device']}: {results['test_images']} held-out test images (the last 1,000 of "
-        f"the MNIST test split; training used the first 9,000), one fixed binarisation, "
-        f"{results['posterior_samples']} posterior sample(s) per image. Nats per image.",
+        "Written by `collagekit bench vae`: one section per run (`section=NAME`; `shipped` scores the shipped "
+        "models, `models=DIR` scores the trained models under DIR); a run replaces its own section only. "
+        "Test images: the last 1,000 of the MNIST test split (training used the first 9,000), one fixed "
+        "binarisation. Nats per image.",
+    ]
+    for name in order:
+        lines += ["", *_section_markdown(name, sections[name])]
+    return "\n".join(lines) + "\n"
+
+
+def _section_markdown(name: str, results: dict[str, Any]) -> list[str]:
+    lines = [
+        f"## {name}",
+        "",
+        f"On {results['device']}, {results['posterior_samples']} posterior sample(s) per image.",
         "",
         *([results["note"], ""] if results["note"] else []),
-        "| decoder | β | parameters | steps | rate (KL) | distortion (NLL) | ELBO |",
-        "|---|---|---|---|---|---|---|",
+        "| model | decoder | heads (prior / posterior) | auxiliary cells | β | parameters | steps | rate (KL) | distortion (NLL) | ELBO |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["models"]:
         lines.append(
-            f"| {r['decoder']} | {r['beta']:g} | {r['parameters']:,} | {r['train_steps']} | {r['rate']:.2f} | {r['distortion']:.2f} | {r['elbo']:.2f} |"
+            f"| {r['model']} | {r['decoder']} | {r['heads']} | {r['auxiliary']} | {r['beta']:g} | {r['parameters']:,} | "
+            f"{r['train_steps']} | {r['rate']:.2f} | {r['distortion']:.2f} | {r['elbo']:.2f} |"
         )
-    if "elbo_gap_at_beta_1" in results:
-        lines += ["", f"ELBO gap at β = 1 (collage vs conv, relative): {100 * results['elbo_gap_at_beta_1']:.2f} % "
-                  f"({'within' if results['elbo_within_5_percent'] else 'outside'} the 5 % target)."]  # fmt: skip
+    gaps = results.get("elbo_gaps_at_beta_1", [])
+    if gaps:
+        lines += ["", "ELBO gap at β = 1 (collage vs the conv model with the same heads, relative to the conv ELBO):", ""]
+        for g in gaps:
+            verdict = "within" if g["within_5_percent"] else "outside"
+            lines.append(f"- {g['collage']} vs {g['conv']}: {100 * g['gap']:.2f} % ({verdict} the 5 % target)")
+    figures = results.get("figures", {})
     if "distortion_spread_across_beta" in results:
         lines += ["", "Distortion across the β sweep: max − min and standard deviation in nats, and max − min over the mean:", ""]
-        for decoder, s in results["distortion_spread_across_beta"].items():
-            lines.append(f"- {decoder}: range {s['range']:.2f}, stdev {s['stdev']:.2f}, relative range {100 * s['relative_range']:.1f} %")
-        lines += ["", "![rate-distortion](vae_rd.png)"]
+        for label, s in results["distortion_spread_across_beta"].items():
+            lines.append(f"- {label}: range {s['range']:.2f}, stdev {s['stdev']:.2f}, relative range {100 * s['relative_range']:.1f} %")
+        lines += ["", f"![rate-distortion]({figures['rate_distortion']})"]
     if "sampling" in results:
-        lines += ["", "Sampling time per image (collage VAE, median after warm-up):", ""]
-        lines += [f"- {k}: {v} ms" for k, v in results["sampling"].items()]
-        lines += ["", "![magnification](vae_magnification.png)"]
-    return "\n".join(lines) + "\n"
+        lines += ["", "Sampling time per image (the first collage VAE at β = 1, median after warm-up):", ""]
+        keys = [f"sample_{scale}x_ms_per_image" for scale in SCALES]  # by scale: the JSON sorts its keys
+        lines += [f"- {k}: {results['sampling'][k]} ms" for k in keys if k in results["sampling"]]
+        lines += ["", f"![magnification]({figures['magnification']})"]
+    return lines
 
 
 VAE_BENCH = Benchmark(
     name="vae",
-    description="Collage VAE vs conv VAE on MNIST: test rate, distortion, ELBO; β sweep plot; magnification figure",
+    description="Collage VAE vs conv VAE on MNIST: test rate, distortion, ELBO; β sweep plot; magnification figure (one section per run)",
     run=run,
     default_data="mnist",
 )

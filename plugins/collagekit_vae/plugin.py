@@ -8,6 +8,14 @@ from collagekit.hookspecs import Register, hookimpl
 
 
 @hookimpl
+def register_heads(register: Register) -> None:
+    from collagekit_vae.heads import GaussianConv, GaussianResidual
+
+    register(GaussianConv)
+    register(GaussianResidual)
+
+
+@hookimpl
 def register_tasks(register: Register) -> None:
     from collagekit_vae.tasks import VAEMnist
 

@@ -70,6 +70,16 @@ def read_metadata(path: Path) -> dict[str, str]:
     return metadata
 
 
+def upgrade_config(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config written before the heads were registry components (one ``head_hidden`` for both) ->
+    the same model as two ``gaussian-conv`` heads, whose parameter names are the ones it saved."""
+    if isinstance(raw, dict) and "head_hidden" in raw:
+        head = {"name": "gaussian-conv", "hidden": raw.pop("head_hidden")}
+        raw.setdefault("prior", head)
+        raw.setdefault("posterior", head)
+    return raw
+
+
 def load_model(checkpoint: str | Path, registry: Registry) -> tuple[HierarchicalVAE, dict[str, Any]]:
     """(model in eval mode, metadata with ``beta`` a float and ``metrics`` a dict)."""
     from collagekit.recipe import RecipeModels
@@ -79,7 +89,7 @@ def load_model(checkpoint: str | Path, registry: Registry) -> tuple[Hierarchical
     path = resolve(checkpoint)
     metadata = read_metadata(path)
     try:
-        raw = json.loads(metadata["config"])
+        raw = upgrade_config(json.loads(metadata["config"]))
         config = RecipeModels(registry).specialize(VAEConfig).model_validate(raw)
         info = {"beta": float(metadata["beta"]), "metrics": json.loads(metadata.get("metrics", "{}")), "path": str(path)}
     except (KeyError, ValueError, ValidationError) as exc:
