@@ -12,22 +12,17 @@ Runs single-process or under ``torchrun`` through :func:`collagekit.training.tra
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from collagekit.codec_training import CodecTrainConfig, CodecTrainTask, TrainingSetup
 from collagekit.errors import CollagekitError
-from collagekit.metrics import write_metrics
 from collagekit.prior import quantise
-from collagekit.tasks import Task, TaskConfig
-from collagekit.training import TrainingConfig, save_weights, train
+from collagekit.training import TrainingConfig
 from collagekit_audio.neural import AudioCollageModel, AudioModelConfig, from_segments, to_segments
 from collagekit_audio.pretrained import MODEL_FORMAT
 
@@ -126,65 +121,32 @@ class ClipCrops:
         return torch.stack(crops)
 
 
-def default_train_data() -> str:
-    from collagekit.bench import default_data_root
+class AudioTrain(CodecTrainTask):
+    model_format = MODEL_FORMAT
 
-    return str(default_data_root() / "audio")
-
-
-class AudioTrain(Task):
-    class Config(TaskConfig):
+    class Config(CodecTrainConfig):
         task: Literal["audio_train"] = "audio_train"
         data: str | None = Field(None, description="folder of speech_*/music_* clips (default: ../shared/data/audio); the benchmark's clips are skipped")
         out_dir: str = Field("outputs/audio_train", description="checkpoints and the training log")
         export: str = Field("outputs/audio_train/model.safetensors", description="the trained model, ready for --model")
-        model_name: str = Field("custom", description="the model's name, recorded in every file it compresses")
-        model_version: str = Field("1", description="the model's version, recorded likewise")
         lmbda: float = Field(2000.0, gt=0, description="weight of the waveform MSE: higher = more bits, better quality")
         spectral: float = Field(0.05, ge=0, description="weight of the multi-resolution STFT loss")
         speech_fraction: float = Field(0.7, ge=0, le=1, description="share of training crops drawn from speech clips")
-        crop: int = Field(2048, ge=16, le=1 << 20, description="training crop length in samples (a multiple of the segment)")
-        tol: float = Field(1e-3, gt=0, description="fixed-point tolerance while training")
+        crop: int = Field(2048, ge=1024, le=1 << 20, description="training crop length in samples (a multiple of the segment; at least the largest STFT size, 1024)")
         max_iter: int = Field(30, ge=1, le=1000, description="fixed-point iterations while training")
         model: AudioModelConfig = Field(default_factory=AudioModelConfig)
         training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(steps=4000, batch_size=8, lr=2e-3, warmup_steps=50, log_every=50, checkpoint_every=250))
 
     config: Config
 
-    def run(self) -> dict[str, Any]:
+    def default_data(self) -> Path:
+        from collagekit.bench import default_data_root
+
+        return default_data_root() / "audio"
+
+    def build(self, folder: Path) -> TrainingSetup:
         cfg = self.config
-        folder = Path(cfg.data or default_train_data())
-        if not folder.is_dir():
-            raise CollagekitError(f"training data folder {str(folder)!r} does not exist; set data: DIR")
-        torch.manual_seed(cfg.training.seed)
         model = AudioCollageModel(cfg.model)
-        objective = RateDistortion(model, cfg.lmbda, cfg.spectral, cfg.tol, cfg.max_iter)
         stream = ClipCrops(folder, cfg.crop, cfg.training.batch_size, cfg.training.seed, cfg.speech_fraction)
-        result = train(objective, stream, cfg.training, out_dir=cfg.out_dir, device=self.ctx.device, description=f"training {cfg.model_name}")
-        last = result.history[-1] if result.history else {}
-        metrics = {
-            "name": cfg.model_name,
-            "steps": result.steps,
-            "resumed_from": result.resumed_from,
-            "train_seconds": round(result.seconds, 1),
-            "clips": len(stream.names),
-            **{f"final_{k}": round(v, 4) for k, v in last.items() if k != "step"},
-            "device": str(self.ctx.device),
-        }
-        if not math.isfinite(metrics.get("final_loss", 0.0)):
-            raise CollagekitError("training ended with a non-finite loss")
-        if int(os.environ.get("RANK", "0")) == 0:
-            metadata = {
-                "format": MODEL_FORMAT,
-                "name": cfg.model_name,
-                "version": cfg.model_version,
-                "config": cfg.model.model_dump_json(),
-                "lmbda": repr(cfg.lmbda),
-                "made_by": json.dumps({"recipe": "audio_train", "steps": result.steps, "crop": cfg.crop, "clips": stream.names,
-                                       "batch_size": cfg.training.batch_size, "train_seconds": round(result.seconds, 1),
-                                       "device": str(self.ctx.device), "date": time.strftime("%Y-%m-%d")}),
-            }
-            save_weights(model, cfg.export, metadata)
-            write_metrics(Path(cfg.out_dir) / "train_metrics.json", {**metrics, "history": result.history})
-            metrics["export"] = cfg.export
-        return metrics
+        objective = RateDistortion(model, cfg.lmbda, cfg.spectral, cfg.tol, cfg.max_iter)
+        return TrainingSetup(model, objective, stream, {"crop": cfg.crop, "clips": stream.names})

@@ -11,25 +11,20 @@ Runs single-process or under ``torchrun`` through :func:`collagekit.training.tra
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from collagekit.codec_training import CodecTrainConfig, CodecTrainTask, TrainingSetup
 from collagekit.errors import CollagekitError
-from collagekit.metrics import write_metrics
 from collagekit.prior import quantise
-from collagekit.tasks import Task, TaskConfig
-from collagekit.training import TrainingConfig, save_weights, train
-from collagekit_image.pretrained import MODEL_FORMAT
+from collagekit.training import TrainingConfig
 from collagekit_image.neural import Layout, ModelConfig, NeuralCollageModel, pad_unit
+from collagekit_image.pretrained import MODEL_FORMAT
 
 MAX_TRAIN_IMAGES = 10_000
 
@@ -105,64 +100,30 @@ class CropStream:
         return torch.stack(crops).float() / 255.0
 
 
-def default_train_data() -> str:
-    from collagekit.bench import default_data_root
+class ImageTrain(CodecTrainTask):
+    model_format = MODEL_FORMAT
 
-    return str(default_data_root() / "train_images")
-
-
-class ImageTrain(Task):
-    class Config(TaskConfig):
+    class Config(CodecTrainConfig):
         task: Literal["image_train"] = "image_train"
         data: str | None = Field(None, description="folder of training images (default: ../shared/data/train_images); never Kodak")
         out_dir: str = Field("outputs/image_train", description="checkpoints and the training log")
         export: str = Field("outputs/image_train/model.safetensors", description="the trained model, ready for --model")
-        model_name: str = Field("custom", description="the model's name, recorded in every file it compresses")
-        model_version: str = Field("1", description="the model's version, recorded likewise")
         lmbda: float = Field(0.01, gt=0, description="rate-distortion trade-off: higher = more bits, better quality")
         quantiser: Literal["ste", "noise"] = Field("ste", description="how the distortion term sees quantisation")
         crop: int = Field(128, ge=64, le=1024, description="training crop size (a multiple of 2 x the chroma tile)")
-        tol: float = Field(1e-3, gt=0, description="fixed-point tolerance while training")
-        max_iter: int = Field(40, ge=1, le=1000, description="fixed-point iterations while training")
         model: ModelConfig = Field(default_factory=ModelConfig)
         training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(steps=2000, batch_size=16, lr=1e-3, warmup_steps=100, log_every=50, checkpoint_every=500))
 
     config: Config
 
-    def run(self) -> dict[str, Any]:
+    def default_data(self) -> Path:
+        from collagekit.bench import default_data_root
+
+        return default_data_root() / "train_images"
+
+    def build(self, folder: Path) -> TrainingSetup:
         cfg = self.config
-        folder = Path(cfg.data or default_train_data())
-        if not folder.is_dir():
-            raise CollagekitError(f"training data folder {str(folder)!r} does not exist; set data: DIR")
-        torch.manual_seed(cfg.training.seed)
         model = NeuralCollageModel(cfg.model)
-        objective = RateDistortion(model, cfg.lmbda, cfg.quantiser, cfg.tol, cfg.max_iter)
         stream = CropStream(folder, cfg.crop, cfg.training.batch_size, cfg.training.seed)
-        result = train(objective, stream, cfg.training, out_dir=cfg.out_dir, device=self.ctx.device, description=f"training {cfg.model_name}")
-        last = result.history[-1] if result.history else {}
-        metrics = {
-            "name": cfg.model_name,
-            "steps": result.steps,
-            "resumed_from": result.resumed_from,
-            "train_seconds": round(result.seconds, 1),
-            "images": len(stream.images),
-            **{f"final_{k}": round(v, 4) for k, v in last.items() if k != "step"},
-            "device": str(self.ctx.device),
-        }
-        if int(os.environ.get("RANK", "0")) == 0:
-            metadata = {
-                "format": MODEL_FORMAT,
-                "name": cfg.model_name,
-                "version": cfg.model_version,
-                "config": cfg.model.model_dump_json(),
-                "lmbda": repr(cfg.lmbda),
-                "made_by": json.dumps({"recipe": "image_train", "steps": result.steps, "crop": cfg.crop,
-                                       "batch_size": cfg.training.batch_size, "train_seconds": round(result.seconds, 1),
-                                       "device": str(self.ctx.device), "date": time.strftime("%Y-%m-%d")}),
-            }
-            save_weights(model, cfg.export, metadata)
-            write_metrics(Path(cfg.out_dir) / "train_metrics.json", {**metrics, "history": result.history})
-            metrics["export"] = cfg.export
-        if not math.isfinite(metrics.get("final_loss", 0.0)):
-            raise CollagekitError("training ended with a non-finite loss")
-        return metrics
+        objective = RateDistortion(model, cfg.lmbda, cfg.quantiser, cfg.tol, cfg.max_iter)
+        return TrainingSetup(model, objective, stream, {"crop": cfg.crop, "images": len(stream.images)})

@@ -1,0 +1,115 @@
+"""The ``*_train`` task every learned codec shares: read a data folder, train through
+:func:`collagekit.training.train`, export the weights with how they were made, report.
+
+A modality's training task subclasses :class:`CodecTrainTask` (and its Config from
+:class:`CodecTrainConfig`, overriding defaults and adding its own knobs) and supplies only what differs:
+the default data folder and :meth:`CodecTrainTask.build` (the model, its rate-distortion objective and
+the batch stream).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, Field
+from torch import Tensor, nn
+
+from collagekit.errors import CollagekitError
+from collagekit.metrics import write_metrics
+from collagekit.tasks import Task, TaskConfig
+from collagekit.training import TrainingConfig, save_weights, train
+
+
+class CodecTrainConfig(TaskConfig):
+    data: str | None = Field(None, description="folder of training data (default: the modality's folder under ../shared/data)")
+    out_dir: str = Field(description="checkpoints and the training log")
+    export: str = Field(description="the trained model, ready for --model")
+    model_name: str = Field("custom", description="the model's name, recorded in every file it compresses")
+    model_version: str = Field("1", description="the model's version, recorded likewise")
+    lmbda: float = Field(gt=0, description="rate-distortion trade-off: higher = more bits, better quality")
+    tol: float = Field(1e-3, gt=0, description="fixed-point tolerance while training")
+    max_iter: int = Field(40, ge=1, le=1000, description="fixed-point iterations while training")
+    model: BaseModel = Field(description="the architecture (each codec's own Config), stored with the weights")
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+
+@dataclass
+class TrainingSetup:
+    """What a codec's :meth:`CodecTrainTask.build` returns.
+
+    ``model`` is what gets exported; ``objective(batch) -> (loss, metrics)`` owns it;
+    ``make_batch(step, rank, world_size)`` is the deterministic stream the training loop expects;
+    ``about`` goes into the reported metrics and into the exported file's ``made_by``.
+    """
+
+    model: nn.Module
+    objective: nn.Module
+    make_batch: Callable[[int, int, int], Tensor]
+    about: dict[str, Any] = field(default_factory=dict)
+
+
+class CodecTrainTask(Task):
+    """Train, refuse a non-finite result, and (on rank 0 only) export the weights and the training log."""
+
+    model_format: ClassVar[str]  # the ``format`` metadata its model store checks when loading
+    config: CodecTrainConfig
+
+    @abstractmethod
+    def default_data(self) -> Path:
+        """The data folder used when the recipe names none."""
+
+    @abstractmethod
+    def build(self, folder: Path) -> TrainingSetup:
+        """The model, objective and batch stream for this config and data folder."""
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        folder = Path(cfg.data) if cfg.data else self.default_data()
+        if not folder.is_dir():
+            raise CollagekitError(f"training data folder {str(folder)!r} does not exist; set data: DIR")
+        torch.manual_seed(cfg.training.seed)
+        setup = self.build(folder)
+        result = train(setup.objective, setup.make_batch, cfg.training, out_dir=cfg.out_dir, device=self.ctx.device, description=f"training {cfg.model_name}")
+        last = result.history[-1] if result.history else {}
+        metrics = {
+            "name": cfg.model_name,
+            "steps": result.steps,
+            "resumed_from": result.resumed_from,
+            "train_seconds": round(result.seconds, 1),
+            **{k: len(v) if isinstance(v, (list, tuple)) else v for k, v in setup.about.items()},
+            **{f"final_{k}": round(v, 4) for k, v in last.items() if k != "step"},
+            "device": str(self.ctx.device),
+        }
+        if not math.isfinite(metrics.get("final_loss", 0.0)):
+            raise CollagekitError("training ended with a non-finite loss")
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one process writes
+            made_by = {
+                "recipe": cfg.task,
+                "steps": result.steps,
+                **setup.about,
+                "batch_size": cfg.training.batch_size,
+                "train_seconds": round(result.seconds, 1),
+                "device": str(self.ctx.device),
+                "date": time.strftime("%Y-%m-%d"),
+            }
+            metadata = {
+                "format": self.model_format,
+                "name": cfg.model_name,
+                "version": cfg.model_version,
+                "config": cfg.model.model_dump_json(),
+                "lmbda": repr(cfg.lmbda),
+                "made_by": json.dumps(made_by),
+            }
+            save_weights(setup.model, cfg.export, metadata)
+            write_metrics(Path(cfg.out_dir) / "train_metrics.json", {**metrics, "history": result.history})
+            metrics["export"] = cfg.export
+        return metrics

@@ -1,0 +1,66 @@
+"""The shipped training recipes, run end to end through the CLI on tiny data: train, resume, export,
+and compress with the exported model (the shared ``CodecTrainTask`` path of every learned codec)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import DATA, REPO, invoke
+
+CASES = {
+    "image": {
+        "recipe": "image_train.yaml",
+        "files": {"photo_a.png": "kodim05_64.png"},
+        "overrides": ["crop=64", "model.luma.width=8", "model.chroma.width=8", "training.batch_size=1", "tol=1e-2", "max_iter=5"],
+        "sample": DATA / "kodim05_64.png",
+        "decoded": "d.png",
+        "count": ("images", 1),
+    },
+    "audio": {
+        "recipe": "audio_train.yaml",
+        "files": {"speech_a.flac": "speech_quarter_s.flac", "music_b.flac": "trumpet_stereo_100ms.flac"},
+        "overrides": ["crop=1024", "model.width=8", "training.batch_size=2", "tol=1e-2", "max_iter=5"],
+        "sample": DATA / "speech_quarter_s.flac",
+        "decoded": "d.wav",
+        "count": ("clips", 2),
+    },
+}
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_training_recipe_trains_resumes_exports_and_the_model_compresses(kind: str, tmp_path: Path) -> None:
+    case = CASES[kind]
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, source in case["files"].items():
+        shutil.copy(DATA / source, data / name)
+    out, export = tmp_path / "run", tmp_path / "m.safetensors"
+    common = [str(REPO / "recipes" / case["recipe"]), f"data={data}", f"out_dir={out}", f"export={export}", "model_name=tiny", *case["overrides"], "--device", "cpu"]
+
+    first = invoke("run", *common, "training.steps=2", "training.checkpoint_every=2")
+    assert first.returncode == 0, first.stderr
+    log = json.loads((out / "train_metrics.json").read_text())
+    key, count = case["count"]
+    assert log["steps"] == 2 and log[key] == count and log["resumed_from"] == 0
+    again = invoke("run", *common, "training.steps=3", "training.checkpoint_every=2")
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "train_metrics.json").read_text())["resumed_from"] == 2
+
+    code = tmp_path / "x.clg"
+    assert invoke("compress", str(case["sample"]), "-o", str(code), "--model", str(export)).returncode == 0
+    decoded = tmp_path / case["decoded"]
+    result = invoke("decompress", str(code), "-o", str(decoded), f"--model={export}")
+    assert result.returncode == 0, result.stderr
+    if kind == "image":
+        assert Image.open(decoded).size == Image.open(case["sample"]).size
+
+
+def test_missing_training_data_is_a_one_line_error(tmp_path: Path) -> None:
+    result = invoke("run", str(REPO / "recipes" / "image_train.yaml"), f"data={tmp_path / 'nowhere'}", f"out_dir={tmp_path}")
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
