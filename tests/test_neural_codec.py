@@ -292,7 +292,7 @@ def test_kodak_bench_writes_results(tiny_model: Path, tmp_path: Path) -> None:
 
 
 def test_prior_prices_unit_bins_of_a_laplace() -> None:
-    from collagekit_image.neural import LaplacePrior
+    from collagekit.prior import LaplacePrior
 
     prior = LaplacePrior(2)
     with torch.no_grad():

@@ -30,10 +30,11 @@ from torch import Tensor
 from collagekit.codec import as_tensor, decode_latent_groups, encode_latent_groups, from_tensor
 from collagekit.container import Container, reject_options
 from collagekit.errors import CollagekitError
+from collagekit.hypercollage import PARAM_KINDS
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit.pretrained import LoadedModel
 from collagekit.progress import progress_bar
-from collagekit_audio.neural import PARAM_KINDS, AudioCollageModel, from_segments, to_segments
+from collagekit_audio.neural import AudioCollageModel, from_segments, to_segments
 from collagekit_audio.pretrained import STORE
 
 NAME = "audio-collage"

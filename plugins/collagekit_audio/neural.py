@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from einops import rearrange
 from pydantic import Field
 from torch import Tensor, nn
@@ -23,12 +22,9 @@ from torch.nn import functional as F
 
 from collagekit.config import StrictModel
 from collagekit.grid import AveragePooler, LearnedPatches
-from collagekit.operator import CollageParams, GridCollage
-from collagekit.prior import LaplacePrior
-from collagekit.solver import fixed_point
+from collagekit.hypercollage import HyperCollage
+from collagekit.operator import GridCollage
 from collagekit_audio.components import Segments, SignTime
-
-PARAM_KINDS = ("scale", "mix", "aux", "bias")
 
 
 class AudioModelConfig(StrictModel):
@@ -76,60 +72,22 @@ class HyperEncoder1d(nn.Module):
 INPUT_GAIN = 8.0
 
 
-class AudioCollageModel(nn.Module):
-    """The collage operator over one segment (with its learned patches), hypernetwork, gains and prior."""
+class AudioCollageModel(HyperCollage):
+    """The collage over one segment (with its learned patches), hypernetwork, gains and prior."""
 
     def __init__(self, cfg: AudioModelConfig) -> None:
-        super().__init__()
         if cfg.segment % cfg.range_size or cfg.range_size % 2:
             raise ValueError(f"range_size must be even and divide the segment, got {cfg.range_size} and {cfg.segment}")
-        self.cfg = cfg
         partitioner = Segments(range_size=cfg.range_size, domain_size=cfg.domain_size, domain_stride=cfg.domain_stride)
         aux = [SignTime()] if cfg.sign_time else []
-        self.collage = GridCollage(partitioner, AveragePooler(), [*aux, LearnedPatches(count=cfg.patches, init_std=0.1)], cfg.contraction)
-        shapes = self.collage.param_shapes(1, (cfg.segment,))
-        self.ranges = shapes["bias"][1]
-        self.sizes = {kind: (shapes[kind][2] if kind != "bias" else 1) for kind in PARAM_KINDS}
-        outputs = sum(self.sizes.values())
-        self.encoder = HyperEncoder1d(outputs, cfg.width, cfg.range_size)
-        # Latent units -> parameter units per channel, learned: the model picks each parameter's precision.
-        init = {"scale": 0.5, "mix": 1.0, "aux": 0.05, "bias": 1 / 256}
-        self.log_gain = nn.Parameter(torch.cat([torch.full((self.sizes[k],), math.log(init[k])) for k in PARAM_KINDS]))
-        self.prior = LaplacePrior(outputs)
-
-    @property
-    def channels(self) -> int:
-        return int(self.log_gain.numel())
-
-    def latents(self, segments: Tensor) -> Tensor:
-        """(t 1 T) -> (t p k)."""
-        return self.encoder(segments)
-
-    def params(self, q: Tensor) -> CollageParams:
-        """(t p k) quantised latents -> the segments' :class:`CollageParams` (one channel)."""
-        v = q * self.log_gain.exp()[:, None]
-        parts = dict(zip(PARAM_KINDS, torch.split(v, [self.sizes[k] for k in PARAM_KINDS], dim=1)))
-        return CollageParams(
-            scale=rearrange(parts["scale"], "t s k -> t 1 k s"),
-            mix=rearrange(parts["mix"], "t s k -> t 1 k s"),
-            aux=rearrange(parts["aux"], "t s k -> t 1 k s"),
-            bias=rearrange(parts["bias"], "t 1 k -> t 1 k"),
+        collage = GridCollage(partitioner, AveragePooler(), [*aux, LearnedPatches(count=cfg.patches, init_std=0.1)], cfg.contraction)
+        super().__init__(
+            collage,
+            (cfg.segment,),
+            lambda outputs: HyperEncoder1d(outputs, cfg.width, cfg.range_size),
+            {"scale": 0.5, "mix": 1.0, "aux": 0.05, "bias": 1 / 256},
         )
-
-    def decode(self, q: Tensor, scale: int = 1, *, tol: float = 1e-4, max_iter: int = 100, gradient: str = "none", on_step=None) -> Tensor:
-        """(t p k) -> (t 1 T*scale): every segment's attractor, solved as one batch from zeros."""
-        params = self.params(q)
-        step = self.collage.step_fn(params, (self.cfg.segment,), scale)
-        if on_step is not None:
-            inner = step
-
-            def step(z: Tensor) -> Tensor:
-                on_step()
-                return inner(z)
-
-        z0 = q.new_zeros(q.shape[0], 1, self.cfg.segment * scale)
-        z, _ = fixed_point(step, z0, method="anderson", tol=tol, max_iter=max_iter, gradient=gradient, backward_max_iter=max_iter)
-        return z
+        self.cfg = cfg
 
 
 # ---------------------------------------------------------------- waveforms <-> segments

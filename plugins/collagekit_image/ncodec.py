@@ -33,10 +33,11 @@ from torch import Tensor
 from collagekit.codec import as_tensor, decode_latent_groups, encode_latent_groups, from_tensor
 from collagekit.container import Container, reject_options
 from collagekit.errors import CollagekitError
+from collagekit.hypercollage import PARAM_KINDS
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit.progress import progress_bar
+from collagekit_image.neural import Layout, NeuralCollageModel, Plane, pad_image
 from collagekit_image.pretrained import LoadedModel, load_model, model_for_quality
-from collagekit_image.neural import PARAM_KINDS, Layout, NeuralCollageModel, Plane, pad_image
 
 NAME = "neural-collage"
 ENCODE_OPTIONS = ("model", "max_pixels", "chunk")

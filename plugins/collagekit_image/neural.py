@@ -26,12 +26,9 @@ from torch.nn import functional as F
 from collagekit.config import StrictModel
 from collagekit.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from collagekit.grid import AveragePooler, LearnedPatches
-from collagekit.operator import CollageParams, GridCollage
-from collagekit.prior import LaplacePrior
-from collagekit.solver import fixed_point
+from collagekit.hypercollage import HyperCollage
+from collagekit.operator import GridCollage
 from collagekit_image.components import Dihedral, ImageTiles
-
-PARAM_KINDS = ("scale", "mix", "aux", "bias")
 
 
 class PlaneConfig(StrictModel):
@@ -81,64 +78,25 @@ class HyperEncoder(nn.Module):
         return self.head(f).flatten(2)
 
 
-class Plane(nn.Module):
-    """One plane's collage operator (with its learned patches), hypernetwork, quantiser gain and prior."""
+class Plane(HyperCollage):
+    """One plane's collage over a tile (with its learned patches), hypernetwork, quantiser gains and prior."""
 
     def __init__(self, cfg: PlaneConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
         partitioner = ImageTiles(range_size=cfg.range_size, domain_size=cfg.domain_size, domain_stride=cfg.domain_stride)
         aux = [Dihedral()] if cfg.dihedral else []
-        self.collage = GridCollage(partitioner, AveragePooler(), [*aux, LearnedPatches(count=cfg.patches, init_std=0.1)], cfg.contraction)
-        shapes = self.collage.param_shapes(1, (cfg.tile, cfg.tile))
-        self.ranges = shapes["bias"][1]
-        self.sizes = {kind: (shapes[kind][2] if kind != "bias" else 1) for kind in PARAM_KINDS}
-        outputs = sum(self.sizes.values())
+        collage = GridCollage(partitioner, AveragePooler(), [*aux, LearnedPatches(count=cfg.patches, init_std=0.1)], cfg.contraction)
         downsample = int(math.log2(cfg.range_size))
-        self.encoder = HyperEncoder(outputs=outputs, width=cfg.width, downsample=downsample)
-        # Latent units -> parameter units, per channel (learned: the model picks each parameter's precision).
         # One unit must already change the decoded tile visibly: a weight whose codes all round to zero
         # gets no gradient through its gain, and small gains left the patches and domains unused.
-        init = {"scale": 0.5, "mix": 1.0, "aux": 0.5, "bias": 1 / 64}
-        self.log_gain = nn.Parameter(torch.cat([torch.full((self.sizes[k],), math.log(init[k])) for k in PARAM_KINDS]))
-        self.prior = LaplacePrior(outputs)
+        super().__init__(
+            collage,
+            (cfg.tile, cfg.tile),
+            lambda outputs: HyperEncoder(outputs=outputs, width=cfg.width, downsample=downsample),
+            {"scale": 0.5, "mix": 1.0, "aux": 0.5, "bias": 1 / 64},
+        )
+        self.cfg = cfg
         with torch.no_grad():  # biases spread over tens of steps: start their prior wide (b = 8)
             self.prior.log_scale[-1] = math.log(8.0) / self.prior.SPEED
-
-    @property
-    def channels(self) -> int:
-        return int(self.log_gain.numel())
-
-    def latents(self, tiles: Tensor) -> Tensor:
-        """(t 1 T T) centred -> (t p k)."""
-        return self.encoder(tiles)
-
-    def params(self, q: Tensor) -> CollageParams:
-        """(t p k) quantised latents -> the tiles' :class:`CollageParams` (one channel)."""
-        v = q * self.log_gain.exp()[:, None]
-        parts = dict(zip(PARAM_KINDS, torch.split(v, [self.sizes[k] for k in PARAM_KINDS], dim=1)))
-        return CollageParams(
-            scale=rearrange(parts["scale"], "t s k -> t 1 k s"),
-            mix=rearrange(parts["mix"], "t s k -> t 1 k s"),
-            aux=rearrange(parts["aux"], "t s k -> t 1 k s"),
-            bias=rearrange(parts["bias"], "t 1 k -> t 1 k"),
-        )
-
-    def decode(self, q: Tensor, scale: int = 1, *, tol: float = 1e-4, max_iter: int = 100, gradient: str = "none", on_step=None) -> Tensor:
-        """(t p k) -> (t 1 T*scale T*scale): every tile's attractor, solved as one batch from zeros."""
-        params = self.params(q)
-        size = (self.cfg.tile, self.cfg.tile)
-        step = self.collage.step_fn(params, size, scale)
-        if on_step is not None:
-            inner = step
-
-            def step(z: Tensor) -> Tensor:
-                on_step()
-                return inner(z)
-
-        z0 = q.new_zeros(q.shape[0], 1, size[0] * scale, size[1] * scale)
-        z, _ = fixed_point(step, z0, method="anderson", tol=tol, max_iter=max_iter, gradient=gradient, backward_max_iter=max_iter)
-        return z
 
 
 # ---------------------------------------------------------------- planes <-> tiles
