@@ -29,6 +29,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 out = Console(highlight=False)
+MAX_SCALE = 64  # the largest decoding scale the CLI accepts
 
 DeviceOption = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda (default: the recipe's, else auto)")]
 Overrides = Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. encoder.steps=50", show_default=False)]
@@ -110,7 +111,7 @@ def validate(
 def fractalize(
     file: Annotated[Path, typer.Argument(help="input file; its suffix picks the modality")],
     output: Annotated[Path, typer.Option("-o", "--output", help="decoded attractor to write")],
-    scale: Annotated[int, typer.Option("--scale", min=1, max=64, help="decode at this integer scale")] = 1,
+    scale: Annotated[int, typer.Option("--scale", min=1, max=MAX_SCALE, help="decode at this integer scale")] = 1,
     code: Annotated[Path | None, typer.Option("--code", help="where to save the code (default: OUTPUT.clg)")] = None,
     overrides: Overrides = None,
     device: DeviceOption = None,
@@ -142,8 +143,8 @@ def fractalize(
 def decompress(
     file: Annotated[Path, typer.Argument(help="a .clg file")],
     output: Annotated[Path, typer.Option("-o", "--output", help="decoded file to write")],
-    scale: Annotated[int, typer.Option("--scale", min=1, max=64, help="decode at this integer scale")] = 1,
-    rate: Annotated[int | None, typer.Option("--rate", min=1, help="decode at this sample rate: an integer multiple of the stored one (sets --scale)")] = None,
+    scale: Annotated[int, typer.Option("--scale", min=1, max=MAX_SCALE, help="decode at this integer scale")] = 1,
+    rate: Annotated[int | None, typer.Option("--rate", min=1, help="decode at this sample rate (audio): at the next whole multiple of the stored rate, resampled to R when not exact")] = None,
     options: Overrides = None,
     device: DeviceOption = None,
 ) -> None:
@@ -166,6 +167,7 @@ def decompress(
         raise CollagekitError(f"corrupt .clg file: {SIGNAL_ATTRS!r} is not a mapping")
     if rate is not None:
         scale = _scale_for_rate(rate, attrs.get("sample_rate"), scale)
+        attrs = {**attrs, "target_rate": rate}
     decoded = codec.decode(
         container, registry, scale=scale, device=resolve_device(device or "auto"), options=_options(options)
     )
@@ -174,14 +176,15 @@ def decompress(
 
 
 def _scale_for_rate(rate: int, stored: Any, scale: int) -> int:
-    """``--rate R`` -> the decoding scale R / stored rate, which must be a whole number."""
+    """``--rate R`` -> the decoding scale: R / stored rate when that is whole (exact), else the next
+    whole multiple above R, which the writer then resamples down to R."""
     if not isinstance(stored, int) or stored < 1:
         raise CollagekitError("--rate needs a code that stores a sample rate; this one has none (use --scale)")
     if scale != 1:
         raise CollagekitError("give --rate or --scale, not both")
-    if rate % stored:
-        raise CollagekitError(f"--rate {rate} is not an integer multiple of the stored sample rate {stored} Hz")
-    return rate // stored
+    if rate > MAX_SCALE * stored:
+        raise CollagekitError(f"--rate {rate} is above {MAX_SCALE} x the stored sample rate {stored} Hz")
+    return -(-rate // stored)
 
 
 @app.command()

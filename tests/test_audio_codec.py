@@ -144,8 +144,18 @@ def test_cli_compress_and_decompress_at_a_higher_rate(tiny_model: Path, tmp_path
     assert result.returncode == 0, result.stderr
     info = sf.info(tmp_path / "out.wav")
     assert info.samplerate == 32000 and info.frames == 8000
+    # A rate that is no whole multiple: decoded at the next multiple (32 kHz), resampled to 24 kHz.
     result = invoke("decompress", str(code), "-o", str(tmp_path / "odd.wav"), "--rate", "24000", f"model={tiny_model}")
-    assert result.returncode == 1 and "not an integer multiple of the stored sample rate 16000" in result.stderr
+    assert result.returncode == 0, result.stderr
+    odd, rate = sf.read(tmp_path / "odd.wav", dtype="float32")
+    twice, _ = sf.read(tmp_path / "out.wav", dtype="float32")
+    assert rate == 24000 and len(odd) == 6000
+    from torchaudio.functional import resample
+
+    expected = resample(torch.from_numpy(twice), 32000, 24000).numpy()
+    assert snr(expected, odd) > 40.0  # equal up to the 16-bit rounding of the 32 kHz file
+    result = invoke("decompress", str(code), "-o", str(tmp_path / "huge.wav"), "--rate", str(65 * 16000), f"model={tiny_model}")
+    assert result.returncode == 1 and "above 64 x the stored sample rate 16000" in result.stderr
     (tmp_path / "cut.clg").write_bytes(code.read_bytes()[:-30])
     result = invoke("decompress", str(tmp_path / "cut.clg"), "-o", str(tmp_path / "cut.wav"), f"model={tiny_model}")
     assert result.returncode == 1 and result.stderr.startswith("error:") and result.stderr.count("\n") == 1
@@ -153,7 +163,7 @@ def test_cli_compress_and_decompress_at_a_higher_rate(tiny_model: Path, tmp_path
     sf.write(silent, np.zeros(800, dtype=np.float32), 16000)
     result = invoke("compress", str(silent), "-o", str(tmp_path / "q.clg"), "--model", str(tiny_model))
     assert result.returncode == 1 and "is silent" in result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.clg", "out.wav", "s.clg", "silent.wav"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.clg", "odd.wav", "out.wav", "s.clg", "silent.wav"]
 
 
 # ---------------------------------------------------------------- training

@@ -79,8 +79,9 @@ def load_audio(path: Path, max_elements: int) -> Tensor:
     return z[None].contiguous()
 
 
-def save_audio(z: Tensor, path: Path, *, sample_rate: Any = None, scale: int = 1, **_: Any) -> None:
-    """(1 c n) in [0, 1] -> a file whose format follows the suffix, at ``sample_rate * scale`` Hz."""
+def save_audio(z: Tensor, path: Path, *, sample_rate: Any = None, scale: int = 1, target_rate: int | None = None, **_: Any) -> None:
+    """(1 c n) in [0, 1] -> a file whose format follows the suffix, at ``sample_rate * scale`` Hz, or
+    resampled from there to ``target_rate`` (torchaudio's band-limited sinc resampler) when given."""
     import soundfile as sf
 
     if not isinstance(sample_rate, int) or not 1 <= sample_rate <= MAX_SAMPLE_RATE:
@@ -90,6 +91,15 @@ def save_audio(z: Tensor, path: Path, *, sample_rate: Any = None, scale: int = 1
         raise CollagekitError(f"cannot write audio as {suffix!r}; use one of {', '.join(WRITE_FORMATS)}")
     file_format, subtype = WRITE_FORMATS[suffix]
     rate = int(sample_rate) * int(scale)
+    if target_rate is not None and target_rate != rate:
+        if not 1 <= target_rate <= MAX_SAMPLE_RATE:
+            raise CollagekitError(f"cannot write audio at {target_rate} Hz (1 to {MAX_SAMPLE_RATE} Hz)")
+        from torchaudio.functional import resample
+
+        # On the zero-centred waveform: the filter pads with zeros, and the [0, 1] storage's offset of 1/2
+        # would ring at both ends.
+        wave = z.detach().float().cpu() * 2.0 - 1.0
+        z, rate = (resample(wave, rate, int(target_rate)) + 1.0) / 2.0, int(target_rate)
     samples = (z[0].detach().float().cpu().clamp(0.0, 1.0) * 2.0 - 1.0).T.contiguous().numpy()  # (n c)
     with atomic_output(path) as tmp:
         try:
