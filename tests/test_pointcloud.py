@@ -12,7 +12,7 @@ import torch
 from collagekit.container import read_container, write_container
 from collagekit.errors import CollagekitError
 from collagekit.registry import get_registry
-from collagekit_pointcloud.chamfer import chamfer, nearest
+from collagekit_pointcloud.chamfer import NearestIndex, chamfer, nearest
 from collagekit_pointcloud.chaos import chaos_game
 from collagekit_pointcloud.cloudio import Normalisation, label_colours, load_cloud, save_cloud
 from collagekit_pointcloud.fit import FitSettings, fit_ifs
@@ -27,7 +27,7 @@ from conftest import invoke
 pytest.importorskip("open3d")
 
 MAX = 1 << 26
-FAST_FIT = ["--fit.steps", "30", "--fit.register_steps", "5", "--fit.sample", "256", "--fit.restarts", "2"]
+FAST_FIT = ["--fit.steps", "30", "--fit.register_steps", "5", "--fit.sample", "256", "--fit.restarts", "2", "--fit.trials", "2", "--fit.trial_steps", "20"]
 
 
 def _write_ply(path: Path, points: np.ndarray) -> Path:
@@ -107,6 +107,29 @@ def test_maps_reproduce_a_contractive_start_including_reflections() -> None:
     assert torch.equal(torch.linalg.det(maps.linear()[0]) < 0, torch.linalg.det(A) < 0)
 
 
+def test_any_contraction_is_encoded_exactly_even_with_half_turns() -> None:
+    """Random maps (whose SVD rotations often turn by nearly π, where the antisymmetric part of a rotation
+    vanishes) and exact half turns come back from the parametrisation unchanged."""
+    from collagekit_pointcloud.ifs import rotation_log, skew
+
+    A = torch.randn(4000, 3, 3, generator=torch.Generator().manual_seed(0))  # ~8 of them turn by nearly π
+    A = 0.7 * A / torch.linalg.matrix_norm(A, ord=2)[:, None, None]
+    A = A[torch.linalg.svdvals(A)[:, 2] > 0.03]  # above the parametrisation's floor on singular values
+    assert torch.allclose(ContractiveMaps(A[None], torch.zeros(1, len(A), 3)).linear()[0], A, atol=1e-5)
+    half_turns = torch.stack([torch.diag(torch.tensor(d)) for d in ([1.0, -1, -1], [-1.0, 1, -1], [-1.0, -1, 1])])
+    assert torch.allclose(torch.linalg.matrix_exp(skew(rotation_log(half_turns))), half_turns.double(), atol=1e-9)
+
+
+def test_relaxing_the_bound_keeps_the_maps() -> None:
+    A = 0.2 * torch.randn(1, 5, 3, 3, generator=torch.Generator().manual_seed(0))
+    maps = ContractiveMaps(A, torch.zeros(1, 5, 3), sigma_max=0.8)
+    before = maps.linear().detach().clone()
+    maps.relax(0.98)
+    assert maps.sigma_max == 0.98 and torch.allclose(maps.linear(), before, atol=1e-6)
+    with pytest.raises(CollagekitError, match="new bound"):
+        maps.relax(0.5)
+
+
 def _in_tetrahedron(x: torch.Tensor, v: torch.Tensor, tol: float) -> torch.Tensor:
     """(n 3) -> (n,) whether each point's barycentric coordinates w.r.t. the vertices v are all >= -tol."""
     basis = (v[1:] - v[0]).T.double()
@@ -177,6 +200,57 @@ def test_nearest_matches_brute_force_both_paths(monkeypatch: pytest.MonkeyPatch)
     d, i = nearest(a, b)
     assert torch.equal(i, truth.indices) and torch.allclose(d.double(), truth.values, atol=1e-6)
     assert chamfer(a, a) == 0.0 and chamfer(a, b) > 0
+
+
+def test_nearest_index_builds_its_tree_once_and_matches_nearest(monkeypatch: pytest.MonkeyPatch) -> None:
+    import collagekit_pointcloud.chamfer as ch
+
+    monkeypatch.setattr(ch, "KDTREE_WORK", 0)  # every query goes through the KD-tree
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.rand(500, 3, generator=gen)
+    index = NearestIndex(ref)
+    first = index(torch.rand(300, 3, generator=gen))
+    tree = index._tree
+    assert tree is not None
+    for _ in range(2):
+        query = torch.rand(200, 3, generator=gen)
+        truth = torch.cdist(query.double(), ref.double()).square().min(1)
+        d, i = index(query)
+        assert index._tree is tree  # reused, not rebuilt
+        assert torch.equal(i, truth.indices) and torch.allclose(d.double(), truth.values, atol=1e-6)
+    assert first[0].shape == (300,)
+
+
+def test_joint_choice_spreads_the_maps_over_the_pieces() -> None:
+    """Two restarts per map, one onto each of two clusters: judged per cell both maps may pick the same
+    cluster; judged on the union, one map must move to the other cluster."""
+    from collagekit_pointcloud.fit import _joint_choice
+
+    gen = torch.Generator().manual_seed(0)
+    source = torch.rand(200, 3, generator=gen)
+    shrink = 0.2 * torch.eye(3)
+    left, right = torch.tensor([0.0, 0.0, 0.0]), torch.tensor([0.8, 0.0, 0.0])
+    A = shrink.expand(2, 2, 3, 3)  # r k 3 3
+    t = torch.stack([torch.stack([left, left]), torch.stack([right, right])])  # restart 0: left, 1: right
+    restarts = ContractiveMaps(A, t)
+    target = torch.cat([0.2 * source[:100] + left, 0.2 * source[100:] + right])
+    choice = _joint_choice(restarts, source, target, torch.tensor([0, 0]))
+    assert sorted(choice.tolist()) == [0, 1]
+
+
+def test_refinement_ends_at_its_best_measured_attractor() -> None:
+    from collagekit.progress import progress_bar
+    from collagekit_pointcloud.fit import _refine, attractor_chamfer
+
+    truth = sierpinski_tetrahedron()
+    cloud = chaos_game(truth, 2000, generator=torch.Generator().manual_seed(1))[0]
+    index, sample = NearestIndex(cloud), cloud[:256]
+    model = ContractiveMaps(truth.A[None], truth.t[None])  # start at the optimum...
+    start = attractor_chamfer(model, index, sample)
+    settings = FitSettings(sample=256, lr=0.2, check=3)  # ...with a step size that can only leave it
+    with progress_bar("test", 12) as bar:
+        _refine(model, index, sample, 12, settings, torch.Generator().manual_seed(0), bar, attractor=True, best=start)
+    assert attractor_chamfer(model, index, sample) <= start
 
 
 @pytest.mark.parametrize("partitioner", [KMeans(), Octree()], ids=lambda p: p.name)
@@ -316,4 +390,8 @@ def test_ifs_benchmark_runs_small_and_writes_results(tmp_path: Path) -> None:
     for needle in ("| sierpinski | 4 |", "| fern | 4 |", "| random-00 |", "M points/s", "| bunny | 3000 | 2 |"):
         assert needle in text
     assert (tmp_path / "results" / "ifs.json").is_file()
-    assert (tmp_path / "pictures" / "ifs_bunny_k2.png").is_file()
+    from PIL import Image
+
+    with Image.open(tmp_path / "pictures" / "ifs_bunny_k2.png") as picture:  # the scan beside its attractor
+        assert picture.size == (640, 320)
+    assert "![ifs_bunny_k2](" in text and "| sierpinski | 4 |" in text

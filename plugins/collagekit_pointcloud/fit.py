@@ -5,13 +5,19 @@ Shapes in einops notation: ``n`` points of the cloud, ``k`` maps, ``r`` restarts
 1. **Partition** the (unit-cube) cloud S into K cells (k-means by default).
 2. **Initialise** each map from its cell by moment matching, ``A = Σ_cell^½ R Σ_S^-½`` for several
    rotations and reflections ``R`` (the restarts ``r``), ``t = μ_cell - A μ_S``; each restart is refined
-   by registering ``f_k(S)`` onto cell k alone (a per-map Chamfer, all maps and restarts in one batch),
-   and each map keeps its best restart.
-3. **Refine jointly** with Adam on the collage loss ``Chamfer(S, ∪_k f_k(S))`` (the Collage theorem:
+   by registering ``f_k(S)`` onto cell k alone (a per-map Chamfer, all maps and restarts in one batch).
+   Each map then takes a restart by coordinate descent on the Chamfer of the *union* of the pieces
+   (where pieces overlap, the cells are not the pieces, and per-cell choices double-cover).
+3. **Trials**: steps 1-2 are repeated from several partitions; each trial gets a short collage-only
+   refinement and the one whose *attractor* is nearest the cloud goes on. Trials run with a tighter
+   contraction bound (``trial_sigma_max``): maps stretched to the bound are a common wrong basin of the
+   collage loss; the final refinement releases the bound, so maps that need more still get it.
+4. **Refine jointly** with Adam on the collage loss ``Chamfer(S, ∪_k f_k(S))`` (the Collage theorem:
    a small collage distance bounds the attractor's distance, ``h(S, S*) ≤ h(S, F(S)) / (1 - ρ)``) plus,
    after a warm-up, the Chamfer between S and the attractor itself, sampled by a population of chaos-game
    walkers that follows the maps as they move (the last ``depth`` map applications carry the gradient).
-4. **Probabilities** ``p_k``: the share of S whose nearest collage point comes from map k, i.e. the mass
+   The attractor Chamfer is measured every ``check`` steps and the best measured state is kept.
+5. **Probabilities** ``p_k``: the share of S whose nearest collage point comes from map k, i.e. the mass
    of S that piece k covers, so the chaos game reproduces the cloud's density.
 """
 
@@ -25,9 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from collagekit.progress import progress_bar
-from collagekit_pointcloud.chamfer import cover_loss, nearest
+from collagekit_pointcloud.chamfer import NearestIndex, cover_loss, nearest
 from collagekit_pointcloud.chaos import chaos_game
-from collagekit_pointcloud.ifs import IFS, ContractiveMaps
+from collagekit_pointcloud.ifs import IFS, SIGMA_MAX, ContractiveMaps
 from collagekit_pointcloud.partition import KMeans, Octree
 from collagekit_pointcloud.threads import one_cpu_thread
 
@@ -37,14 +43,27 @@ class FitSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     sample: int = Field(1024, ge=16, le=1 << 16, description="points of the cloud used per fitting step")
-    restarts: int = Field(8, ge=1, le=64, description="initial rotations/reflections tried per map")
+    restarts: int = Field(32, ge=1, le=256, description="initial rotations/reflections tried per map")
     register_steps: int = Field(60, ge=0, le=10_000, description="per-map registration steps (Adam)")
     steps: int = Field(300, ge=0, le=100_000, description="joint refinement steps (Adam)")
     lr: float = Field(0.02, gt=0, le=1.0, description="Adam learning rate (cosine-decayed)")
     attractor_weight: float = Field(1.0, ge=0, description="weight of the attractor Chamfer next to the collage Chamfer")
     depth: int = Field(4, ge=1, le=32, description="map applications the attractor gradient flows through")
-    trials: int = Field(4, ge=1, le=64, description="initialisations (partition + restarts) tried; the best is refined")
+    trials: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="initialisations (partition + restarts) tried, the best is refined; default: 32 // K, between 4 and 8 "
+        "(a trial costs about K times one map's work, and few maps leave more wrong basins)",
+    )
     trial_steps: int = Field(100, ge=0, le=10_000, description="refinement steps that judge each trial")
+    trial_sigma_max: float = Field(
+        0.85,
+        gt=0,
+        le=SIGMA_MAX,
+        description="bound on ‖A_k‖₂ while initialising and judging trials (the final refinement allows up to 0.98)",
+    )
+    check: int = Field(25, ge=1, le=10_000, description="steps between measurements of the attractor Chamfer (the best state is kept)")
 
 
 @dataclass
@@ -102,9 +121,15 @@ def _cell_samples(points: Tensor, labels: Tensor, k: int, size: int, generator: 
 
 
 def _batched_chamfer(a: Tensor, b: Tensor) -> Tensor:
-    """(g n 3), (g m 3) -> (g,): symmetric Chamfer-L2 per group (small groups: dense per group is fine)."""
-    d = torch.cdist(a, b).square()
-    return d.min(-1).values.mean(-1) + d.min(-2).values.mean(-1)
+    """(g n 3), (g m 3) -> (g,): symmetric Chamfer-L2 per group. The neighbours come from one dense
+    distance block per group (small groups) without a graph; only the gathered pairs carry the gradient,
+    so the backward pass costs O(g·(n+m)), not O(g·n·m)."""
+    with torch.no_grad():
+        d = torch.cdist(a, b)
+        ab, ba = d.argmin(-1), d.argmin(-2)  # (g n), (g m)
+    near_b = torch.gather(b, 1, ab[..., None].expand(-1, -1, 3))
+    near_a = torch.gather(a, 1, ba[..., None].expand(-1, -1, 3))
+    return ((a - near_b) ** 2).sum(-1).mean(-1) + ((b - near_a) ** 2).sum(-1).mean(-1)
 
 
 def _register(maps: ContractiveMaps, source: Tensor, cells: Tensor, steps: int, lr: float) -> Tensor:
@@ -149,44 +174,86 @@ def _initial_model(sample: Tensor, maps: int, settings: FitSettings, generator: 
     """Steps 1-2 for one trial: partition, moment-matching restarts, per-map registration, best per map."""
     labels = partitioner.split(sample, maps, generator)
     A0, t0 = initial_maps(sample, labels, maps, settings.restarts, generator)
-    restarts = ContractiveMaps(A0, t0).to(sample.device)
+    restarts = ContractiveMaps(A0, t0, settings.trial_sigma_max).to(sample.device)
     source = sample[torch.randperm(sample.shape[0], generator=generator)[:256].to(sample.device)]
     cells = _cell_samples(sample, labels, maps, 128, generator)
     losses = _register(restarts, source, cells, settings.register_steps, settings.lr * 2.5)
-    return restarts.select(losses.argmin(0)).to(sample.device), labels
+    choice = _joint_choice(restarts, source, sample[:512], losses.argmin(0))
+    return restarts.select(choice).to(sample.device), labels
+
+
+def _joint_choice(restarts: ContractiveMaps, source: Tensor, target: Tensor, choice: Tensor, sweeps: int = 2) -> Tensor:
+    """(k,) restart per map, improved by coordinate descent on the collage Chamfer of the *union*.
+
+    Each restart was judged on its own cell; where pieces overlap, the cells are not the pieces, and the
+    best restart for a cell can double-cover a region another map already covers. Here each map in turn
+    takes the restart that makes ``∪_k f_k(source)`` closest to ``target`` (m 3), the others held fixed.
+    """
+    with torch.no_grad():
+        images = restarts(source)  # r k c 3
+        r, k = images.shape[:2]
+        ks = torch.arange(k, device=choice.device)
+        for _ in range(sweeps):
+            for j in range(k):
+                others = images[choice[ks != j], ks[ks != j]].reshape(1, -1, 3).expand(r, -1, -1)
+                unions = torch.cat([others, images[:, j]], 1)  # r (k c) 3: map j's every restart, with the rest
+                choice[j] = _batched_chamfer(unions, target[None].expand(r, -1, -1)).argmin()
+    return choice
+
+
+def attractor_chamfer(model: ContractiveMaps, cloud: NearestIndex, sample: Tensor, size: int = 4096) -> float:
+    """Symmetric Chamfer-L2 between the cloud and ``size`` points of the model's attractor (with the
+    probabilities ``map_shares`` gives): the quantity the fit is judged by, from a fixed chaos-game seed
+    so that two models are compared on equal terms."""
+    p = map_shares(model, sample)
+    walk = torch.Generator().manual_seed(0)
+    attractor = chaos_game(model.ifs(p), size, generator=walk, walkers=size, device=sample.device)[0]
+    return float(cloud(attractor)[0].double().mean() + nearest(cloud.ref, attractor)[0].double().mean())
 
 
 def _fit(points: Tensor, maps: int, settings: FitSettings, generator: torch.Generator, partitioner: KMeans | Octree) -> FitResult:
     n = points.shape[0]
     sample = points[torch.randperm(n, generator=generator)[: settings.sample].to(points.device)] if n > settings.sample else points
+    cloud = NearestIndex(points)
     # Collage fitting has local minima (a map that covers two pieces, two maps on one piece): several
-    # trials from different partitions get a short refinement each, and the best goes on.
+    # trials from different partitions get a short refinement each, and the one whose attractor is
+    # nearest the cloud goes on (the collage loss ranks trials less reliably: a map near the contraction
+    # bound barely moves the collage but spreads the attractor).
     best: tuple[float, ContractiveMaps, Tensor] | None = None
-    with progress_bar("fitting", settings.trials * settings.trial_steps + settings.steps) as bar:
-        for _ in range(settings.trials):
+    trials = settings.trials or max(4, min(8, 32 // maps))
+    with progress_bar("fitting", trials * settings.trial_steps + settings.steps) as bar:
+        for _ in range(trials):
             model, labels = _initial_model(sample, maps, settings, generator, partitioner)
-            history = _refine(model, points, sample, settings.trial_steps, settings, generator, bar, attractor=False)
-            score = sum(history[-10:]) / max(1, len(history[-10:])) if history else float("inf")
+            _refine(model, cloud, sample, settings.trial_steps, settings, generator, bar, attractor=False)
+            score = attractor_chamfer(model, cloud, sample)
             if best is None or score < best[0]:
                 best = (score, model, labels)
         assert best is not None
-        _, model, labels = best
-        history = _refine(model, points, sample, settings.steps, settings, generator, bar, attractor=True)
+        score, model, labels = best
+        model.relax(SIGMA_MAX)  # release the trials' tighter contraction bound (see FitSettings)
+        history = _refine(model, cloud, sample, settings.steps, settings, generator, bar, attractor=True, best=score)
     p = map_shares(model, sample)
     return FitResult(ifs=model.ifs(p), labels=labels, history=history)
 
 
 def _refine(
     model: ContractiveMaps,
-    points: Tensor,
+    cloud: NearestIndex,
     sample: Tensor,
     steps: int,
     settings: FitSettings,
     generator: torch.Generator,
     bar,
     attractor: bool,
+    best: float = float("inf"),
 ) -> list[float]:
-    """Step 3: Adam on the collage Chamfer (and, after a warm-up, the attractor's); returns the collage losses."""
+    """Step 3: Adam on the collage Chamfer (and, after a warm-up, the attractor's); returns the collage losses.
+
+    With ``attractor``, the attractor Chamfer is measured every ``check`` steps and the model ends at its
+    best measured state (``best``: the score of the starting state): the stochastic steps near the end
+    can wander off a good optimum, and a step that lowers the collage can still spread the attractor.
+    """
+    points = cloud.ref
     n, device = points.shape[0], points.device
     history: list[float] = []
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
@@ -194,18 +261,19 @@ def _refine(
     warmup = steps // 4
     walkers: Tensor | None = None
     p = map_shares(model, sample)
+    kept = {name: value.clone() for name, value in model.state_dict().items()}
     for step in range(steps):
         # A fresh random subset of the cloud every step: the fit sees all of it, and the sampling
         # error of one fixed subset does not bias the optimum.
         batch = points[torch.randint(n, (settings.sample,), generator=generator).to(device)] if n > settings.sample else points
         images = model(batch)[0].reshape(-1, 3)  # (k n) 3: the collage F(S)
-        collage = cover_loss(batch, points, images)
+        collage = cover_loss(batch, cloud, images)
         loss = collage
         if attractor and settings.attractor_weight > 0 and step >= warmup:
             if step % 25 == 0:  # the shares move slowly: refresh them now and then, not every step
                 p = map_shares(model, sample)
             walkers = _walk(model, p, sample, walkers, settings.depth, generator)
-            loss = loss + settings.attractor_weight * cover_loss(batch, points, walkers)
+            loss = loss + settings.attractor_weight * cover_loss(batch, cloud, walkers)
             walkers = walkers.detach()
         opt.zero_grad()
         loss.backward()
@@ -213,8 +281,15 @@ def _refine(
         sched.step()
         history.append(float(collage.detach()))
         bar.advance()
-        if step % 20 == 0:
+        if attractor and ((step + 1) % settings.check == 0 or step + 1 == steps):
+            score = attractor_chamfer(model, cloud, sample)
+            if score < best:
+                best, kept = score, {name: value.clone() for name, value in model.state_dict().items()}
+            bar.info(f"attractor {score:.2e} (best {best:.2e})")
+        elif step % 20 == 0:
             bar.info(f"collage {history[-1]:.2e}")
+    if attractor:
+        model.load_state_dict(kept)
     return history
 
 

@@ -59,12 +59,28 @@ def skew(w: Tensor) -> Tensor:
 
 
 def rotation_log(R: Tensor) -> Tensor:
-    """(... 3 3) rotations -> (... 3) axis-angle vectors w with exp(skew(w)) = R (angles below π)."""
-    cos = ((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1 + 1e-6, 1 - 1e-6)
-    angle = torch.acos(cos)
+    """(... 3 3) rotations -> (... 3) axis-angle vectors w with exp(skew(w)) = R, for every angle in [0, π].
+
+    The antisymmetric part ``(R - Rᵀ)/2 = sin θ [a]ₓ`` gives the axis only while sin θ is not small; near
+    π it vanishes, so for θ > π/2 the axis comes from the symmetric part instead,
+    ``(R + Rᵀ)/2 - cos θ I = (1 - cos θ) a aᵀ`` (its largest column, signed to agree with the
+    antisymmetric part). Computed in float64.
+    """
+    R = R.double()
     vee = torch.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1)
-    scale = torch.where(angle < 1e-4, 0.5 + angle**2 / 12, angle / (2 * torch.sin(angle)))
-    return vee * scale[..., None]
+    cos = (R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
+    angle = torch.atan2(vee.norm(dim=-1) / 2, cos)
+    # small and moderate angles: w = θ / (2 sin θ) · vee
+    scale = torch.where(angle < 1e-4, 0.5 + angle**2 / 12, angle / (2 * torch.sin(angle).clamp_min(1e-12)))
+    from_vee = vee * scale[..., None]
+    # large angles: the axis from the symmetric part's largest column
+    eye = torch.eye(3, dtype=R.dtype, device=R.device)
+    outer = (R + R.transpose(-1, -2)) / 2 - cos[..., None, None] * eye
+    column = outer.diagonal(dim1=-2, dim2=-1).argmax(-1)
+    axis = torch.take_along_dim(outer, column[..., None, None].expand(*column.shape, 3, 1), -1)[..., 0]
+    axis = axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    axis = axis * torch.where((axis * vee).sum(-1) < 0, -1.0, 1.0)[..., None]
+    return torch.where((cos < 0)[..., None], axis * angle[..., None], from_vee)
 
 
 class ContractiveMaps(nn.Module):
@@ -94,6 +110,14 @@ class ContractiveMaps(nn.Module):
         self.s = nn.Parameter(torch.logit(ratio).float())
         self.t = nn.Parameter(t.float().clone())
         self.register_buffer("sign", sign.float())
+
+    def relax(self, sigma_max: float) -> None:
+        """Raise the bound on ‖A_k‖₂ to ``sigma_max``, keeping every map exactly as it is."""
+        if not self.sigma_max <= sigma_max < 1:
+            raise CollagekitError(f"the new bound must lie in [{self.sigma_max}, 1), got {sigma_max}")
+        with torch.no_grad():
+            self.s.copy_(torch.logit(torch.sigmoid(self.s) * (self.sigma_max / sigma_max)))
+        self.sigma_max = sigma_max
 
     def linear(self) -> Tensor:
         """(r k 3 3): A = U diag(σ) Vᵀ with σ = σ_max · sigmoid(s) · (1, 1, sign)."""

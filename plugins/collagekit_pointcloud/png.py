@@ -6,7 +6,9 @@ Pure numpy + Pillow (core dependencies), so pictures need no display, no OpenGL 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -26,21 +28,32 @@ def _view(azimuth: float, elevation: float) -> np.ndarray:
     return to_camera @ rx.T @ rz
 
 
-def render_png(
+def render_png(cloud: Tensor, path: str | Path, **view: Any) -> None:
+    """(1 6 n) or (1 3 n) cloud -> a ``size`` x ``size`` PNG; ``view``: the keywords of :func:`draw`."""
+    render_panels([cloud], path, **view)
+
+
+def render_panels(clouds: Sequence[Tensor], path: str | Path, **view: Any) -> None:
+    """Several clouds drawn side by side, each in its own ``size`` x ``size`` panel, into one PNG."""
+    if Path(path).suffix.lower() != ".png":
+        raise CollagekitError(f"the picture {str(path)!r} must end in .png")
+    array = np.concatenate([draw(cloud, **view) for cloud in clouds], 1)
+    with atomic_output(path) as tmp:
+        Image.fromarray(array).save(tmp, optimize=True)
+
+
+def draw(
     cloud: Tensor,
-    path: str | Path,
     *,
     size: int = 512,
     azimuth: float = 35.0,
     elevation: float = 20.0,
     up: str = "y",
     splat: int = 1,
-) -> None:
-    """(1 6 n) or (1 3 n) cloud -> a ``size`` x ``size`` PNG. ``up``: the cloud's vertical axis (x, y or z)."""
+) -> np.ndarray:
+    """(1 6 n) or (1 3 n) cloud -> (size size 3) uint8 picture. ``up``: the cloud's vertical axis (x, y or z)."""
     if cloud.ndim != 3 or cloud.shape[1] not in (3, 6):
         raise CollagekitError(f"a cloud to draw must be (1 c n) with c = 3 or 6, got {tuple(cloud.shape)}")
-    if Path(path).suffix.lower() != ".png":
-        raise CollagekitError(f"the picture {str(path)!r} must end in .png")
     data = cloud[0].detach().double().cpu().numpy().T
     xyz = data[:, :3]
     colour = data[:, 3:] if data.shape[1] == 6 else np.full((len(data), 3), 0.2)
@@ -71,6 +84,4 @@ def render_png(
     keep = order_idx[first]
     image = np.ones((size * size, 3))
     image[pixel[keep]] = cs[keep]
-    array = (image.reshape(size, size, 3) * 255).round().astype(np.uint8)
-    with atomic_output(path) as tmp:
-        Image.fromarray(array).save(tmp)
+    return (image.reshape(size, size, 3) * 255).round().astype(np.uint8)
