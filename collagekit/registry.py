@@ -83,6 +83,13 @@ def suggest(name: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def plugin_versions(registry: Any) -> dict[str, str]:
+    """Versions of collagekit and every loaded plugin, written into every file collagekit saves
+    (empty for library use without a registry)."""
+    pm = getattr(registry, "pm", None)
+    return {} if pm is None else {name: info.version for name, info in pm.info.items() if info.error is None}
+
+
 class Registry:
     def __init__(self, pm: PluginManager) -> None:
         self.pm = pm

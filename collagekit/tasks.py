@@ -28,7 +28,9 @@ class RunContext:
 
     def versions(self) -> dict[str, str]:
         """Versions of collagekit and every loaded plugin: written into every file a task saves."""
-        return {name: info.version for name, info in self.registry.pm.info.items() if info.error is None}
+        from collagekit.registry import plugin_versions
+
+        return plugin_versions(self.registry)
 
 
 class Task(ABC):

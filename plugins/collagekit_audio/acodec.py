@@ -34,6 +34,7 @@ from collagekit.hypercollage import PARAM_KINDS
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit.pretrained import LoadedModel
 from collagekit.progress import progress_bar
+from collagekit.registry import plugin_versions
 from collagekit_audio.neural import AudioCollageModel, from_segments, to_segments
 from collagekit_audio.pretrained import STORE
 
@@ -59,7 +60,7 @@ class AudioCollageCodec:
         header = {
             "codec": self.name,
             "modality": "audio",
-            "created_by": _versions(registry),
+            "created_by": plugin_versions(registry),
             "model": loaded.reference(),
             "signal": {"channels": int(x.shape[1]), "samples": int(x.shape[2])},
             "quantiser": {"kind": "integer", "max_symbol": m},
@@ -75,12 +76,6 @@ class AudioCollageCodec:
         loaded, q, info = read_code(container, options.get("model"))
         wave = decode_latents(loaded.model, q, info["channels"], info["samples"], scale, device, **info["solver"])
         return ((wave + 1.0) / 2.0).clamp(0.0, 1.0)
-
-
-def _versions(registry: Any) -> dict[str, str]:
-    """Versions of collagekit and every loaded plugin (none without a registry: library use)."""
-    pm = getattr(registry, "pm", None)
-    return {} if pm is None else {name: info.version for name, info in pm.info.items() if info.error is None}
 
 
 def _groups(model: AudioCollageModel, q: Tensor) -> dict[str, Tensor]:

@@ -36,6 +36,7 @@ from collagekit.errors import CollagekitError
 from collagekit.hypercollage import PARAM_KINDS
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit.progress import progress_bar
+from collagekit.registry import plugin_versions
 from collagekit_image.neural import Layout, NeuralCollageModel, Plane, pad_image
 from collagekit_image.pretrained import LoadedModel, load_model, model_for_quality
 
@@ -103,7 +104,7 @@ class NeuralCollageCodec:
         header = {
             "codec": self.name,
             "modality": "image",
-            "created_by": _versions(registry),
+            "created_by": plugin_versions(registry),
             "model": loaded.reference(),
             "image": {"channels": int(x.shape[1]), "spatial": [h, w]},
             "quantiser": {"kind": "integer", "max_symbol": m},
@@ -121,13 +122,6 @@ class NeuralCollageCodec:
         solver["tol"] = _positive(options, "tol", solver["tol"], float)
         solver["max_iter"] = _positive(options, "max_iter", solver["max_iter"], int)
         return decode_latents(loaded.model, latents, info["channels"], info["spatial"], scale, device, **solver).clamp(0.0, 1.0)
-
-
-def _versions(registry: Any) -> dict[str, str]:
-    pm = getattr(registry, "pm", None)
-    if pm is None:
-        return {}
-    return {name: info.version for name, info in pm.info.items() if info.error is None}
 
 
 # ---------------------------------------------------------------- the work, usable without a container

@@ -17,12 +17,13 @@ import torch
 from torch import Tensor
 
 from collagekit.codec import as_tensor, decode_symbols, encode_symbols, from_tensor
+from collagekit.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from collagekit.container import Container, reject_options
 from collagekit.errors import CollagekitError
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
+from collagekit.registry import plugin_versions
 from collagekit_pifs import bitstream
 from collagekit_pifs.decoder import solve
-from collagekit.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from collagekit_pifs.encoder import encode_channel, pad_image, padded_size, top_size
 from collagekit_pifs.params import PifsParams, lipschitz_bound
 from collagekit_pifs.search import SEARCHES
@@ -96,7 +97,7 @@ class PifsCodec:
         header = {
             "codec": self.name,
             "modality": "image",
-            "created_by": _versions(registry),
+            "created_by": plugin_versions(registry),
             "signal": {"channels": int(x.shape[1]), "spatial": list(spatial)},
             "pifs": params.to_header(),
             "colour": colour,
@@ -117,13 +118,6 @@ class PifsCodec:
         if not (solver["tol"] > 0 and 1 <= solver["max_iter"] <= 100_000):
             raise CollagekitError("PIFS decoding needs tol > 0 and 1 <= max_iter <= 100000")
         return decode_image(codes, params, info, scale, device, **solver)[0]
-
-
-def _versions(registry: Any) -> dict[str, str]:
-    pm = getattr(registry, "pm", None)
-    if pm is None:
-        return {}
-    return {name: info.version for name, info in pm.info.items() if info.error is None}
 
 
 # ---------------------------------------------------------------- the work, usable without a container
