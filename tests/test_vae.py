@@ -115,6 +115,22 @@ def test_elbo_is_finite_and_improves(decoder: str, fields: dict) -> None:
     assert after["rate"] >= 0 and after["distortion"] > 0
 
 
+def test_kl_warmup_ramps_to_beta_and_survives_a_resume(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    train_images, _ = split(TINY, 24)
+    objective = VAEObjective(small_model("conv"), beta=0.5, kl_warmup=4)
+    assert objective.kl_weight() == pytest.approx(0.125)
+    config = TrainingConfig(steps=2, batch_size=4, lr=1e-3, log_every=1, checkpoint_every=2)
+    train(objective, BatchStream(train_images, 4, seed=0), config, out_dir=tmp_path)
+    assert objective.kl_weight() == pytest.approx(0.375)
+    resumed = VAEObjective(small_model("conv"), beta=0.5, kl_warmup=4)
+    train(resumed, BatchStream(train_images, 4, seed=0), config.model_copy(update={"steps": 5}), out_dir=tmp_path)
+    assert int(resumed.steps_taken) == 5 and resumed.kl_weight() == pytest.approx(0.5)
+    with torch.no_grad():
+        resumed.eval()(BatchStream(train_images, 4, seed=0)(0, 0, 1))
+    assert int(resumed.steps_taken) == 5  # evaluation is not a training step
+
+
 def test_collage_decodes_at_scale_two() -> None:
     torch.manual_seed(0)
     model = small_model().eval()

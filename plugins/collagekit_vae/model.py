@@ -192,16 +192,27 @@ class VAEObjective(nn.Module):
     """The shared training loop's objective: the negative beta-ELBO per pixel (so gradient clipping and
     the learning rate do not depend on the image size), with the terms in nats per image as metrics."""
 
-    def __init__(self, model: HierarchicalVAE, beta: float) -> None:
+    def __init__(self, model: HierarchicalVAE, beta: float, kl_warmup: int = 0) -> None:
         super().__init__()
         self.model = model
         self.beta = beta
+        self.kl_warmup = kl_warmup
+        # Training steps taken, in the checkpoint with the weights: a resumed run continues the warm-up.
+        self.register_buffer("steps_taken", torch.zeros((), dtype=torch.long))
+
+    def kl_weight(self) -> float:
+        """beta, ramped up linearly from beta / kl_warmup over the first ``kl_warmup`` steps."""
+        if not self.kl_warmup:
+            return self.beta
+        return self.beta * min(1.0, (int(self.steps_taken) + 1) / self.kl_warmup)
 
     def forward(self, batch: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         x = batch.to(next(self.model.parameters()).device)
         t = self.model.terms(x)
         kl = t["kl_z"] + t["kl_w"]
-        loss = (t["nll"] + self.beta * kl).mean() / x[0].numel()
+        loss = (t["nll"] + self.kl_weight() * kl).mean() / x[0].numel()
+        if self.training:
+            self.steps_taken += 1
         return loss, {"nll": t["nll"].mean(), "kl": kl.mean(), "elbo": -(t["nll"] + kl).mean()}
 
 

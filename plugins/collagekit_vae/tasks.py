@@ -25,6 +25,7 @@ class VAEMnist(Task):
         output: str = Field("outputs/vae_mnist", description="folder for checkpoints, model.safetensors and metrics.json")
         train_count: int = Field(9000, ge=1, description="the first images of the file train, the rest test")
         beta: float = Field(1.0, gt=0, le=100, description="weight of the rate (KL) in the training loss")
+        kl_warmup_steps: int = Field(0, ge=0, description="ramp the KL weight up linearly to beta over this many steps (0: none)")
         model: VAEConfig = Field(default_factory=dict, validate_default=True)
         training: TrainingConfig = Field(
             default_factory=lambda: TrainingConfig(steps=1500, batch_size=64, lr=2e-3, warmup_steps=50, grad_clip=5.0,
@@ -46,7 +47,7 @@ class VAEMnist(Task):
         train_images, test_images = split(folder, cfg.train_count)
         out = Path(cfg.output)
         model = build_model(cfg.model, self.ctx.registry)
-        objective = VAEObjective(model, cfg.beta)
+        objective = VAEObjective(model, cfg.beta, cfg.kl_warmup_steps)
         stream = BatchStream(train_images, cfg.training.batch_size, cfg.training.seed)
         result = train(objective, stream, cfg.training, out_dir=out / "checkpoint", device=device,
                        description=f"{cfg.model.decoder} VAE, beta {cfg.beta:g}")  # fmt: skip
