@@ -158,7 +158,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         for anchor in anchors:
             row["anchors"][anchor] = anchor_curve(image, anchor)
         if with_pifs:
-            row["pifs"] = pifs_curve(x, "classified", PIFS_RMS, torch.device("cpu"), {})
+            row["pifs"] = pifs_curve(x, "nearest", PIFS_RMS, torch.device("cpu"), {})
             row["anchors"]["pifs"] = [(r["bpp"], r["psnr_db"]) for r in row["pifs"]]
         rows.append(row)
         nc = "  ".join(f"{n}: {p['bpp']:.3f} bpp {p['psnr_db']:.2f} dB ({p['encode_s']:.2f}/{p['decode_s']:.2f} s)" for n, p in row["neural"].items())
@@ -262,7 +262,7 @@ def render(summary: dict[str, Any], tables: dict[str, Any], images: int, repeats
             f"{m['decode_s_median']:.2f} / {m['decode_s_max']:.2f} | " + " | ".join(cells) + " |"
         )
     if any("pifs_encode_s_at_equal_psnr" in m for m in tables["models"]):
-        lines += ["", "## Encode time at equal PSNR: Neural Collage vs PIFS (classified search)", "",
+        lines += ["", "## Encode time at equal PSNR: Neural Collage vs PIFS (nearest-neighbour search)", "",
                   "| model | Neural Collage encode s | PIFS encode s at the same PSNR | images compared |", "|---|---|---|---|"]
         for m in tables["models"]:
             lines.append(f"| {m['model']} | {m['encode_s_median']:.2f} | {_fmt(m.get('pifs_encode_s_at_equal_psnr'))} | {m.get('pifs_images_at_equal_psnr', 0)} |")
