@@ -24,7 +24,8 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -309,3 +310,29 @@ def decode_latent_groups(
             parts.append(torch.from_numpy(values - h).reshape(t, width, k))
         out[key] = torch.cat(parts, dim=1)
     return out
+
+
+def read_latent_payload(container: Any, codec: str, max_symbol: int, groups: Collection[str]) -> tuple[bytes, list[str], dict[str, Any]]:
+    """Check the header fields every learned codec writes beside :func:`encode_latent_groups`' bytes ->
+    (the bytes, the groups coded per channel, the solver settings ``{tol, max_iter}``).
+
+    ``groups``: the group names the model allows in ``split``; every malformation is a one-line
+    :class:`CollagekitError` naming the file as corrupt.
+    """
+
+    def bad(why: str) -> CollagekitError:
+        return CollagekitError(f"corrupt .clg file: {why}")
+
+    if container.require("quantiser") != {"kind": "integer", "max_symbol": max_symbol}:
+        raise bad("the quantiser description does not fit the model")
+    split = container.require("split")
+    if not isinstance(split, list) or not all(isinstance(g, str) for g in split) or not set(split) <= set(groups):
+        raise bad("its list of per-channel groups is malformed")
+    solver = container.require("solver")
+    if not (isinstance(solver, dict) and isinstance(solver.get("tol"), (int, float)) and isinstance(solver.get("max_iter"), int)
+            and solver["tol"] > 0 and 1 <= solver["max_iter"] <= 10_000):
+        raise bad("the solver settings are malformed")
+    if set(container.tensors) != {"streams"}:
+        raise bad(f"a {codec} file holds one tensor 'streams', found {sorted(container.tensors)}")
+    data = from_tensor(container.tensors["streams"], f"{codec} streams")
+    return data, split, {"tol": float(solver["tol"]), "max_iter": solver["max_iter"]}

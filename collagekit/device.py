@@ -19,3 +19,9 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
         return torch.device(spec)
     except RuntimeError as exc:
         raise CollagekitError(f"unknown device {spec!r}; use auto, cpu or cuda") from exc
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously): call before reading a timer."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

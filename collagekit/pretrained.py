@@ -99,6 +99,19 @@ class ModelStore:
         stat = path.stat()
         return _load(self, str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
+    def for_code(self, reference: Any, override: Any = None) -> LoadedModel:
+        """The model a compressed file's header ``model`` entry names (or ``override``: a name or path),
+        refused unless its weights are the very ones that made the file."""
+        if not isinstance(reference, dict) or not all(isinstance(reference.get(k), str) for k in ("name", "version", "sha256")):
+            raise CollagekitError("corrupt .clg file: the model reference is malformed")
+        loaded = self.load(str(override) if override else reference["name"])
+        if loaded.sha256 != reference["sha256"]:
+            raise CollagekitError(
+                f"this file was made with model {reference['name']!r} version {reference['version']} (weights {reference['sha256']}), "
+                f"but the model found has weights {loaded.sha256} (version {loaded.version}); pass model=PATH to the matching weights"
+            )
+        return loaded
+
 
 @lru_cache(maxsize=16)
 def _load(store: ModelStore, path: str, mtime_ns: int, size: int) -> LoadedModel:

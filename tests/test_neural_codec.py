@@ -22,7 +22,7 @@ from collagekit.container import from_bytes, read_container, to_bytes
 from collagekit.errors import CollagekitError
 from collagekit.training import TrainingConfig, save_weights, train
 from collagekit_image.imageio import load_image
-from collagekit_image.pretrained import MODEL_FORMAT, load_model, shipped_models
+from collagekit_image.pretrained import MODEL_FORMAT, STORE
 from collagekit_image.ncodec import NeuralCollageCodec, decode_latents, encode_latents, read_code
 from collagekit_image.neural import Layout, ModelConfig, NeuralCollageModel, PlaneConfig, from_tiles, pad_image, to_tiles
 from collagekit_image.train import CropStream, RateDistortion
@@ -141,7 +141,7 @@ def test_file_decodes_on_its_own_to_the_codes_decoded_directly(tiny_model: Path,
     assert header["image"] == {"channels": 3, "spatial": [64, 64]}
     decoded = _decode(data, tiny_model)
     assert decoded.shape == photo.shape and 0 <= float(decoded.min()) and float(decoded.max()) <= 1
-    loaded = load_model(str(tiny_model))
+    loaded = STORE.load(str(tiny_model))
     direct = decode_latents(loaded.model, encode_latents(loaded.model, photo), 3, (64, 64), 1, CPU).clamp(0, 1)
     assert torch.allclose(decoded, direct, atol=1e-5)
 
@@ -257,13 +257,13 @@ def test_cli_bad_inputs_leave_no_output(tiny_model: Path, tmp_path: Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.clg", "good.clg", "notes.png"]
 
 
-@pytest.mark.skipif(not shipped_models(), reason="no shipped model")
+@pytest.mark.skipif(not STORE.shipped(), reason="no shipped model")
 def test_shipped_models_compress_by_default(tmp_path: Path) -> None:
     out = tmp_path / "x.clg"
     result = invoke("compress", str(DATA / "kodim05_64.png"), "-o", str(out))
     assert result.returncode == 0, result.stderr
     header = read_container(out).header
-    assert header["codec"] == "neural-collage" and header["model"]["name"] in shipped_models()
+    assert header["codec"] == "neural-collage" and header["model"]["name"] in STORE.shipped()
     result = invoke("compress", str(DATA / "kodim05_64.png"), "-o", str(out), "--quality", "99")
     assert result.returncode == 1 and "no shipped model for quality 99" in result.stderr
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from collagekit.codec import as_tensor, decode_latent_groups, encode_latent_groups, from_tensor
+from collagekit.codec import as_tensor, decode_latent_groups, encode_latent_groups, read_latent_payload
 from collagekit.container import Container, reject_options
 from collagekit.errors import CollagekitError
 from collagekit.hypercollage import PARAM_KINDS
@@ -116,15 +116,7 @@ def read_code(container: Container, model_override: Any = None) -> tuple[LoadedM
     def bad(why: str) -> CollagekitError:
         return CollagekitError(f"corrupt .clg file: {why}")
 
-    reference = container.require("model")
-    if not isinstance(reference, dict) or not all(isinstance(reference.get(k), str) for k in ("name", "version", "sha256")):
-        raise bad("the model reference is malformed")
-    loaded = STORE.load(str(model_override) if model_override else reference["name"])
-    if loaded.sha256 != reference["sha256"]:
-        raise CollagekitError(
-            f"this file was made with model {reference['name']!r} version {reference['version']} (weights {reference['sha256']}), "
-            f"but the model found has weights {loaded.sha256} (version {loaded.version}); pass model=PATH to the matching weights"
-        )
+    loaded = STORE.for_code(container.require("model"), model_override)
     signal = container.require("signal")
     try:
         channels, samples = int(signal["channels"]), int(signal["samples"])
@@ -137,20 +129,10 @@ def read_code(container: Container, model_override: Any = None) -> tuple[LoadedM
     if container.require("shape") != expected:
         raise bad(f"its parameter shape {container.header['shape']} does not fit {channels} x {samples} samples under this model")
     m = model.cfg.max_symbol
-    if container.require("quantiser") != {"kind": "integer", "max_symbol": m}:
-        raise bad("the quantiser description does not fit the model")
     keys = [kind[0] for kind in PARAM_KINDS]
-    split = container.require("split")
-    if not isinstance(split, list) or not all(isinstance(g, str) for g in split) or not set(split) <= set(keys):
-        raise bad("its list of per-channel groups is malformed")
-    solver = container.require("solver")
-    if not (isinstance(solver, dict) and isinstance(solver.get("tol"), (int, float)) and isinstance(solver.get("max_iter"), int)
-            and solver["tol"] > 0 and 1 <= solver["max_iter"] <= 10_000):
-        raise bad("the solver settings are malformed")
-    if set(container.tensors) != {"streams"}:
-        raise bad(f"a {NAME} file holds one tensor 'streams', found {sorted(container.tensors)}")
+    data, split, solver = read_latent_payload(container, NAME, m, keys)
     t, _, k = expected
     shapes = {kind[0]: (t, model.sizes[kind], k) for kind in PARAM_KINDS}
-    blocks = decode_latent_groups(from_tensor(container.tensors["streams"], f"{NAME} streams"), shapes, split, m, f"{NAME} streams")
-    info = {"channels": channels, "samples": samples, "solver": {"tol": float(solver["tol"]), "max_iter": solver["max_iter"]}}
+    blocks = decode_latent_groups(data, shapes, split, m, f"{NAME} streams")
+    info = {"channels": channels, "samples": samples, "solver": solver}
     return loaded, torch.cat([blocks[key] for key in keys], dim=1), info

@@ -16,6 +16,7 @@ import torch
 from pydantic import Field
 
 from collagekit.container import SIGNAL_ATTRS, SUFFIX, read_container, write_container
+from collagekit.device import synchronize
 from collagekit.errors import CollagekitError
 from collagekit.fileio import check_input
 from collagekit.metrics import psnr_float, snr, write_metrics
@@ -75,7 +76,7 @@ class AudioCompress(Task):
         for _ in range(cfg.repeats):
             started = time.perf_counter()
             container = codec.encode(x, registry, quality=cfg.quality, device=device, options=options)
-            _sync(device)
+            synchronize(device)
             encode_times.append(time.perf_counter() - started)
         container.header[SIGNAL_ATTRS] = attrs
         size = write_container(code_path, container)
@@ -83,7 +84,7 @@ class AudioCompress(Task):
             started = time.perf_counter()
             loaded, q, info = read_code(read_container(code_path), cfg.model)
             wave = decode_latents(loaded.model, q, info["channels"], info["samples"], 1, device, **info["solver"])
-            _sync(device)
+            synchronize(device)
             decode_times.append(time.perf_counter() - started)
         AUDIO.save(((wave + 1.0) / 2.0).clamp(0.0, 1.0).cpu(), output, **attrs, scale=1)
         stored = read_back(output)
@@ -114,7 +115,3 @@ class AudioCompress(Task):
             write_metrics(cfg.metrics, metrics)
         return metrics
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

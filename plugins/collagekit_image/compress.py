@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field
 
 from collagekit.container import SUFFIX, read_container, write_container
+from collagekit.device import synchronize
 from collagekit.errors import CollagekitError
 from collagekit.fileio import check_input
 from collagekit.metrics import bits_per_element, psnr, write_metrics
@@ -59,14 +59,14 @@ class ImageCompress(Task):
         codec.decode(warm, self.ctx.registry, scale=1, device=device, options={"model": cfg.model} if cfg.model else {})
         started = time.perf_counter()
         container = codec.encode(x, self.ctx.registry, quality=cfg.quality, device=device, options=options)
-        _sync(device)
+        synchronize(device)
         encode_seconds = time.perf_counter() - started
         size = write_container(code_path, container)
         # Report what the saved file decodes to, timing the whole decode (entropy decoding + solve).
         started = time.perf_counter()
         loaded, latents, info = read_code(read_container(code_path), cfg.model)
         decoded = decode_latents(loaded.model, latents, info["channels"], info["spatial"], 1, device, **info["solver"]).clamp(0, 1)
-        _sync(device)
+        synchronize(device)
         decode_seconds = time.perf_counter() - started
         if cfg.scale != 1:
             decoded_big = decode_latents(loaded.model, latents, info["channels"], info["spatial"], cfg.scale, device, **info["solver"])
@@ -95,7 +95,3 @@ class ImageCompress(Task):
             write_metrics(cfg.metrics, compressai_results(f"neural-collage-{loaded.name}", f"collagekit image_compress of {source.name}", [metrics]) | {"image": metrics})
         return metrics
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

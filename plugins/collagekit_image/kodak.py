@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from collagekit.bench import Benchmark, BenchContext, write_results
+from collagekit.device import synchronize
 from collagekit.errors import CollagekitError
 from collagekit.metrics import at_rate
 from collagekit_pifs.bench import pifs_curve
@@ -97,8 +98,7 @@ def neural_point(x: torch.Tensor, model: str, device: torch.device, repeats: int
 
     def encode() -> bytes:
         data = to_bytes(codec.encode(x, None, quality=None, device=device, options=options))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         return data
 
     def decode(data: bytes) -> torch.Tensor:
@@ -123,13 +123,13 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     from PIL import Image
 
     from collagekit_image.imageio import load_image
-    from collagekit_image.pretrained import QUALITY_PREFIX, load_model, qualities
+    from collagekit_image.pretrained import QUALITY_PREFIX, STORE
 
     paths = sorted(ctx.data.glob("kodim*.png"))[: int(ctx.option("limit", 24))]
     if not paths:
         raise CollagekitError(f"no kodim*.png images in {ctx.data}")
     repeats = int(ctx.option("repeats", 1))
-    models = str(ctx.option("models", ",".join(f"{QUALITY_PREFIX}{q}" for q in qualities()))).split(",")
+    models = str(ctx.option("models", ",".join(f"{QUALITY_PREFIX}{q}" for q in STORE.qualities()))).split(",")
     models = [m for m in models if m]
     if not models:
         raise CollagekitError("no Neural Collage model is installed; pass models=PATH[,PATH...]")
@@ -140,7 +140,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     with_pifs = bool(ctx.option("pifs", 1))
     device = ctx.device
     for name in models:
-        load_model(name)  # fail early on an unknown model
+        STORE.load(name)  # fail early on an unknown model
     # Untimed warm-up: the first encode/decode pays lazy imports and allocator growth.
     warm = load_image(paths[0], 1 << 26)[..., :256, :256]
     for name in models:

@@ -30,15 +30,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from collagekit.codec import as_tensor, decode_latent_groups, encode_latent_groups, from_tensor
+from collagekit.codec import as_tensor, decode_latent_groups, encode_latent_groups, read_latent_payload
 from collagekit.container import Container, reject_options
 from collagekit.errors import CollagekitError
 from collagekit.hypercollage import PARAM_KINDS
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
+from collagekit.pretrained import LoadedModel
 from collagekit.progress import progress_bar
 from collagekit.registry import plugin_versions
 from collagekit_image.neural import Layout, NeuralCollageModel, Plane, pad_image
-from collagekit_image.pretrained import LoadedModel, load_model, model_for_quality
+from collagekit_image.pretrained import STORE
 
 NAME = "neural-collage"
 ENCODE_OPTIONS = ("model", "max_pixels", "chunk")
@@ -94,7 +95,7 @@ class NeuralCollageCodec:
         h, w = int(x.shape[2]), int(x.shape[3])
         if h * w > max_pixels:
             raise CollagekitError(f"the image has {h * w:,} pixels, above the limit of {max_pixels:,} (codec option max_pixels)")
-        loaded = load_model(str(options.get("model") or model_for_quality(quality)))
+        loaded = STORE.load(str(options.get("model") or STORE.for_quality(quality)))
         latents = encode_latents(loaded.model.to(device), x.to(device), chunk)
         m = loaded.model.cfg.max_symbol
         q = {name: t.clamp(-m, m).long().cpu() for name, t in latents.items()}
@@ -171,15 +172,7 @@ def read_code(container: Container, model_override: Any = None) -> tuple[LoadedM
     def bad(why: str) -> CollagekitError:
         return CollagekitError(f"corrupt .clg file: {why}")
 
-    reference = container.require("model")
-    if not isinstance(reference, dict) or not all(isinstance(reference.get(k), str) for k in ("name", "version", "sha256")):
-        raise bad("the model reference is malformed")
-    loaded = load_model(str(model_override) if model_override else reference["name"])
-    if loaded.sha256 != reference["sha256"]:
-        raise CollagekitError(
-            f"this file was made with model {reference['name']!r} version {reference['version']} (weights {reference['sha256']}), "
-            f"but the model found has weights {loaded.sha256} (version {loaded.version}); pass model=PATH to the matching weights"
-        )
+    loaded = STORE.for_code(container.require("model"), model_override)
     image = container.require("image")
     try:
         channels = int(image["channels"])
@@ -194,23 +187,12 @@ def read_code(container: Container, model_override: Any = None) -> tuple[LoadedM
     expected = {name: [layout.luma_tiles if name == "luma" else layout.chroma_tiles, plane.channels, plane.ranges] for name, plane, _ in planes}
     if container.require("shapes") != expected:
         raise bad(f"its parameter shapes {container.header['shapes']} do not fit a {spatial[1]}x{spatial[0]} image under this model")
-    quantiser = container.require("quantiser")
     m = model.cfg.max_symbol
-    if quantiser != {"kind": "integer", "max_symbol": m}:
-        raise bad("the quantiser description does not fit the model")
-    split = container.require("split")
     groups = _groups(model, channels)
-    if not isinstance(split, list) or not all(isinstance(g, str) for g in split) or not set(split) <= {f"{p}.{k}" for p, k, _ in groups}:
-        raise bad("its list of per-channel groups is malformed")
-    solver = container.require("solver")
-    if not (isinstance(solver, dict) and isinstance(solver.get("tol"), (int, float)) and isinstance(solver.get("max_iter"), int)
-            and solver["tol"] > 0 and 1 <= solver["max_iter"] <= 10_000):
-        raise bad("the solver settings are malformed")
-    if set(container.tensors) != {"streams"}:
-        raise bad(f"a {NAME} file holds one tensor 'streams', found {sorted(container.tensors)}")
+    data, split, solver = read_latent_payload(container, NAME, m, {f"{p}.{k}" for p, k, _ in groups})
     shapes = {_key(p, k): (expected[p][0], sl.stop - sl.start, expected[p][2]) for p, k, sl in groups}
     split_keys = [_key(*g.split(".")) for g in split]
-    blocks = decode_latent_groups(from_tensor(container.tensors["streams"], f"{NAME} streams"), shapes, split_keys, m, f"{NAME} streams")
+    blocks = decode_latent_groups(data, shapes, split_keys, m, f"{NAME} streams")
     latents = {name: torch.cat([blocks[_key(name, kind)] for kind in PARAM_KINDS], dim=1) for name, _, _ in planes}
-    info = {"channels": channels, "spatial": spatial, "solver": {"tol": float(solver["tol"]), "max_iter": solver["max_iter"]}}
+    info = {"channels": channels, "spatial": spatial, "solver": solver}
     return loaded, latents, info
