@@ -14,21 +14,18 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field
 
 from collagekit.config import CollageConfig, Slot, slot_default
-from collagekit.container import SIGNAL_ATTRS, SUFFIX, read_container, write_container
+from collagekit.container import SIGNAL_ATTRS, read_container, write_container
 from collagekit.errors import CollagekitError
-from collagekit.fileio import check_input
 from collagekit.gridcodec import GridCollageCodec, decode_grid
 from collagekit.interfaces import ComponentConfig
 from collagekit.metrics import psnr, write_metrics
 from collagekit.modality import DEFAULT_MAX_ELEMENTS, Modality, save_signal
-from collagekit.tasks import Task, TaskConfig
+from collagekit.tasks import FileTaskConfig, Task
 
 
-class GridFractalizeConfig(TaskConfig):
+class GridFractalizeConfig(FileTaskConfig):
     input: str | None = Field(None, description="file to fractalize (default: the modality's shipped sample)")
     output: str = Field(description="where to write the decoded attractor")
-    code: str | None = Field(None, description=f"where to save the code (default: output with {SUFFIX})")
-    metrics: str | None = Field(None, description="optional JSON file for the metrics")
     scale: int = Field(1, ge=1, le=64, description="decode the output at this integer scale")
     max_elements: int = Field(DEFAULT_MAX_ELEMENTS, ge=1, description="refuse inputs/outputs with more values")
     collage: CollageConfig
@@ -49,11 +46,7 @@ class GridFractalizeTask(Task):
     def run(self) -> dict[str, Any]:
         cfg, registry, device = self.config, self.ctx.registry, self.ctx.device
         modality: Modality = registry.get("modality", self.modality)
-        source = check_input(cfg.input) if cfg.input else self.sample_path()
-        output = Path(cfg.output)
-        code_path = Path(cfg.code) if cfg.code else output.with_suffix(SUFFIX)
-        if output.suffix.lower() not in modality.suffixes:
-            raise CollagekitError(f"output {str(output)!r} must end in one of {', '.join(modality.suffixes)}")
+        source, output, code_path = cfg.paths(modality.suffixes, self.sample_path)
         x = modality.load(source, cfg.max_elements).to(device)
         out_elements = x[0].numel() * cfg.scale ** (x.ndim - 2)
         if out_elements > cfg.max_elements:  # refuse before fitting, so no file is left behind

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
 
 from collagekit.config import StrictModel
+from collagekit.errors import CollagekitError
 from collagekit.registry import Registry
 
 
@@ -19,6 +22,31 @@ class TaskConfig(StrictModel):
     task: str
     seed: int = Field(0, description="random seed for everything the task draws")
     device: str = Field("auto", description="auto | cpu | cuda[:N]")
+
+
+class FileTaskConfig(TaskConfig):
+    """A task that codes one input file: it saves the code (``.clg``) and writes the decoded signal.
+
+    Subclasses override the defaults and descriptions (``output`` has none here) and add their knobs.
+    """
+
+    input: str | None = Field(None, description="file to code (default: the sample shipped with the plugin)")
+    output: str = Field(description="the decoded file")
+    code: str | None = Field(None, description="where to save the code (default: output with .clg)")
+    metrics: str | None = Field(None, description="optional JSON file for the metrics")
+
+    def paths(self, suffixes: Collection[str], sample: Callable[[], Path]) -> tuple[Path, Path, Path]:
+        """-> (input, or the shipped sample; output, checked against ``suffixes``; code file).
+
+        Errors come before any work, so a wrong output suffix never leaves a code file behind."""
+        from collagekit.container import SUFFIX
+        from collagekit.fileio import check_input
+
+        source = check_input(self.input) if self.input else sample()
+        output = Path(self.output)
+        if output.suffix.lower() not in suffixes:
+            raise CollagekitError(f"output {str(output)!r} must end in one of {', '.join(suffixes)}")
+        return source, output, Path(self.code) if self.code else output.with_suffix(SUFFIX)
 
 
 @dataclass

@@ -15,13 +15,11 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from collagekit.container import SIGNAL_ATTRS, SUFFIX, read_container, write_container
+from collagekit.container import SIGNAL_ATTRS, read_container, write_container
 from collagekit.device import synchronize
-from collagekit.errors import CollagekitError
-from collagekit.fileio import check_input
 from collagekit.metrics import psnr_float, snr, write_metrics
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
-from collagekit.tasks import Task, TaskConfig
+from collagekit.tasks import FileTaskConfig, Task
 
 PCM_SUFFIXES = (".wav", ".flac")
 
@@ -42,12 +40,10 @@ def read_back(path: Path) -> torch.Tensor:
 
 
 class AudioCompress(Task):
-    class Config(TaskConfig):
+    class Config(FileTaskConfig):
         task: Literal["audio_compress"] = "audio_compress"
         input: str | None = Field(None, description="clip to compress (default: the sample shipped with collagekit_audio)")
-        output: str = Field("compressed.wav", description="the decoded clip, 16-bit PCM (.wav or .flac)")
-        code: str | None = Field(None, description=f"where to save the code (default: output with {SUFFIX})")
-        metrics: str | None = Field(None, description="optional JSON file for the metrics")
+        output: str = Field("compressed.wav", description="the decoded clip, 16-bit PCM (.wav or .flac), measured as stored")
         quality: int | None = Field(None, ge=1, description="shipped model ac-q<quality> (default: the middle one)")
         model: str | None = Field(None, description="a shipped model's name or a .safetensors path; overrides quality")
         repeats: int = Field(3, ge=1, le=50, description="timed runs of encode and decode (the median is reported)")
@@ -60,11 +56,7 @@ class AudioCompress(Task):
         from collagekit_audio.tasks import sample_audio
 
         cfg, device, registry = self.config, self.ctx.device, self.ctx.registry
-        source = check_input(cfg.input) if cfg.input else sample_audio()
-        output = Path(cfg.output)
-        if output.suffix.lower() not in PCM_SUFFIXES:
-            raise CollagekitError(f"output {str(output)!r} must end in one of {', '.join(PCM_SUFFIXES)} (measured as stored: lossless 16-bit)")
-        code_path = Path(cfg.code) if cfg.code else output.with_suffix(SUFFIX)
+        source, output, code_path = cfg.paths(PCM_SUFFIXES, sample_audio)
         x = AUDIO.load(source, DEFAULT_MAX_ELEMENTS)
         attrs = AUDIO.read_attributes(source)
         options = {"model": cfg.model} if cfg.model else {}

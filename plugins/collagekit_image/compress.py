@@ -4,18 +4,15 @@ saved file, and report bpp, PSNR and timings (metrics JSON in CompressAI's resul
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
-from collagekit.container import SUFFIX, read_container, write_container
+from collagekit.container import read_container, write_container
 from collagekit.device import synchronize
-from collagekit.errors import CollagekitError
-from collagekit.fileio import check_input
 from collagekit.metrics import bits_per_element, psnr, write_metrics
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
-from collagekit.tasks import Task, TaskConfig
+from collagekit.tasks import FileTaskConfig, Task
 
 
 def compressai_results(name: str, description: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -25,11 +22,10 @@ def compressai_results(name: str, description: str, rows: list[dict[str, Any]]) 
 
 
 class ImageCompress(Task):
-    class Config(TaskConfig):
+    class Config(FileTaskConfig):
         task: Literal["image_compress"] = "image_compress"
         input: str | None = Field(None, description="image to compress (default: the sample shipped with collagekit_image)")
         output: str = Field("compressed.png", description="the decoded image (PNG keeps it lossless)")
-        code: str | None = Field(None, description=f"where to save the code (default: output with {SUFFIX})")
         metrics: str | None = Field(None, description="optional JSON file for the metrics (CompressAI's results shape)")
         quality: int | None = Field(None, ge=1, description="shipped model nc-q<quality> (default: the middle one)")
         model: str | None = Field(None, description="a shipped model's name or a .safetensors path; overrides quality")
@@ -44,11 +40,7 @@ class ImageCompress(Task):
         from collagekit_image.tasks import sample_image
 
         cfg, device = self.config, self.ctx.device
-        source = check_input(cfg.input) if cfg.input else sample_image()
-        output = Path(cfg.output)
-        if output.suffix.lower() not in IMAGE.suffixes:
-            raise CollagekitError(f"output {str(output)!r} must end in one of {', '.join(IMAGE.suffixes)}")
-        code_path = Path(cfg.code) if cfg.code else output.with_suffix(SUFFIX)
+        source, output, code_path = cfg.paths(IMAGE.suffixes, sample_image)
         x = IMAGE.load(source, DEFAULT_MAX_ELEMENTS)
         options: dict[str, Any] = {"max_pixels": cfg.max_pixels}
         if cfg.model:

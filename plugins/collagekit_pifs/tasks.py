@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
-from collagekit.container import SUFFIX, read_container, write_container
-from collagekit.errors import CollagekitError
-from collagekit.fileio import check_input
+from collagekit.container import read_container, write_container
 from collagekit.metrics import bits_per_element, psnr, write_metrics
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
-from collagekit.tasks import Task, TaskConfig
+from collagekit.tasks import FileTaskConfig, Task
 
 
 class PifsCompress(Task):
-    class Config(TaskConfig):
+    class Config(FileTaskConfig):
         task: Literal["pifs_compress"] = "pifs_compress"
         input: str | None = Field(None, description="image to compress (default: the sample shipped with collagekit_image)")
         output: str = Field("pifs.png", description="the decoded image (PNG keeps it lossless)")
-        code: str | None = Field(None, description=f"where to save the code (default: output with {SUFFIX})")
-        metrics: str | None = Field(None, description="optional JSON file for the metrics")
         quality: int = Field(50, ge=0, le=100, description="0..100: RMS target 64 grey levels at 0, halving every 20")
         rms: float | None = Field(None, gt=0, description="RMS error target of the smallest blocks (8-bit levels); overrides quality")
         size_exponent: float = Field(-0.75, ge=-2, le=2, description="a block of size r gets rms * (r / min_range) ** size_exponent")
@@ -45,11 +40,7 @@ class PifsCompress(Task):
         from collagekit_pifs.pifscodec import PifsCodec, contraction_bound, decode_image, read_code
 
         cfg, device = self.config, self.ctx.device
-        source = check_input(cfg.input) if cfg.input else sample_image()
-        output = Path(cfg.output)
-        if output.suffix.lower() not in IMAGE.suffixes:
-            raise CollagekitError(f"output {str(output)!r} must end in one of {', '.join(IMAGE.suffixes)}")
-        code_path = Path(cfg.code) if cfg.code else output.with_suffix(SUFFIX)
+        source, output, code_path = cfg.paths(IMAGE.suffixes, sample_image)
         x = IMAGE.load(source, DEFAULT_MAX_ELEMENTS)
         options: dict[str, Any] = {
             key: getattr(cfg, key)

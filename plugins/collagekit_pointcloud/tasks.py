@@ -13,12 +13,11 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from collagekit.container import SUFFIX, read_container, write_container
+from collagekit.container import read_container, write_container
 from collagekit.errors import CollagekitError
-from collagekit.fileio import check_input
 from collagekit.metrics import write_metrics
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
-from collagekit.tasks import Task, TaskConfig
+from collagekit.tasks import FileTaskConfig, Task
 from collagekit_pointcloud.chaos import MAX_POINTS
 from collagekit_pointcloud.fit import FitSettings
 from collagekit_pointcloud.partition import PointPartitioner
@@ -33,12 +32,10 @@ def sample_cloud() -> Path:
 
 
 class PointCloudFractalize(Task):
-    class Config(TaskConfig):
+    class Config(FileTaskConfig):
         task: Literal["pointcloud_fractalize"] = "pointcloud_fractalize"
         input: str | None = Field(None, description="cloud or mesh to fractalize (default: the shipped sample)")
         output: str = Field("fractal.ply", description="the rendered attractor, coloured by map (.ply keeps colours)")
-        code: str | None = Field(None, description=f"where to save the IFS code (default: output with {SUFFIX})")
-        metrics: str | None = Field(None, description="optional JSON file for the metrics")
         png: str | None = Field(None, description="optional PNG picture of the attractor")
         maps: int = Field(8, ge=1, le=64, description="K: the number of affine maps")
         points: int | None = Field(None, ge=1, le=MAX_POINTS, description="points to render (default: as many as the input)")
@@ -58,11 +55,7 @@ class PointCloudFractalize(Task):
 
         cfg, device = self.config, self.ctx.device
         settings = cfg.fit
-        source = check_input(cfg.input) if cfg.input else sample_cloud()
-        output = Path(cfg.output)
-        code_path = Path(cfg.code) if cfg.code else output.with_suffix(SUFFIX)
-        if output.suffix.lower() not in (".ply", ".pcd", ".xyz", ".xyzrgb", ".pts"):
-            raise CollagekitError(f"output {str(output)!r} must be a point-cloud file (.ply, .pcd, .xyz, .xyzrgb, .pts)")
+        source, output, code_path = cfg.paths((".ply", ".pcd", ".xyz", ".xyzrgb", ".pts"), sample_cloud)
         if cfg.png and Path(cfg.png).suffix.lower() != ".png":
             raise CollagekitError(f"png {cfg.png!r} must end in .png")
         cloud = POINTCLOUD.load(source, cfg.max_elements)  # (1 c n)
