@@ -25,13 +25,16 @@ import math
 import struct
 import zlib
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from collagekit.errors import CollagekitError
+
+if TYPE_CHECKING:
+    from collagekit.container import Container
 
 MAGIC = b"CKS1"
 MAX_ALPHABET = 1 << 24  # constriction's models work with 24-bit probabilities
@@ -312,7 +315,7 @@ def decode_latent_groups(
     return out
 
 
-def read_latent_payload(container: Any, codec: str, max_symbol: int, groups: Collection[str]) -> tuple[bytes, list[str], dict[str, Any]]:
+def read_latent_payload(container: Container, codec: str, max_symbol: int, groups: Collection[str]) -> tuple[bytes, list[str], dict[str, Any]]:
     """Check the header fields every learned codec writes beside :func:`encode_latent_groups`' bytes ->
     (the bytes, the groups coded per channel, the solver settings ``{tol, max_iter}``).
 
