@@ -201,25 +201,21 @@ def fixed_point(
     adjoint = dict(solve, tol=backward_tol if backward_tol is not None else tol * 1e-2,
                    max_iter=backward_max_iter if backward_max_iter is not None else max_iter)
 
-    solving = False  # set while the adjoint's own vector-Jacobian products pass through z_out
-
-    def solve_adjoint(grad: Tensor) -> Tensor | None:
-        # g = J^T g + grad, J = dF/dz at z*: the implicit-function-theorem gradient.
-        nonlocal solving
-        if solving:
-            return None  # a VJP of the solve below: leave it alone
-        # A flag, not handle.remove(): the hook must stay for a second backward (retain_graph=True),
-        # which otherwise silently got the one-step gradient instead of the implicit one.
+    def solve_adjoint(grad: Tensor) -> Tensor:
+        # g = J^T g + grad, J = dF/dz at z*: the implicit-function-theorem gradient. The VJPs run on a
+        # one-step graph of their own, rebuilt here from z*: closing over z_out instead would make a
+        # reference cycle (z_out -> its hook -> z_out) that keeps every solve's graph, saved feature maps
+        # and all, alive until Python's cyclic collector happens to run (gigabytes in a training run).
+        # The hook stays registered, so a second backward (retain_graph=True) is implicit too.
+        with torch.enable_grad():
+            z_at = z_star.detach().requires_grad_()
+            f_at = step(z_at)
 
         def vjp(g: Tensor) -> Tensor:
-            return torch.autograd.grad(z_out, z_in, g, retain_graph=True)[0] + grad
+            return torch.autograd.grad(f_at, z_at, g, retain_graph=True)[0] + grad
 
-        solving = True
-        try:
-            with torch.enable_grad():
-                g, stats.backward = iterate(vjp, grad, **adjoint)
-        finally:
-            solving = False
+        with torch.enable_grad():
+            g, stats.backward = iterate(vjp, grad, **adjoint)
         return g
 
     z_out.register_hook(solve_adjoint)

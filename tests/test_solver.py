@@ -6,6 +6,8 @@ about a second on a laptop CPU.
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -330,6 +332,24 @@ def test_implicit_graph_does_not_grow_with_iterations(method: str) -> None:
     assert sizes["implicit", 5] == sizes["implicit", 200]
     assert sizes["unrolled", 5] > sizes["implicit", 5]
     assert sizes["unrolled", 200] > 3 * sizes["unrolled", 5]  # grows with the evaluations (>= 17 vs 5)
+
+
+@pytest.mark.parametrize("gradient", ["implicit", "phantom", "unrolled"])
+def test_solution_and_graph_freed_without_the_cyclic_collector(gradient: str) -> None:
+    """Once the caller drops the solution, its graph (every saved feature map) must go at once, by
+    reference counting: a reference cycle would hold it until Python's cyclic collector happens to run,
+    which in a training loop is seldom enough for memory to grow by gigabytes."""
+    collage = collage_1d()
+    params = random_params(collage, 1, 1, (14,), seed=12).map(lambda t: t.requires_grad_())
+    gc.disable()
+    try:
+        z, _ = fixed_point(collage.step_fn(params, (14,)), torch.zeros(1, 1, 14, dtype=F64), gradient=gradient)
+        z.sum().backward()
+        solution = weakref.ref(z)
+        del z
+        assert solution() is None
+    finally:
+        gc.enable()
 
 
 def test_no_graph_when_gradient_none() -> None:
