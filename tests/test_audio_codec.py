@@ -14,6 +14,7 @@ import soundfile as sf
 import torch
 from collagekit_audio.acodec import AudioCollageCodec, decode_latents, encode_latents, read_code
 from collagekit_audio.audioio import load_audio
+from collagekit_audio.features import mel_distance_db
 from collagekit_audio.neural import AudioCollageModel, AudioModelConfig, from_segments, to_segments
 from collagekit_audio.pretrained import MODEL_FORMAT, STORE
 from collagekit_audio.train import HELD_OUT, ClipCrops, RateDistortion
@@ -84,6 +85,18 @@ def test_waveform_metrics() -> None:
     assert snr(a, a + noise) == pytest.approx(10 * math.log10(float((a**2).sum()) / (0.01**2 * 1000)), rel=1e-6)
     assert psnr_float(a, a + noise, peak=2.0) == pytest.approx(20 * math.log10(2 / 0.01), rel=1e-6)
     assert psnr_float(a, a, peak=2.0) == math.inf
+
+
+def test_mel_distance_measures_spectral_error() -> None:
+    torch.manual_seed(0)
+    wave = 0.3 * torch.randn(2, 16000)  # broadband: every mel band above the floor
+    assert mel_distance_db(wave, wave, 16000) == 0.0
+    # Half the amplitude is a quarter of the power in every band: 10 log10(4) dB everywhere.
+    assert mel_distance_db(wave, 0.5 * wave, 16000) == pytest.approx(10 * math.log10(4), rel=1e-3)
+    slightly, badly = (mel_distance_db(wave, wave + s * torch.randn_like(wave), 16000) for s in (0.01, 0.1))
+    assert 0.0 < slightly < badly
+    with pytest.raises(ValueError, match="shapes differ"):
+        mel_distance_db(wave, wave[:1], 16000)
 
 
 # ---------------------------------------------------------------- the codec
@@ -207,6 +220,8 @@ def test_compress_recipe_reports_rate_and_quality(tiny_model: Path, tmp_path: Pa
     stored, _ = sf.read(out, dtype="float32")
     reference, _ = sf.read(SPEECH, dtype="float32")
     assert metrics["psnr_db"] == pytest.approx(psnr_float(reference, stored, peak=2.0), abs=1e-3)
+    mel = mel_distance_db(torch.from_numpy(reference)[None], torch.from_numpy(stored)[None], 16000)
+    assert metrics["mel_distance_db"] == pytest.approx(mel, abs=1e-3)
     assert metrics["lipschitz_bound"] < SMALL.contraction
 
 

@@ -11,6 +11,7 @@ Encode and decode times: median of ``repeats`` runs after an untimed warm-up, as
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -60,7 +61,7 @@ def _baseline_points(samples: np.ndarray, rate: int, seconds: float, folder: Pat
             decoded, _ = sf.read(str(path), dtype="float32", always_2d=True)
             if decoded.shape != samples.shape:  # libsndfile removes the codecs' delay and padding
                 raise CollagekitError(f"{name} at level {level} decoded {decoded.shape} samples from {samples.shape}")
-            quality = waveform_quality((reference + 1) / 2, (torch.from_numpy(decoded.T.copy())[None] + 1) / 2)
+            quality = waveform_quality((reference + 1) / 2, (torch.from_numpy(decoded.T.copy())[None] + 1) / 2, rate)
             rows.append({"level": level, "kbit_per_s": round(path.stat().st_size * 8 / seconds / 1000, 3), **quality})
         out[name] = rows
     return out
@@ -108,7 +109,7 @@ def _collage_points(path: Path, ctx: BenchContext, models: list[str], repeats: i
             "kbit_per_s": round(size * 8 / seconds / 1000, 3),
             "payload_kbit_per_s": round(container.tensors["streams"].numel() * 8 / seconds / 1000, 3),
             "compression_factor": round(x.shape[1] * x.shape[-1] * 2 / size, 2),
-            **waveform_quality(x, read_back(out)),
+            **waveform_quality(x, read_back(out), attrs["sample_rate"]),
             "encode_x_realtime": round(seconds / encode_s, 1),
             "decode_x_realtime": round(seconds / decode_s, 1),
         })
@@ -129,7 +130,10 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     missing = [str(c) for c in clips if not c.is_file()]
     if missing:
         raise CollagekitError(f"held-out clip(s) not found: {', '.join(missing)} (pass --data DIR holding them)")
-    results: dict[str, Any] = {"device": str(ctx.device), "threads": torch.get_num_threads(), "models": models, "clips": {}}
+    results: dict[str, Any] = {
+        "device": str(ctx.device), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+        "load_average": round(os.getloadavg()[0], 2), "models": models, "clips": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for clip in clips:
@@ -182,8 +186,10 @@ def _markdown(results: dict[str, Any]) -> str:
         "16-bit file read back, waveform in [-1, 1], PSNR = 20 log10(2 / rmse) (peak-to-peak 2; COIN++'s [0, 1]",
         "convention). Baselines through soundfile (libsndfile): MP3 (LAME, average bitrate) and Ogg Vorbis at the",
         "compression levels listed; their PSNR at our rate is interpolated in log-rate (– = not bracketed).",
-        f"Device: {results['device']} ({results['threads']} torch thread(s)); times are medians after a warm-up, on a",
-        "2-core CPU shared with other jobs.",
+        "mel LSD: log-spectral distance between the 64-band mel power spectrograms (torchaudio MelSpectrogram,",
+        "32 ms windows, floored 80 dB under the loudest band), RMS over frames and bands; lower is better.",
+        f"Device: {results['device']} ({results['threads']} torch thread(s), {results['cpus']} CPU cores); times are medians",
+        f"after a warm-up. Load average when the run started: {results['load_average']}.",
         "",
         "| target | reached | met |",
         "|---|---|---|",
@@ -196,17 +202,17 @@ def _markdown(results: dict[str, Any]) -> str:
             "",
             f"## {stem} ({clip['sample_rate']} Hz, {clip['channels']} ch, {clip['seconds']} s)",
             "",
-            "| codec | kbit/s (payload) | factor vs PCM16 | SNR dB | PSNR dB | MP3 PSNR at rate | Vorbis PSNR at rate | encode x RT | decode x RT |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| codec | kbit/s (payload) | factor vs PCM16 | SNR dB | PSNR dB | mel LSD dB | MP3 PSNR at rate | Vorbis PSNR at rate | encode x RT | decode x RT |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in clip["collage"]:
             lines.append(
-                f"| {Path(r['model']).stem} | {_fmt(r['kbit_per_s'])} ({_fmt(r['payload_kbit_per_s'])}) | {_fmt(r['compression_factor'])} | {_fmt(r['snr_db'])} | {_fmt(r['psnr_db'])} "
+                f"| {Path(r['model']).stem} | {_fmt(r['kbit_per_s'])} ({_fmt(r['payload_kbit_per_s'])}) | {_fmt(r['compression_factor'])} | {_fmt(r['snr_db'])} | {_fmt(r['psnr_db'])} | {_fmt(r['mel_distance_db'])} "
                 f"| {_fmt(r['mp3_psnr_db_at_rate'])} | {_fmt(r['vorbis_psnr_db_at_rate'])} | {_fmt(r['encode_x_realtime'])} | {_fmt(r['decode_x_realtime'])} |"
             )
         for name in BASELINES:
             for p in clip[name]:
-                lines.append(f"| {name} level {p['level']} | {_fmt(p['kbit_per_s'])} | | {_fmt(p['snr_db'])} | {_fmt(p['psnr_db'])} | | | | |")
+                lines.append(f"| {name} level {p['level']} | {_fmt(p['kbit_per_s'])} | | {_fmt(p['snr_db'])} | {_fmt(p['psnr_db'])} | {_fmt(p['mel_distance_db'])} | | | | |")
     return "\n".join(lines) + "\n"
 
 

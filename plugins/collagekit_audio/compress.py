@@ -3,7 +3,8 @@ the saved file, write it as 16-bit audio and report kbit/s, SNR, PSNR and timing
 
 Measurement (DESIGN section 4): the rate is the .clg file's bytes x 8 / duration; SNR and PSNR compare
 the input's samples with the written output read back (16-bit PCM), on the waveform in [-1, 1], PSNR
-with peak-to-peak range 2 (:func:`collagekit.metrics.psnr_float`).
+with peak-to-peak range 2 (:func:`collagekit.metrics.psnr_float`); the mel log-spectral distance
+(:mod:`collagekit_audio.features`) compares their spectra.
 """
 
 from __future__ import annotations
@@ -20,14 +21,20 @@ from collagekit.device import synchronize
 from collagekit.metrics import psnr_float, snr, write_metrics
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit.tasks import FileTaskConfig, Task
+from collagekit_audio.features import mel_distance_db
 
 PCM_SUFFIXES = (".wav", ".flac")
 
 
-def waveform_quality(reference: torch.Tensor, decoded: torch.Tensor) -> dict[str, float]:
-    """(1 c n) and (1 c n) in the modality's [0, 1] coding -> SNR and PSNR (dB) of the [-1, 1] waveforms."""
+def waveform_quality(reference: torch.Tensor, decoded: torch.Tensor, sample_rate: int) -> dict[str, float]:
+    """(1 c n) and (1 c n) in the modality's [0, 1] coding -> SNR, PSNR and mel log-spectral distance
+    (dB) of the [-1, 1] waveforms."""
     a, b = reference * 2.0 - 1.0, decoded * 2.0 - 1.0
-    return {"snr_db": round(snr(a, b), 3), "psnr_db": round(psnr_float(a, b, peak=2.0), 3)}
+    return {
+        "snr_db": round(snr(a, b), 3),
+        "psnr_db": round(psnr_float(a, b, peak=2.0), 3),
+        "mel_distance_db": round(mel_distance_db(a[0], b[0], sample_rate), 3),
+    }
 
 
 def read_back(path: Path) -> torch.Tensor:
@@ -95,7 +102,7 @@ class AudioCompress(Task):
             "kbit_per_s": round(size * 8 / seconds / 1000, 3),
             "payload_kbit_per_s": round(container.tensors["streams"].numel() * 8 / seconds / 1000, 3),
             "compression_factor": round(x.shape[1] * x.shape[-1] * 2 / size, 2),  # vs 16-bit PCM
-            **waveform_quality(x, stored),
+            **waveform_quality(x, stored, attrs["sample_rate"]),
             "lipschitz_bound": round(bound, 4),
             "encode_seconds": round(encode_s, 4),
             "decode_seconds": round(decode_s, 4),
