@@ -144,8 +144,9 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             baselines = _baseline_points(samples, rate, seconds, folder)
             for row in ours:  # the baselines' PSNR at our rate, where their curve brackets it
                 for name, points in baselines.items():
-                    value = at_rate([(p["kbit_per_s"], p["psnr_db"]) for p in points], row["kbit_per_s"])
-                    row[f"{name}_psnr_db_at_rate"] = None if value is None else round(value, 3)
+                    for measure in ("psnr_db", "mel_distance_db"):
+                        value = at_rate([(p["kbit_per_s"], p[measure]) for p in points], row["kbit_per_s"])
+                        row[f"{name}_{measure}_at_rate"] = None if value is None else round(value, 3)
             curve = [(r["kbit_per_s"], r["psnr_db"]) for r in ours]
             pcm_kbit = rate * info.channels * 16 / 1000
             target = SPEECH_TARGET["kbit_per_s"] if clip.name.startswith("speech") else pcm_kbit / MUSIC_TARGET["compression_factor"]
@@ -185,7 +186,7 @@ def _markdown(results: dict[str, Any]) -> str:
         "`collagekit bench audio` on clips never trained on. Rates from file bytes; SNR and PSNR on the decoded",
         "16-bit file read back, waveform in [-1, 1], PSNR = 20 log10(2 / rmse) (peak-to-peak 2; COIN++'s [0, 1]",
         "convention). Baselines through soundfile (libsndfile): MP3 (LAME, average bitrate) and Ogg Vorbis at the",
-        "compression levels listed; their PSNR at our rate is interpolated in log-rate (– = not bracketed).",
+        "compression levels listed; their PSNR and mel LSD at our rate are interpolated in log-rate (– = not bracketed).",
         "mel LSD: log-spectral distance between the 64-band mel power spectrograms (torchaudio MelSpectrogram,",
         "32 ms windows, floored 80 dB under the loudest band), RMS over frames and bands; lower is better.",
         f"Device: {results['device']} ({results['threads']} torch thread(s), {results['cpus']} CPU cores); times are medians",
@@ -202,13 +203,13 @@ def _markdown(results: dict[str, Any]) -> str:
             "",
             f"## {stem} ({clip['sample_rate']} Hz, {clip['channels']} ch, {clip['seconds']} s)",
             "",
-            "| codec | kbit/s (payload) | factor vs PCM16 | SNR dB | PSNR dB | mel LSD dB | MP3 PSNR at rate | Vorbis PSNR at rate | encode x RT | decode x RT |",
+            "| codec | kbit/s (payload) | factor vs PCM16 | SNR dB | PSNR dB | mel LSD dB | MP3 PSNR / mel LSD at rate | Vorbis PSNR / mel LSD at rate | encode x RT | decode x RT |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in clip["collage"]:
             lines.append(
                 f"| {Path(r['model']).stem} | {_fmt(r['kbit_per_s'])} ({_fmt(r['payload_kbit_per_s'])}) | {_fmt(r['compression_factor'])} | {_fmt(r['snr_db'])} | {_fmt(r['psnr_db'])} | {_fmt(r['mel_distance_db'])} "
-                f"| {_fmt(r['mp3_psnr_db_at_rate'])} | {_fmt(r['vorbis_psnr_db_at_rate'])} | {_fmt(r['encode_x_realtime'])} | {_fmt(r['decode_x_realtime'])} |"
+                f"| {_fmt(r['mp3_psnr_db_at_rate'])} / {_fmt(r['mp3_mel_distance_db_at_rate'])} | {_fmt(r['vorbis_psnr_db_at_rate'])} / {_fmt(r['vorbis_mel_distance_db_at_rate'])} | {_fmt(r['encode_x_realtime'])} | {_fmt(r['decode_x_realtime'])} |"
             )
         for name in BASELINES:
             for p in clip[name]:
