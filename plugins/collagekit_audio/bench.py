@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch
 from collagekit.bench import BenchContext, Benchmark, write_results
 from collagekit.errors import CollagekitError
 from collagekit.metrics import at_rate
+from collagekit.timing import median_time
 
 # Targets of the audio codec (issue 6).
 SPEECH_TARGET = {"kbit_per_s": 16.0, "psnr_db": 40.0}
@@ -34,15 +34,6 @@ BASELINES = {
     "mp3": ("MP3", "MPEG_LAYER_III", ".mp3", "AVERAGE", (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)),
     "vorbis": ("OGG", "VORBIS", ".ogg", None, (0.0, 0.3, 0.5, 0.7, 0.9, 0.99)),
 }
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return sorted(times)[len(times) // 2]
 
 
 def _baseline_points(samples: np.ndarray, rate: int, seconds: float, folder: Path) -> dict[str, list[dict[str, float]]]:
@@ -85,24 +76,20 @@ def _collage_points(path: Path, ctx: BenchContext, models: list[str], repeats: i
         options = {"model": model}
         warm = codec.encode(x[..., :4096], registry, quality=None, device=ctx.device, options=options)
         codec.decode(warm, registry, scale=1, device=ctx.device, options=options)
-        holder: dict[str, Any] = {}
-
-        def encode(options=options, holder=holder) -> None:
-            holder["container"] = codec.encode(x, registry, quality=None, device=ctx.device, options=options)
-
-        encode_s = _median_seconds(encode, repeats)
-        container = holder["container"]
+        encoded = median_time(lambda options=options: codec.encode(x, registry, quality=None, device=ctx.device, options=options), repeats, ctx.device)
+        container = encoded.result
         container.header[SIGNAL_ATTRS] = attrs
         code = folder / f"{model}.clg"
         size = write_container(code, container)
 
-        def decode(code=code, holder=holder, model=model) -> None:
+        def decode(code=code, model=model) -> torch.Tensor:
             loaded, q, info = read_code(read_container(code), model)
-            holder["wave"] = decode_latents(loaded.model, q, info["channels"], info["samples"], 1, ctx.device, **info["solver"])
+            return decode_latents(loaded.model, q, info["channels"], info["samples"], 1, ctx.device, **info["solver"])
 
-        decode_s = _median_seconds(decode, repeats)
+        decoded = median_time(decode, repeats, ctx.device)
+        encode_s, decode_s = encoded.seconds, decoded.seconds
         out = folder / f"{model}.wav"
-        AUDIO.save(((holder["wave"] + 1) / 2).clamp(0, 1).cpu(), out, **attrs, scale=1)
+        AUDIO.save(((decoded.result + 1) / 2).clamp(0, 1).cpu(), out, **attrs, scale=1)
         rows.append({
             "model": model,
             "bytes": size,

@@ -9,7 +9,6 @@ with peak-to-peak range 2 (:func:`collagekit.metrics.psnr_float`); the mel log-s
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,10 +16,10 @@ import torch
 from pydantic import Field
 
 from collagekit.container import SIGNAL_ATTRS, read_container, write_container
-from collagekit.device import synchronize
 from collagekit.metrics import psnr_float, snr, write_metrics
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit.tasks import FileTaskConfig, Task
+from collagekit.timing import median_time
 from collagekit_audio.features import mel_distance_db
 
 PCM_SUFFIXES = (".wav", ".flac")
@@ -71,24 +70,21 @@ class AudioCompress(Task):
         # Untimed warm-up of both directions: first calls pay one-time costs (model load, allocator).
         warm = codec.encode(x[..., : min(x.shape[-1], 4096)], registry, quality=cfg.quality, device=device, options=options)
         codec.decode(warm, registry, scale=1, device=device, options=options)
-        encode_times, decode_times = [], []
-        for _ in range(cfg.repeats):
-            started = time.perf_counter()
-            container = codec.encode(x, registry, quality=cfg.quality, device=device, options=options)
-            synchronize(device)
-            encode_times.append(time.perf_counter() - started)
+        encoded = median_time(lambda: codec.encode(x, registry, quality=cfg.quality, device=device, options=options), cfg.repeats, device)
+        container = encoded.result
         container.header[SIGNAL_ATTRS] = attrs
         size = write_container(code_path, container)
-        for _ in range(cfg.repeats):  # the whole decode of the saved file: entropy decoding + solve
-            started = time.perf_counter()
+
+        def decode() -> tuple[Any, torch.Tensor, torch.Tensor]:  # the whole decode of the saved file: entropy decoding + solve
             loaded, q, info = read_code(read_container(code_path), cfg.model)
-            wave = decode_latents(loaded.model, q, info["channels"], info["samples"], 1, device, **info["solver"])
-            synchronize(device)
-            decode_times.append(time.perf_counter() - started)
+            return loaded, q, decode_latents(loaded.model, q, info["channels"], info["samples"], 1, device, **info["solver"])
+
+        decoded = median_time(decode, cfg.repeats, device)
+        loaded, q, wave = decoded.result
         AUDIO.save(((wave + 1.0) / 2.0).clamp(0.0, 1.0).cpu(), output, **attrs, scale=1)
         stored = read_back(output)
         seconds = x.shape[-1] / attrs["sample_rate"]
-        encode_s, decode_s = sorted(encode_times)[len(encode_times) // 2], sorted(decode_times)[len(decode_times) // 2]
+        encode_s, decode_s = encoded.seconds, decoded.seconds
         bound = float(loaded.model.collage.lipschitz_bound(loaded.model.params(q.float())).max())
         metrics = {
             "input": str(source),

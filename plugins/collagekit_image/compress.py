@@ -3,16 +3,15 @@ saved file, and report bpp, PSNR and timings (metrics JSON in CompressAI's resul
 
 from __future__ import annotations
 
-import time
 from typing import Any, Literal
 
 from pydantic import Field
 
 from collagekit.container import read_container, write_container
-from collagekit.device import synchronize
 from collagekit.metrics import bits_per_element, psnr, write_metrics
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit.tasks import FileTaskConfig, Task
+from collagekit.timing import median_time
 
 
 def compressai_results(name: str, description: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -49,17 +48,17 @@ class ImageCompress(Task):
         # Untimed warm-up of both directions: first calls pay one-time costs (allocator, lazy imports).
         warm = codec.encode(x[..., :64, :64], self.ctx.registry, quality=cfg.quality, device=device, options=options)
         codec.decode(warm, self.ctx.registry, scale=1, device=device, options={"model": cfg.model} if cfg.model else {})
-        started = time.perf_counter()
-        container = codec.encode(x, self.ctx.registry, quality=cfg.quality, device=device, options=options)
-        synchronize(device)
-        encode_seconds = time.perf_counter() - started
-        size = write_container(code_path, container)
-        # Report what the saved file decodes to, timing the whole decode (entropy decoding + solve).
-        started = time.perf_counter()
-        loaded, latents, info = read_code(read_container(code_path), cfg.model)
-        decoded = decode_latents(loaded.model, latents, info["channels"], info["spatial"], 1, device, **info["solver"]).clamp(0, 1)
-        synchronize(device)
-        decode_seconds = time.perf_counter() - started
+        encoded = median_time(lambda: codec.encode(x, self.ctx.registry, quality=cfg.quality, device=device, options=options), 1, device)
+        size = write_container(code_path, encoded.result)
+
+        def decode() -> tuple[Any, ...]:
+            # What the saved file decodes to, timing the whole decode (entropy decoding + solve).
+            loaded, latents, info = read_code(read_container(code_path), cfg.model)
+            return loaded, latents, info, decode_latents(loaded.model, latents, info["channels"], info["spatial"], 1, device, **info["solver"]).clamp(0, 1)
+
+        timed = median_time(decode, 1, device)
+        loaded, latents, info, decoded = timed.result
+        encode_seconds, decode_seconds = encoded.seconds, timed.seconds
         if cfg.scale != 1:
             decoded_big = decode_latents(loaded.model, latents, info["channels"], info["spatial"], cfg.scale, device, **info["solver"])
             IMAGE.save(decoded_big.clamp(0, 1).cpu(), output)

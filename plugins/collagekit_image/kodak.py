@@ -21,7 +21,6 @@ import io
 import math
 import os
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,9 @@ import numpy as np
 import torch
 
 from collagekit.bench import Benchmark, BenchContext, write_results
-from collagekit.device import synchronize
 from collagekit.errors import CollagekitError
 from collagekit.metrics import at_rate
+from collagekit.timing import median_time
 from collagekit_pifs.bench import pifs_curve
 
 TARGETS = (0.15, 0.30)
@@ -78,15 +77,6 @@ def anchor_curve(image, codec: str) -> list[tuple[float, float]]:
     return [(size * 8 / pixels, psnr_uint8(reference, decoded)) for size, decoded in (_pillow_point(image, codec, s) for s in SWEEPS[codec])]
 
 
-def _median_time(fn, repeats: int) -> tuple[float, Any]:
-    times, result = [], None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
-
-
 def neural_point(x: torch.Tensor, model: str, device: torch.device, repeats: int) -> dict[str, Any]:
     """One image through the neural-collage codec: file bytes, PSNR of the decoded file, timings."""
     from collagekit.container import from_bytes, to_bytes
@@ -96,16 +86,10 @@ def neural_point(x: torch.Tensor, model: str, device: torch.device, repeats: int
     codec = NeuralCollageCodec()
     options = {"model": model}
 
-    def encode() -> bytes:
-        data = to_bytes(codec.encode(x, None, quality=None, device=device, options=options))
-        synchronize(device)
-        return data
-
-    def decode(data: bytes) -> torch.Tensor:
-        return codec.decode(from_bytes(data), None, scale=1, device=device, options=options).cpu()
-
-    encode_s, data = _median_time(encode, repeats)
-    decode_s, decoded = _median_time(lambda: decode(data), repeats)
+    encoded = median_time(lambda: to_bytes(codec.encode(x, None, quality=None, device=device, options=options)), repeats, device)
+    data = encoded.result
+    decoded_t = median_time(lambda: codec.decode(from_bytes(data), None, scale=1, device=device, options=options).cpu(), repeats, device)
+    encode_s, decode_s, decoded = encoded.seconds, decoded_t.seconds, decoded_t.result
     pixels = x.shape[2] * x.shape[3]
     return {"bpp": len(data) * 8 / pixels, "psnr_db": psnr(x, decoded), "encode_s": encode_s, "decode_s": decode_s, "bytes": len(data)}
 

@@ -33,6 +33,7 @@ import torch
 from collagekit.bench import Benchmark, BenchContext, write_results
 from collagekit.errors import CollagekitError
 from collagekit.metrics import at_rate
+from collagekit.timing import median_time
 
 GREY_IMAGES = ("kodim01", "kodim05", "kodim15", "kodim23")
 CROP = 512
@@ -81,17 +82,6 @@ def jpeg_curve(image) -> list[tuple[float, float]]:
     return points
 
 
-def _median_times(fn, repeats: int) -> tuple[float, float]:
-    """(median wall-clock seconds, median process CPU seconds) of ``repeats`` calls."""
-    wall, cpu = [], []
-    for _ in range(repeats):
-        w, c = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - w)
-        cpu.append(time.process_time() - c)
-    return statistics.median(wall), statistics.median(cpu)
-
-
 def pifs_curve(x: torch.Tensor, search: str, rms_values, device, extra: dict[str, Any]) -> list[dict[str, Any]]:
     """(1 c h w) -> one row per RMS target: bpp (file), PSNR (decoded saved file), encode seconds."""
     from collagekit.container import from_bytes, to_bytes
@@ -119,10 +109,10 @@ def _timed_point(x, search: str, rms: float, device, repeats: int, extra: dict[s
 
     codec = PifsCodec()
     options = {"search": search, "rms": float(rms), **extra}
-    encode_s, encode_cpu_s = _median_times(lambda: codec.encode(x, None, quality=None, device=device, options=options), repeats)
-    data = to_bytes(codec.encode(x, None, quality=None, device=device, options=options))
-    decode_s, decode_cpu_s = _median_times(lambda: codec.decode(from_bytes(data), None, scale=1, device=device, options={}), repeats)
-    return {"timed_rms": rms, "encode_s": encode_s, "encode_cpu_s": encode_cpu_s, "decode_s": decode_s, "decode_cpu_s": decode_cpu_s}
+    encode = median_time(lambda: to_bytes(codec.encode(x, None, quality=None, device=device, options=options)), repeats, device)
+    data = encode.result
+    decode = median_time(lambda: codec.decode(from_bytes(data), None, scale=1, device=device, options={}), repeats, device)
+    return {"timed_rms": rms, "encode_s": encode.seconds, "encode_cpu_s": encode.cpu_seconds, "decode_s": decode.seconds, "decode_cpu_s": decode.cpu_seconds}
 
 
 def _nearest(rows: list[dict[str, Any]], target: float) -> dict[str, Any]:

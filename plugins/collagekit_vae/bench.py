@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import re
 import statistics
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ import torch
 
 from collagekit.bench import BenchContext, Benchmark, write_results
 from collagekit.errors import CollagekitError
+from collagekit.timing import median_time
 
 if TYPE_CHECKING:
     from collagekit_vae.model import HierarchicalVAE, VAEConfig
@@ -94,16 +94,8 @@ def _timings(model: HierarchicalVAE, device: torch.device, repeats: int) -> dict
     for scale in SCALES:
         n = 16 if scale < 40 else 1
         sample(model, n, scale)  # warm-up, untimed
-        runs = []
-        for _ in range(repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            started = time.perf_counter()
-            sample(model, n, scale)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            runs.append(time.perf_counter() - started)
-        out[f"sample_{scale}x_ms_per_image"] = round(1000 * statistics.median(runs) / n, 2)
+        seconds = median_time(lambda n=n, scale=scale: sample(model, n, scale), repeats, device).seconds
+        out[f"sample_{scale}x_ms_per_image"] = round(1000 * seconds / n, 2)
     return out
 
 
