@@ -97,6 +97,11 @@ def test_mel_distance_measures_spectral_error() -> None:
     assert 0.0 < slightly < badly
     with pytest.raises(ValueError, match="shapes differ"):
         mel_distance_db(wave, wave[:1], 16000)
+    # Clips shorter than a window (a real file can be 100 samples) get a shorter window, not a crash;
+    # below 16 samples there is no spectrum to compare.
+    short = wave[:, :100]
+    assert 0.0 < mel_distance_db(short, 0.5 * short, 16000) < math.inf
+    assert mel_distance_db(short[:, :15], short[:, :15], 16000) is None
 
 
 # ---------------------------------------------------------------- the codec

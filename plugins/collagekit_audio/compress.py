@@ -25,14 +25,15 @@ from collagekit_audio.features import mel_distance_db
 PCM_SUFFIXES = (".wav", ".flac")
 
 
-def waveform_quality(reference: torch.Tensor, decoded: torch.Tensor, sample_rate: int) -> dict[str, float]:
+def waveform_quality(reference: torch.Tensor, decoded: torch.Tensor, sample_rate: int) -> dict[str, float | None]:
     """(1 c n) and (1 c n) in the modality's [0, 1] coding -> SNR, PSNR and mel log-spectral distance
-    (dB) of the [-1, 1] waveforms."""
+    (dB; None for clips of a few samples) of the [-1, 1] waveforms."""
     a, b = reference * 2.0 - 1.0, decoded * 2.0 - 1.0
+    mel = mel_distance_db(a[0], b[0], sample_rate)
     return {
         "snr_db": round(snr(a, b), 3),
         "psnr_db": round(psnr_float(a, b, peak=2.0), 3),
-        "mel_distance_db": round(mel_distance_db(a[0], b[0], sample_rate), 3),
+        "mel_distance_db": None if mel is None else round(mel, 3),
     }
 
 
