@@ -98,7 +98,11 @@ RESIDUAL = {"posterior": {"name": "gaussian-residual", "hidden": 8, "blocks": 1}
 NO_PATCHES = {"collage": {"partitioner": {"name": "tiles2d", "range_size": 4, "domain_size": 8, "domain_stride": 4}, "contraction": 0.9}}
 
 
-@pytest.mark.parametrize(("decoder", "fields"), [("collage", {}), ("conv", {}), ("collage", {**RESIDUAL, **NO_PATCHES})])
+@pytest.mark.parametrize(
+    ("decoder", "fields"),
+    [("collage", {}), ("conv", {}), ("collage", {**RESIDUAL, **NO_PATCHES}),
+     ("collage", {"code_latent": 3, "residual_posterior": True})],
+)  # fmt: skip
 def test_elbo_is_finite_and_improves(decoder: str, fields: dict) -> None:
     torch.manual_seed(0)
     train_images, test_images = split(TINY, 24)
@@ -147,6 +151,36 @@ def test_collage_decodes_at_scale_two() -> None:
         assert float((step(logits) - logits).abs().max()) < 1e-2
     coarse = torch.nn.functional.avg_pool2d(two, 2)
     assert float((coarse - one).abs().mean()) < 0.1  # same picture, finer
+
+
+def test_residual_posterior_is_the_prior_until_its_head_moves() -> None:
+    torch.manual_seed(0)
+    x = fixed_binarization(split(TINY, 24)[1])
+    free, residual = small_model(), small_model(residual_posterior=True)
+    residual.load_state_dict(free.state_dict())  # the same weights: only the parametrisation differs
+    with torch.no_grad():
+        for model in (free, residual):  # a prior that is no longer the standard Gaussian; the posterior head stays at zero
+            for param in model.prior.parameters():
+                param.normal_(0, 0.3)
+        assert float(free.terms(x)["kl_w"].min()) > 1.0  # a free posterior pays for not copying the prior
+        assert float(residual.terms(x)["kl_w"].abs().max()) < 1e-4  # its zero output is the prior itself
+
+
+@torch.no_grad()
+def test_code_network_maps_a_small_latent_to_the_collage_code_at_any_scale() -> None:
+    torch.manual_seed(0)
+    model = small_model(code_latent=5).eval()
+    assert model.likelihood.latent_channels == 5
+    w = model.sample_latent(2, torch.Generator().manual_seed(1))
+    assert w.shape == (2, 5, *GRID)
+    params = model.likelihood.params(w)
+    assert params.aux.shape == (2, 1, 49, 16) and params.scale.shape == (2, 1, 49, 36)
+    # Each cell's code reads its 3 x 3 neighbourhood of latents: moving the centre latent moves only those.
+    moved = w.clone()
+    moved[:, :, 3, 3] += 1.0
+    changed = (model.likelihood.params(moved).aux - params.aux).abs().sum((0, 1, 3)).reshape(GRID) > 0
+    assert changed[2:5, 2:5].all() and int(changed.sum()) == 9
+    assert model.decode(w, 1).shape == (2, 1, 28, 28) and model.decode(w, 3).shape == (2, 1, 84, 84)
 
 
 def test_collage_must_tile_the_feature_grid() -> None:
@@ -277,7 +311,9 @@ def test_bench_sections_replace_only_their_own(trained: Path, tmp_path: Path) ->
     assert first.returncode == 0, first.stderr
     data = json.loads((out / "vae.json").read_text())
     row = data["sections"]["tiny"]["models"][0]
-    assert (row["decoder"], row["heads"], row["auxiliary"], row["train_steps"]) == ("collage", "gaussian-conv / gaussian-conv", "learned×16", 4)
+    assert (row["decoder"], row["heads"], row["latent"], row["auxiliary"], row["train_steps"]) == (
+        "collage", "gaussian-conv / gaussian-conv, residual q", "16 → code", "learned×16", 4
+    )  # fmt: skip
     assert data["sections"]["tiny"]["figures"]["magnification"] == "vae_magnification_tiny.png"
     assert (out / "vae_magnification_tiny.png").is_file() and "## tiny" in (out / "vae.md").read_text()
     # another section, as an earlier run with other models would have left it

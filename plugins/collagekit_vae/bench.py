@@ -74,17 +74,25 @@ def _earlier_sections(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _variant(config: VAEConfig) -> dict[str, str]:
-    """What tells models apart beside decoder and β: the two heads and the collage's auxiliary cells."""
+    """What tells models apart beside decoder and β: the two heads (and whether q is residual on p),
+    the per-cell latent (and whether a network maps it to the collage code), the auxiliary cells."""
+    collage = config.decoder == "collage"
     aux = [f"{a.name}×{a.count}" if hasattr(a, "count") else a.name for a in config.collage.auxiliary]
+    if not collage:
+        latent = str(config.conv_latent)
+    else:
+        latent = f"{config.code_latent} → code" if config.code_latent else "the code"
     return {
-        "heads": f"{config.prior.name} / {config.posterior.name}",
-        "auxiliary": ", ".join(aux) if config.decoder == "collage" and aux else "none",
+        "heads": f"{config.prior.name} / {config.posterior.name}" + (", residual q" if config.residual_posterior else ""),
+        "latent": latent,
+        "auxiliary": ", ".join(aux) if collage and aux else "none",
     }
 
 
 def _label(row: dict[str, Any]) -> str:
     extra = "" if row["auxiliary"] == "none" else f", {row['auxiliary']}"
-    return f"{row['decoder']} ({row['heads']}{extra})"
+    latent = f", latent {row['latent']}" if row.get("latent", "the code") != "the code" and row["decoder"] == "collage" else ""
+    return f"{row['decoder']} ({row['heads']}{latent}{extra})"
 
 
 def _timings(model: HierarchicalVAE, device: torch.device, repeats: int) -> dict[str, float]:
@@ -240,12 +248,13 @@ def _section_markdown(name: str, results: dict[str, Any]) -> list[str]:
         f"On {results['device']}, {results['posterior_samples']} posterior sample(s) per image.",
         "",
         *([results["note"], ""] if results["note"] else []),
-        "| model | decoder | heads (prior / posterior) | auxiliary cells | β | parameters | steps | rate (KL) | distortion (NLL) | ELBO |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | decoder | heads (prior / posterior) | per-cell latent | auxiliary cells | β | parameters | steps | rate (KL) | distortion (NLL) | ELBO |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["models"]:
+        latent = r.get("latent", "—")  # not recorded by sections written before the code network
         lines.append(
-            f"| {r['model']} | {r['decoder']} | {r['heads']} | {r['auxiliary']} | {r['beta']:g} | {r['parameters']:,} | "
+            f"| {r['model']} | {r['decoder']} | {r['heads']} | {latent} | {r['auxiliary']} | {r['beta']:g} | {r['parameters']:,} | "
             f"{r['train_steps']} | {r['rate']:.2f} | {r['distortion']:.2f} | {r['elbo']:.2f} |"
         )
     gaps = results.get("elbo_gaps_at_beta_1", [])

@@ -8,6 +8,7 @@ it starts as N(0, softplus(0)^2) everywhere: the prior and the posterior agree a
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 from collagekit.interfaces import ComponentConfig, LatentHead
 
 SD_FLOOR = 1e-4  # keeps log(sd) finite in the KL when a head pushes its raw output far negative
+SD_AT_ZERO = math.log(2.0) + SD_FLOOR  # the sd a zero raw output gives: softplus(0) + SD_FLOOR
 
 
 def gaussian(stats: Tensor, dim: int = 1) -> tuple[Tensor, Tensor]:

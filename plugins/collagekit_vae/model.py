@@ -1,17 +1,19 @@
 """A two-level VAE whose lower latent is a grid collage's parameters (paper section 4.1).
 
-Generative model (top-down, as in VDVAE): ``z ~ N(0, I)`` a small global latent; ``w ~ p(w | z)`` the
-collage code, one Gaussian per range cell and parameter; ``x ~ Bernoulli(sigmoid(y))`` where ``y`` is
-the fixed point of the core :class:`~collagekit.operator.GridCollage` with code ``w``. Because the code
-acts per cell, not per pixel, the same ``w`` decodes at any integer scale.
+Generative model (top-down, as in VDVAE): ``z ~ N(0, I)`` a small global latent; ``w ~ p(w | z)`` a
+per-range-cell latent, one Gaussian per cell and channel; ``x ~ Bernoulli(sigmoid(y))`` where ``y`` is
+the fixed point of the core :class:`~collagekit.operator.GridCollage` whose code is ``w`` itself or, with
+``code_latent``, a small conv network's map of ``w`` to one code per cell (the decoder's
+hypernetwork, paper section 4.1). Because the code acts per cell, not per pixel, the same ``w`` decodes
+at any integer scale.
 
 Inference (bottom-up then top-down): a conv trunk gives features ``h`` (b f 7 7); ``q(z | x)`` reads all
 of ``h``; ``q(w | x, z)`` reads ``h`` beside the top-down state of ``z``. The heads of ``p(w | z)`` and
 ``q(w | x, z)`` are registry components (kind ``head``, :mod:`collagekit_vae.heads`) picked by name.
 The baseline is the same model with the collage swapped for a small transposed-conv decoder
 (:class:`ConvLikelihood`): the same encoder, top latent and heads (its per-cell latent has
-``conv_latent`` channels where the collage's has one per collage parameter), so the comparison
-isolates the decoder.
+``conv_latent`` channels, the collage's ``code_latent`` or one per collage parameter), so the
+comparison isolates the decoder.
 
 Shapes (einops): ``b`` batch, ``f`` feature channels, ``p`` latent channels per range cell, ``(gh gw)``
 the range-cell grid (7 x 7 for 28 x 28 images with 4 x 4 range cells).
@@ -33,7 +35,7 @@ from collagekit.errors import CollagekitError
 from collagekit.interfaces import ComponentConfig, LatentHead
 from collagekit.operator import CollageParams, GridCollage
 from collagekit.solver import Solver
-from collagekit_vae.heads import gaussian
+from collagekit_vae.heads import SD_AT_ZERO, gaussian
 
 if TYPE_CHECKING:
     from collagekit.registry import Registry
@@ -51,6 +53,14 @@ class VAEConfig(StrictModel):
     prior: Annotated[ComponentConfig, Slot("head")] = slot_default("gaussian-conv")
     posterior: Annotated[ComponentConfig, Slot("head")] = slot_default("gaussian-conv")
     conv_latent: int = Field(16, ge=1, le=1024, description="latent channels per cell of the conv baseline")
+    code_latent: int = Field(
+        0, ge=0, le=1024,
+        description="collage decoder: latent channels per cell that a small conv network maps to the collage code "
+        "(0: the latent is the code itself, one channel per collage parameter)",
+    )  # fmt: skip
+    residual_posterior: bool = Field(
+        False, description="q(w | x, z) as an offset and a factor on p(w | z) (NVAE's residual normal), not a free Gaussian"
+    )
     collage: CollageConfig = Field(
         default_factory=lambda: {
             "partitioner": {"name": "tiles2d", "range_size": 4, "domain_size": 8, "domain_stride": 4},
@@ -78,7 +88,7 @@ class CollageLikelihood(nn.Module):
     (``scale`` and ``mix`` over the signal-dependent sources, ``aux`` weights, then the ``bias``).
     """
 
-    def __init__(self, collage: GridCollage, solver: Solver) -> None:
+    def __init__(self, collage: GridCollage, solver: Solver, code_latent: int = 0, hidden: int = 64) -> None:
         super().__init__()
         self.collage = collage
         self.solver = solver
@@ -91,14 +101,18 @@ class CollageLikelihood(nn.Module):
         shapes = collage.param_shapes(1, IMAGE_SIZE)
         dep, const = shapes["scale"][-1], shapes["aux"][-1]
         self.split = (dep, dep, const, 1)
-
-    @property
-    def latent_channels(self) -> int:
-        return sum(self.split)
+        self.latent_channels = code_latent or sum(self.split)
+        # The decoder's hypernetwork (paper section 4.1): each cell's code from its 3 x 3 neighbourhood of
+        # latents. The code stays one per range cell, so decoding at any scale is unchanged.
+        self.code = (
+            nn.Sequential(nn.Conv2d(code_latent, hidden, 3, padding=1), nn.GELU(), nn.Conv2d(hidden, sum(self.split), 1))
+            if code_latent
+            else nn.Identity()
+        )
 
     def params(self, w: Tensor) -> CollageParams:
-        """(b p gh gw) -> the collage code of each image (channel axis 1, ranges row-major)."""
-        cells = rearrange(w, "b p gh gw -> b 1 (gh gw) p")
+        """(b l gh gw) latents -> the collage code of each image (channel axis 1, ranges row-major)."""
+        cells = rearrange(self.code(w), "b p gh gw -> b 1 (gh gw) p")
         scale, mix, aux, bias = cells.split(self.split, dim=-1)
         return CollageParams(scale=scale, mix=mix, aux=aux, bias=bias[..., 0])
 
@@ -166,6 +180,10 @@ class HierarchicalVAE(nn.Module):
         state = self.top_down(z)
         mu_p, sd_p = self.prior(state)
         mu_q, sd_q = self.posterior(torch.cat([h, state], dim=1))
+        if self.config.residual_posterior:
+            # A zero head output is the prior itself, so a latent channel the decoder ignores costs no KL
+            # without the posterior head having to copy the prior head (the collage code has many).
+            mu_q, sd_q = mu_p + mu_q, sd_p * sd_q / SD_AT_ZERO
         w = mu_q + sd_q * torch.randn_like(sd_q)
         logits = self.likelihood(w)
         nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(-1)
@@ -219,7 +237,8 @@ class VAEObjective(nn.Module):
 def build_model(config: VAEConfig, registry: Registry) -> HierarchicalVAE:
     """The model a config describes, its collage and solver built from the registry."""
     if config.decoder == "collage":
-        likelihood = CollageLikelihood(config.collage.build(registry), registry.build("solver", config.solver))
+        collage, solver = config.collage.build(registry), registry.build("solver", config.solver)
+        likelihood = CollageLikelihood(collage, solver, config.code_latent, hidden=2 * config.width)
     else:
         likelihood = ConvLikelihood(config.conv_latent, config.width)
     return HierarchicalVAE(config, likelihood, registry.build("head", config.prior), registry.build("head", config.posterior))
