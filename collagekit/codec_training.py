@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from collagekit.errors import CollagekitError
 from collagekit.metrics import write_metrics
+from collagekit.pretrained import ModelStore
 from collagekit.tasks import Task, TaskConfig
 from collagekit.training import TrainingConfig, save_weights, train
 
@@ -38,6 +39,11 @@ class CodecTrainConfig(TaskConfig):
     lmbda: float = Field(gt=0, description="rate-distortion trade-off: higher = more bits, better quality")
     tol: float = Field(1e-3, gt=0, description="fixed-point tolerance while training")
     max_iter: int = Field(40, ge=1, le=1000, description="fixed-point iterations while training")
+    init: str | None = Field(
+        None,
+        description="start from this trained model's weights (a shipped name or a .safetensors path, same architecture "
+        "as model:) instead of a random start; a checkpoint in out_dir still takes precedence when resuming",
+    )
     model: BaseModel = Field(description="the architecture (each codec's own Config), stored with the weights")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
@@ -60,7 +66,7 @@ class TrainingSetup:
 class CodecTrainTask(Task):
     """Train, refuse a non-finite result, and (on rank 0 only) export the weights and the training log."""
 
-    model_format: ClassVar[str]  # the ``format`` metadata its model store checks when loading
+    store: ClassVar[ModelStore]  # the codec's models: the exported file gets its ``format``; ``init`` is looked up there
     config: CodecTrainConfig
 
     @abstractmethod
@@ -78,6 +84,7 @@ class CodecTrainTask(Task):
             raise CollagekitError(f"training data folder {str(folder)!r} does not exist; set data: DIR")
         torch.manual_seed(cfg.training.seed)
         setup = self.build(folder)
+        started_from = self._start_from(setup.model) if cfg.init else None
         result = train(setup.objective, setup.make_batch, cfg.training, out_dir=cfg.out_dir, device=self.ctx.device, description=f"training {cfg.model_name}")
         last = result.history[-1] if result.history else {}
         metrics = {
@@ -97,12 +104,13 @@ class CodecTrainTask(Task):
                 "steps": result.steps,
                 **setup.about,
                 "batch_size": cfg.training.batch_size,
+                **({"init": started_from} if started_from else {}),
                 "train_seconds": round(result.seconds, 1),
                 "device": str(self.ctx.device),
                 "date": time.strftime("%Y-%m-%d"),
             }
             metadata = {
-                "format": self.model_format,
+                "format": self.store.format,
                 "name": cfg.model_name,
                 "version": cfg.model_version,
                 "config": cfg.model.model_dump_json(),
@@ -113,3 +121,13 @@ class CodecTrainTask(Task):
             write_metrics(Path(cfg.out_dir) / "train_metrics.json", {**metrics, "history": result.history})
             metrics["export"] = cfg.export
         return metrics
+
+    def _start_from(self, model: nn.Module) -> str:
+        """Copy ``init``'s weights into ``model`` (refused unless the architectures agree); what was used."""
+        cfg = self.config
+        loaded = self.store.load(str(cfg.init))
+        theirs = self.store.config.model_validate_json(loaded.metadata["config"])
+        if theirs != cfg.model:
+            raise CollagekitError(f"init={cfg.init!r} has another architecture than this recipe's model: (copy its model: section from the file's config)")
+        model.load_state_dict(loaded.model.state_dict())
+        return f"{loaded.name} {loaded.version} ({loaded.sha256})"

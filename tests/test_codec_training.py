@@ -60,6 +60,31 @@ def test_training_recipe_trains_resumes_exports_and_the_model_compresses(kind: s
         assert Image.open(decoded).size == Image.open(case["sample"]).size
 
 
+def test_training_can_start_from_a_trained_model_of_the_same_architecture(tmp_path: Path) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    case = CASES["image"]
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(DATA / "kodim05_64.png", data / "photo_a.png")
+    common = [str(REPO / "recipes" / case["recipe"]), f"data={data}", *case["overrides"], "training.steps=1", "--device", "cpu"]
+    first = tmp_path / "first.safetensors"
+    assert invoke("run", *common, f"out_dir={tmp_path / 'a'}", f"export={first}").returncode == 0
+    # One step at a tiny learning rate from the first model: its weights, barely moved (a random start is far away).
+    second = tmp_path / "second.safetensors"
+    result = invoke("run", *common, f"init={first}", "training.lr=1e-7", "training.warmup_steps=0", f"out_dir={tmp_path / 'b'}", f"export={second}")
+    assert result.returncode == 0, result.stderr
+    before, after = load_file(str(first)), load_file(str(second))
+    assert before.keys() == after.keys() and max(float((before[k] - after[k]).abs().max()) for k in before) < 1e-5
+    with safe_open(str(second), framework="pt") as f:
+        assert json.loads(f.metadata()["made_by"])["init"].startswith("custom 1 (")  # name, version, weights hash
+    # Another architecture is refused in one line, before any training.
+    other = invoke("run", *common, f"init={first}", "model.luma.patches=4", f"out_dir={tmp_path / 'c'}", f"export={tmp_path / 'c.safetensors'}")
+    assert other.returncode == 1 and "another architecture" in other.stderr and other.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "c.safetensors").exists()
+
+
 def test_missing_training_data_is_a_one_line_error(tmp_path: Path) -> None:
     result = invoke("run", str(REPO / "recipes" / "image_train.yaml"), f"data={tmp_path / 'nowhere'}", f"out_dir={tmp_path}")
     assert result.returncode == 1

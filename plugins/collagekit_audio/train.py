@@ -24,7 +24,7 @@ from collagekit.errors import CollagekitError
 from collagekit.prior import quantise
 from collagekit.training import TrainingConfig
 from collagekit_audio.neural import AudioCollageModel, AudioModelConfig, from_segments, to_segments
-from collagekit_audio.pretrained import MODEL_FORMAT
+from collagekit_audio.pretrained import STORE
 
 # The benchmark's clips: never trained on (collagekit bench audio reports on exactly these).
 HELD_OUT = ("speech_librispeech_train-clean-100_6476-57446-0000", "music_brid_M4-01-SA_percussion")
@@ -122,7 +122,7 @@ class ClipCrops:
 
 
 class AudioTrain(CodecTrainTask):
-    model_format = MODEL_FORMAT
+    store = STORE
 
     class Config(CodecTrainConfig):
         task: Literal["audio_train"] = "audio_train"

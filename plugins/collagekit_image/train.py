@@ -24,7 +24,7 @@ from collagekit.errors import CollagekitError
 from collagekit.prior import quantise
 from collagekit.training import TrainingConfig
 from collagekit_image.neural import Layout, ModelConfig, NeuralCollageModel, pad_unit
-from collagekit_image.pretrained import MODEL_FORMAT
+from collagekit_image.pretrained import STORE
 
 MAX_TRAIN_IMAGES = 10_000
 
@@ -101,7 +101,7 @@ class CropStream:
 
 
 class ImageTrain(CodecTrainTask):
-    model_format = MODEL_FORMAT
+    store = STORE
 
     class Config(CodecTrainConfig):
         task: Literal["image_train"] = "image_train"
