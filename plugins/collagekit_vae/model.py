@@ -1,4 +1,4 @@
-"""A two-level VAE whose lower latent is a grid collage's parameters (paper section 4.1).
+"""A two-level VAE whose lower latent decodes through a grid collage's fixed point (paper section 4.1).
 
 Generative model (top-down, as in VDVAE): ``z ~ N(0, I)`` a small global latent; ``w ~ p(w | z)`` a
 per-range-cell latent, one Gaussian per cell and channel; ``x ~ Bernoulli(sigmoid(y))`` where ``y`` is
@@ -82,10 +82,11 @@ def kl_normal(mu_q: Tensor, sd_q: Tensor, mu_p: Tensor, sd_p: Tensor) -> Tensor:
 
 # ---------------------------------------------------------------- likelihoods p(x | w)
 class CollageLikelihood(nn.Module):
-    """w (b p gh gw) -> Bernoulli logits (b 1 h*s w*s): the collage's fixed point, at any scale ``s``.
+    """w (b l gh gw) -> Bernoulli logits (b 1 h*s w*s): the collage's fixed point, at any scale ``s``.
 
-    The ``p`` channels of a cell are its collage parameters, in :class:`CollageParams` order
-    (``scale`` and ``mix`` over the signal-dependent sources, ``aux`` weights, then the ``bias``).
+    Each cell's code is ``p`` collage parameters in :class:`CollageParams` order (``scale`` and ``mix``
+    over the signal-dependent sources, ``aux`` weights, then the ``bias``): the ``l = p`` latent
+    channels themselves, or with ``code_latent`` a conv network's map of ``l = code_latent`` channels.
     """
 
     def __init__(self, collage: GridCollage, solver: Solver, code_latent: int = 0, hidden: int = 64) -> None:
