@@ -83,6 +83,8 @@ def test_training_can_start_from_a_trained_model_of_the_same_architecture(tmp_pa
     other = invoke("run", *common, f"init={first}", "model.luma.patches=4", f"out_dir={tmp_path / 'c'}", f"export={tmp_path / 'c.safetensors'}")
     assert other.returncode == 1 and "another architecture" in other.stderr and other.stderr.strip().count("\n") == 0
     assert not (tmp_path / "c.safetensors").exists()
+    unknown = invoke("run", *common, "init=nc-q99", f"out_dir={tmp_path / 'd'}", f"export={tmp_path / 'd.safetensors'}")
+    assert unknown.returncode == 1 and "unknown Neural Collage model 'nc-q99'" in unknown.stderr
 
 
 def test_missing_training_data_is_a_one_line_error(tmp_path: Path) -> None:
