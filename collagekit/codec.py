@@ -25,13 +25,16 @@ import math
 import struct
 import zlib
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from einops import rearrange
 from torch import Tensor
 
 from collagekit.errors import CollagekitError
+from collagekit.prediction import med_reconstruct, med_residuals
 
 if TYPE_CHECKING:
     from collagekit.container import Container
@@ -253,49 +256,113 @@ def from_tensor(t: Tensor, what: str = "entropy-coded stream") -> bytes:
 
 
 # ---------------------------------------------------------------- signed latent groups (learned codecs)
-def _group_streams(key: str, block: Tensor, split: bool) -> dict[str, Tensor]:
-    """(t c k) integers -> one flat stream ``key``, or one per channel ``key0``, ``key1``, ..."""
+# A stream whose values are prediction residuals (see CellGrid) is named with this suffix, so a reader
+# that does not know about prediction refuses the file instead of decoding residuals as values.
+PREDICTED_SUFFIX = "p"
+
+
+@dataclass(frozen=True)
+class CellGrid:
+    """Where a latent group's range cells lie in the signal, for predictive coding.
+
+    ``pattern`` is an einops pattern from the group's (t c k) block to planes of neighbouring cells
+    (n h w) (for an image: tiles and the cells inside them back in their places; for audio: segments
+    end to end, ``h`` = 1); ``sizes`` are the axis lengths it needs.
+    """
+
+    pattern: str
+    sizes: Mapping[str, int]
+
+    def residuals(self, block: Tensor) -> Tensor:
+        """(t c k) integers -> (t c k) residuals from :func:`collagekit.prediction.med_residuals`."""
+        return self._to_block(med_residuals(rearrange(block, self.pattern, **self.sizes)))
+
+    def reconstruct(self, residuals: Tensor) -> Tensor:
+        """Inverse of :meth:`residuals`."""
+        return self._to_block(med_reconstruct(rearrange(residuals, self.pattern, **self.sizes)))
+
+    def _to_block(self, grid: Tensor) -> Tensor:
+        source, target = self.pattern.split("->")
+        return rearrange(grid, f"{target} -> {source}", **self.sizes)
+
+
+def _group_streams(key: str, block: Tensor, split: bool, predicted: bool = False) -> dict[str, Tensor]:
+    """(t c k) integers -> one flat stream ``key``, or one per channel ``key0``, ``key1``, ...
+
+    Predicted groups' names end in :data:`PREDICTED_SUFFIX` (``key`` + ``p``, or ``key0p``, ...)."""
+    end = PREDICTED_SUFFIX if predicted else ""
     if not split:
-        return {key: block.reshape(-1)}
-    return {f"{key}{j}": block[:, j].reshape(-1) for j in range(block.shape[1])}
+        return {key + end: block.reshape(-1)}
+    return {f"{key}{j}{end}": block[:, j].reshape(-1) for j in range(block.shape[1])}
 
 
-def _encode_signed(streams: Mapping[str, Tensor], max_symbol: int) -> bytes:
-    """Offset every stream by its largest magnitude h (listed in stream ``h``), then range-code."""
+def _encode_signed(streams: Mapping[str, Tensor], bound: int) -> bytes:
+    """Offset every stream by its largest magnitude h <= ``bound`` (listed in stream ``h``), then range-code."""
     half = {n: int(v.abs().max()) if v.numel() else 0 for n, v in streams.items()}
     coded: dict[str, Tensor] = {n: v + half[n] for n, v in streams.items()}
     coded["h"] = torch.tensor(list(half.values()), dtype=torch.long)
-    alphabets = {n: 2 * h + 1 for n, h in half.items()} | {"h": max_symbol + 1}
+    alphabets = {n: 2 * h + 1 for n, h in half.items()} | {"h": bound + 1}
     return encode_symbols(coded, alphabets)
 
 
-def encode_latent_groups(groups: Mapping[str, Tensor], max_symbol: int) -> tuple[bytes, list[str]]:
-    """Integer latent groups, key -> (t c k) in ``[-max_symbol, max_symbol]`` -> (bytes, split keys).
+def _bound(max_symbol: int, predicted: Collection[str]) -> int:
+    # A prediction lies between two values in [-M, M], so a residual lies in [-2M, 2M].
+    return 2 * max_symbol if predicted else max_symbol
 
-    Each group is one stream, or one stream per channel when that is smaller (channels differ a lot
-    in spread; a table per channel pays off once a group carries enough bits). The keys are stored in
-    the bytes: keep them short. ``split`` lists the groups coded per channel; the decoder needs it.
+
+def encode_latent_groups(
+    groups: Mapping[str, Tensor], max_symbol: int, grids: Mapping[str, CellGrid] | None = None
+) -> tuple[bytes, list[str], list[str]]:
+    """Integer latent groups, key -> (t c k) in ``[-max_symbol, max_symbol]`` -> (bytes, split keys,
+    predicted keys).
+
+    Each group is coded in whichever way is smallest: as one stream or one stream per channel
+    (channels differ a lot in spread; a table per channel pays off once a group carries enough bits),
+    and, for the groups ``grids`` places in the signal, as values or as residuals from their
+    neighbours' prediction (it pays where values follow the signal's local level, like a range's
+    offset). The keys are stored in the bytes: keep them short. The decoder needs both lists.
     """
-    streams: dict[str, Tensor] = {}
+    # Choices are made group by group; the residuals' wider bound also costs every group's entry in
+    # the "h" stream a bit, so prediction is kept only if the whole result is smaller.
+    results = [_code_groups(groups, max_symbol, g) for g in ({}, grids)] if grids else [_code_groups(groups, max_symbol, {})]
+    return min(results, key=lambda r: len(r[0]))
+
+
+def _code_groups(groups: Mapping[str, Tensor], max_symbol: int, grids: Mapping[str, CellGrid]) -> tuple[bytes, list[str], list[str]]:
+    chosen: dict[str, dict[str, Tensor]] = {}
     split: list[str] = []
+    predicted: list[str] = []
     for key, block in groups.items():
-        choices = [_group_streams(key, block, s) for s in (False, True)]
-        best = min(choices, key=lambda c: len(_encode_signed(c, max_symbol)))
-        if best is choices[1]:
-            split.append(key)
-        streams.update(best)
-    return _encode_signed(streams, max_symbol), split
+        options = [(block, False)] + ([(grids[key].residuals(block), True)] if key in grids else [])
+        candidates = [(_group_streams(key, values, s, p), s, p) for values, p in options for s in (False, True)]
+        best, is_split, is_predicted = min(candidates, key=lambda c: len(_encode_signed(c[0], _bound(max_symbol, c[2]))))
+        chosen[key] = best
+        split += [key] if is_split else []
+        predicted += [key] if is_predicted else []
+    streams = {name: values for group in chosen.values() for name, values in group.items()}
+    return _encode_signed(streams, _bound(max_symbol, predicted)), split, predicted
 
 
 def decode_latent_groups(
-    data: bytes, shapes: Mapping[str, tuple[int, int, int]], split: list[str], max_symbol: int, what: str
+    data: bytes,
+    shapes: Mapping[str, tuple[int, int, int]],
+    split: Collection[str],
+    max_symbol: int,
+    what: str,
+    predicted: Collection[str] = (),
+    grids: Mapping[str, CellGrid] | None = None,
 ) -> dict[str, Tensor]:
-    """Inverse of :func:`encode_latent_groups`: key -> (t c k) int64, checked against ``shapes``."""
+    """Inverse of :func:`encode_latent_groups`: key -> (t c k) int64, checked against ``shapes`` and
+    ``[-max_symbol, max_symbol]``. ``grids`` must place every predicted key."""
 
     def bad(why: str) -> CollagekitError:
         return CollagekitError(f"corrupt {what}: {why}")
 
-    names = {key: list(_group_streams(key, torch.zeros(1, c, 1), key in split)) for key, (_, c, _) in shapes.items()}
+    grids = grids or {}
+    if not set(predicted) <= set(grids):
+        raise bad(f"it predicts groups {sorted(set(predicted) - set(grids))} that have no place in the signal")
+    bound = _bound(max_symbol, predicted)
+    names = {key: list(_group_streams(key, torch.zeros(1, c, 1), key in split, key in predicted)) for key, (_, c, _) in shapes.items()}
     ordered = [n for group in names.values() for n in group]
     total = sum(math.prod(s) for s in shapes.values()) + len(ordered)
     streams = decode_symbols(data, max_symbols=total, what=what)
@@ -308,19 +375,35 @@ def decode_latent_groups(
         for name in names[key]:
             h, values = half[name], streams[name]
             width = c if len(names[key]) == 1 else 1
-            if h > max_symbol or values.size != t * width * k or (values.size and values.max() > 2 * h):
+            if h > bound or values.size != t * width * k or (values.size and values.max() > 2 * h):
                 raise bad(f"stream {name!r} does not fit its declared size or range")
             parts.append(torch.from_numpy(values - h).reshape(t, width, k))
-        out[key] = torch.cat(parts, dim=1)
+        block = torch.cat(parts, dim=1)
+        if key in predicted:
+            block = grids[key].reconstruct(block)
+            if block.numel() and block.abs().max() > max_symbol:
+                raise bad(f"group {key!r} decodes to values outside [-{max_symbol}, {max_symbol}]")
+        out[key] = block
     return out
 
 
-def read_latent_payload(container: Container, codec: str, max_symbol: int, groups: Collection[str]) -> tuple[bytes, list[str], dict[str, Any]]:
-    """Check the header fields every learned codec writes beside :func:`encode_latent_groups`' bytes ->
-    (the bytes, the groups coded per channel, the solver settings ``{tol, max_iter}``).
+@dataclass(frozen=True)
+class LatentPayload:
+    """What :func:`read_latent_payload` validated: the coded bytes and how to decode them."""
 
-    ``groups``: the group names the model allows in ``split``; every malformation is a one-line
-    :class:`CollagekitError` naming the file as corrupt.
+    data: bytes
+    split: list[str]
+    predicted: list[str]
+    solver: dict[str, Any]
+
+
+def read_latent_payload(container: Container, codec: str, max_symbol: int, groups: Collection[str]) -> LatentPayload:
+    """Check the header fields every learned codec writes beside :func:`encode_latent_groups`' bytes:
+    the quantiser, the groups coded per channel (``split``) and as residuals (``predicted``, absent
+    in files from before prediction), the solver settings ``{tol, max_iter}``, the one tensor.
+
+    ``groups``: the group names the model allows in ``split`` and ``predicted``; every malformation
+    is a one-line :class:`CollagekitError` naming the file as corrupt.
     """
 
     def bad(why: str) -> CollagekitError:
@@ -328,9 +411,12 @@ def read_latent_payload(container: Container, codec: str, max_symbol: int, group
 
     if container.require("quantiser") != {"kind": "integer", "max_symbol": max_symbol}:
         raise bad("the quantiser description does not fit the model")
-    split = container.require("split")
-    if not isinstance(split, list) or not all(isinstance(g, str) for g in split) or not set(split) <= set(groups):
-        raise bad("its list of per-channel groups is malformed")
+    lists = {}
+    for field_name in ("split", "predicted"):
+        value = container.header.get(field_name, []) if field_name == "predicted" else container.require(field_name)
+        if not isinstance(value, list) or not all(isinstance(g, str) for g in value) or not set(value) <= set(groups) or len(set(value)) != len(value):
+            raise bad(f"its list of {'per-channel' if field_name == 'split' else 'predicted'} groups is malformed")
+        lists[field_name] = value
     solver = container.require("solver")
     if not (isinstance(solver, dict) and isinstance(solver.get("tol"), (int, float)) and isinstance(solver.get("max_iter"), int)
             and solver["tol"] > 0 and 1 <= solver["max_iter"] <= 10_000):
@@ -338,4 +424,4 @@ def read_latent_payload(container: Container, codec: str, max_symbol: int, group
     if set(container.tensors) != {"streams"}:
         raise bad(f"a {codec} file holds one tensor 'streams', found {sorted(container.tensors)}")
     data = from_tensor(container.tensors["streams"], f"{codec} streams")
-    return data, split, {"tol": float(solver["tol"]), "max_iter": solver["max_iter"]}
+    return LatentPayload(data, lists["split"], lists["predicted"], {"tol": float(solver["tol"]), "max_iter": solver["max_iter"]})

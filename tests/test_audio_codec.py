@@ -79,6 +79,18 @@ def test_hypernetwork_gives_every_segment_its_parameters_in_one_pass() -> None:
     assert model.decode(torch.round(y), scale=3).shape == (5, 1, 192)
 
 
+def test_offsets_are_predicted_along_time_within_each_channel() -> None:
+    """The offsets' grid lays every channel's range cells end to end: a level rising by one per cell
+    leaves residuals of 1 after each channel's first cell (channel-major segments, as encode_latents)."""
+    from collagekit_audio.acodec import _grids
+
+    channels, segments, cells = 2, 5, 8
+    level = torch.arange(channels * segments * cells).reshape(channels, segments * cells) + 100 * torch.arange(channels)[:, None]
+    block = level.reshape(channels * segments, 1, cells)  # (t 1 k), t channel-major
+    r = _grids(channels, cells)["b"].residuals(block).reshape(channels, segments * cells)
+    assert r[:, 0].tolist() == level[:, 0].tolist() and (r[:, 1:] == 1).all()
+
+
 def test_waveform_metrics() -> None:
     a = torch.sin(torch.linspace(0, 20, 1000))
     noise = torch.full_like(a, 0.01)

@@ -18,12 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from collagekit.container import from_bytes, read_container, to_bytes
+from collagekit.codec import as_tensor, encode_latent_groups
+from collagekit.container import Container, from_bytes, read_container, to_bytes
 from collagekit.errors import CollagekitError
 from collagekit.training import TrainingConfig, save_weights, train
 from collagekit_image.imageio import load_image
 from collagekit_image.pretrained import MODEL_FORMAT, STORE
-from collagekit_image.ncodec import NeuralCollageCodec, decode_latents, encode_latents, read_code
+from collagekit_image.ncodec import NeuralCollageCodec, _grids, _groups, _key, decode_latents, encode_latents, read_code
 from collagekit_image.neural import Layout, ModelConfig, NeuralCollageModel, PlaneConfig, from_tiles, pad_image, to_tiles
 from collagekit_image.train import CropStream, RateDistortion
 from conftest import DATA, invoke
@@ -81,6 +82,19 @@ def test_tiles_round_trip_and_layout_pads_never_crops() -> None:
     assert layout.padded == (64, 64) and layout.luma_grid == (4, 4) and layout.chroma_grid == (2, 2)
     padded = pad_image(torch.rand(1, 3, 37, 50), layout)
     assert padded.shape == (1, 3, 64, 64)
+
+
+def test_offsets_are_predicted_across_tiles_in_their_places() -> None:
+    """The offsets' grid puts every tile's range cells back where they lie in the plane: a level that
+    is a plane over the image's cell positions leaves no residual past the first row and column."""
+    model = NeuralCollageModel(SMALL)
+    layout = Layout.of((48, 80), SMALL)  # padded to 64 x 96: a 4 x 6 grid of 16 x 16 luma tiles of 4 x 4 cells
+    y, x = torch.meshgrid(torch.arange(16), torch.arange(24), indexing="ij")
+    level = (2 * y - 3 * x)[None, None]  # (1 1 16 24): one value per luma range cell
+    block = to_tiles(level, 4).reshape(-1, 1, 16)  # tiles row-major, cells row-major inside each
+    r = _grids(model, layout, 1)["lb"].residuals(block)
+    plane = from_tiles(r.reshape(-1, 1, 4, 4), 1, layout.luma_grid)[0, 0]
+    assert not plane[1:, 1:].any() and plane[0, 1:].eq(-3).all() and plane[1:, 0].eq(2).all()
 
 
 def test_hypernetwork_gives_every_tile_its_parameters_in_one_pass() -> None:
@@ -266,6 +280,30 @@ def test_shipped_models_compress_by_default(tmp_path: Path) -> None:
     assert header["codec"] == "neural-collage" and header["model"]["name"] in STORE.shipped()
     result = invoke("compress", str(DATA / "kodim05_64.png"), "-o", str(out), "--quality", "99")
     assert result.returncode == 1 and "no shipped model for quality 99" in result.stderr
+
+
+@pytest.mark.skipif("nc-q1" not in STORE.shipped(), reason="no shipped model")
+def test_offsets_are_predicted_and_files_without_prediction_still_decode() -> None:
+    """A trained model's range offsets follow the image's level: coded as residuals of their
+    neighbours' prediction the file shrinks; a file written before prediction (values coded as they
+    are, no "predicted" field) decodes to the same image, and a header that lies about it is refused."""
+    # 256 x 256 (the crop enlarged): on 64 x 64 the residual tables cost more than they save.
+    x = torch.nn.functional.interpolate(load_image(DATA / "kodim05_64.png", 1 << 20), scale_factor=4, mode="bicubic").clamp(0, 1)
+    options = {"model": "nc-q1"}
+    container = CODEC.encode(x, None, quality=None, device=CPU, options=options)
+    assert set(container.header["predicted"]) <= {"luma.bias", "chroma.bias"} and container.header["predicted"]
+    loaded, q, _ = read_code(container)
+    groups = {_key(plane, kind): q[plane][:, sl, :] for plane, kind, sl in _groups(loaded.model, 3)}
+    plain, split, _ = encode_latent_groups(groups, loaded.model.cfg.max_symbol)
+    old = Container({k: v for k, v in container.header.items() if k not in ("predicted", "split")}, {"streams": as_tensor(plain)})
+    old.header["split"] = [f"{plane}.{kind}" for plane, kind, _ in _groups(loaded.model, 3) if _key(plane, kind) in split]
+    assert len(plain) > container.tensors["streams"].numel()
+    new_image = CODEC.decode(container, None, scale=1, device=CPU, options={})
+    assert torch.equal(CODEC.decode(old, None, scale=1, device=CPU, options={}), new_image)
+    for lie in ([], ["luma.bias", "luma.bias"], ["luma.nothing"]):
+        container.header["predicted"] = lie
+        with pytest.raises(CollagekitError, match="streams|predicted"):
+            CODEC.decode(container, None, scale=1, device=CPU, options={})
 
 
 def test_compress_recipe_writes_compressai_metrics(tiny_model: Path, tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 Encode: each channel of the waveform is cut into segments (the end padded by repeating the last
 sample), one hypernetwork pass gives every segment's latents, which are rounded to integers and
-range-coded per parameter kind (:func:`collagekit.codec.encode_latent_groups`). Decode: the integers
+range-coded per parameter kind (:func:`collagekit.codec.encode_latent_groups`); the ranges' offsets
+as differences along time where that is smaller (music, whose level wanders: -40 % of those bits). Decode: the integers
 times the model's learned gains are the collage parameters; the core fixed-point solver gives every
 segment's attractor at any integer ``scale`` (= scale x the sample rate), stitched and cropped.
 
@@ -14,6 +15,7 @@ Container header (besides the container's own fields and ``signal_attrs`` with t
      "quantiser": {"kind": "integer", "max_symbol": M},  # codes in [-M, M] times the model's gains
      "shape": [t, p, k],                                 # segments, latent channels, range cells
      "split": ["a", ...],                                # parameter kinds coded per channel
+     "predicted": ["b"],                                 # ... as prediction residuals (if any)
      "solver": {"tol", "max_iter"}}
 
 and one uint8 tensor ``streams``.
@@ -27,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from collagekit.codec import as_tensor, decode_latent_groups, encode_latent_groups, read_latent_payload
+from collagekit.codec import CellGrid, as_tensor, decode_latent_groups, encode_latent_groups, read_latent_payload
 from collagekit.container import Container, reject_options
 from collagekit.errors import CollagekitError
 from collagekit.hypercollage import PARAM_KINDS
@@ -56,7 +58,7 @@ class AudioCollageCodec:
         loaded = STORE.load(str(options.get("model") or STORE.for_quality(quality)))
         m = loaded.model.cfg.max_symbol
         q = encode_latents(loaded.model.to(device), x.to(device)).clamp(-m, m).long().cpu()
-        data, split = encode_latent_groups(_groups(loaded.model, q), m)
+        data, split, predicted = encode_latent_groups(_groups(loaded.model, q), m, _grids(int(x.shape[1]), loaded.model.ranges))
         header = {
             "codec": self.name,
             "modality": "audio",
@@ -66,6 +68,7 @@ class AudioCollageCodec:
             "quantiser": {"kind": "integer", "max_symbol": m},
             "shape": list(q.shape),
             "split": split,
+            **({"predicted": predicted} if predicted else {}),
             "solver": dict(SOLVER),
         }
         return Container(header, {"streams": as_tensor(data)})
@@ -76,6 +79,11 @@ class AudioCollageCodec:
         loaded, q, info = read_code(container, options.get("model"))
         wave = decode_latents(loaded.model, q, info["channels"], info["samples"], scale, device, **info["solver"])
         return ((wave + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def _grids(channels: int, ranges: int) -> dict[str, CellGrid]:
+    """The offsets' group -> its range cells end to end along time, one row per audio channel."""
+    return {"b": CellGrid("(n s) c k -> (n c) 1 (s k)", {"n": channels, "k": ranges})}
 
 
 def _groups(model: AudioCollageModel, q: Tensor) -> dict[str, Tensor]:
@@ -130,9 +138,9 @@ def read_code(container: Container, model_override: Any = None) -> tuple[LoadedM
         raise bad(f"its parameter shape {container.header['shape']} does not fit {channels} x {samples} samples under this model")
     m = model.cfg.max_symbol
     keys = [kind[0] for kind in PARAM_KINDS]
-    data, split, solver = read_latent_payload(container, NAME, m, keys)
+    payload = read_latent_payload(container, NAME, m, keys)
     t, _, k = expected
     shapes = {kind[0]: (t, model.sizes[kind], k) for kind in PARAM_KINDS}
-    blocks = decode_latent_groups(data, shapes, split, m, f"{NAME} streams")
-    info = {"channels": channels, "samples": samples, "solver": solver}
+    blocks = decode_latent_groups(payload.data, shapes, payload.split, m, f"{NAME} streams", payload.predicted, _grids(channels, model.ranges))
+    info = {"channels": channels, "samples": samples, "solver": payload.solver}
     return loaded, torch.cat([blocks[key] for key in keys], dim=1), info
