@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from collagekit.errors import CollagekitError
-from collagekit.plugins import PluginManager, load_plugin_manager, report_failure, strict_from_env
+from collagekit.plugins import CORE, PluginManager, load_plugin_manager, report_failure, strict_from_env
 
 # kind -> the hook that fills it
 KINDS: dict[str, str] = {
@@ -83,11 +83,21 @@ def suggest(name: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def plugin_versions(registry: Any) -> dict[str, str]:
+def plugin_versions(registry: Any, codec: str | None = None) -> dict[str, str]:
     """Versions of collagekit and every loaded plugin, written into every file collagekit saves
-    (empty for library use without a registry)."""
+    (empty for library use without a registry).
+
+    With ``codec``: only the core and the plugin that registered that codec, the ones that made a
+    compressed file (its header counts in every bits-per-pixel figure; the full list was ~130 bytes).
+    """
     pm = getattr(registry, "pm", None)
-    return {} if pm is None else {name: info.version for name, info in pm.info.items() if info.error is None}
+    if pm is None:
+        return {}
+    versions = {name: info.version for name, info in pm.info.items() if info.error is None}
+    if codec is None:
+        return versions
+    makers = {CORE, registry.entry("codec", codec).plugin}
+    return {name: version for name, version in versions.items() if name in makers}
 
 
 class Registry:

@@ -62,7 +62,7 @@ class AudioCollageCodec:
         header = {
             "codec": self.name,
             "modality": "audio",
-            "created_by": plugin_versions(registry),
+            "created_by": plugin_versions(registry, self.name),
             "model": loaded.reference(),
             "signal": {"channels": int(x.shape[1]), "samples": int(x.shape[2])},
             "quantiser": {"kind": "integer", "max_symbol": m},

@@ -125,7 +125,7 @@ class NeuralCollageCodec:
         header = {
             "codec": self.name,
             "modality": "image",
-            "created_by": plugin_versions(registry),
+            "created_by": plugin_versions(registry, self.name),
             "model": loaded.reference(),
             "image": {"channels": int(x.shape[1]), "spatial": [h, w]},
             "quantiser": {"kind": "integer", "max_symbol": m},

@@ -97,7 +97,7 @@ class PifsCodec:
         header = {
             "codec": self.name,
             "modality": "image",
-            "created_by": plugin_versions(registry),
+            "created_by": plugin_versions(registry, self.name),
             "signal": {"channels": int(x.shape[1]), "spatial": list(spatial)},
             "pifs": params.to_header(),
             "colour": colour,
