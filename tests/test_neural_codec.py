@@ -278,6 +278,7 @@ def test_shipped_models_compress_by_default(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     header = read_container(out).header
     assert header["codec"] == "neural-collage" and header["model"]["name"] in STORE.shipped()
+    assert set(header["created_by"]) == {"core", "image"}  # the makers only, not every installed plugin
     result = invoke("compress", str(DATA / "kodim05_64.png"), "-o", str(out), "--quality", "99")
     assert result.returncode == 1 and "no shipped model for quality 99" in result.stderr
 
