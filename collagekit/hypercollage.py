@@ -66,6 +66,34 @@ class HyperCollage(nn.Module):
             bias=rearrange(parts["bias"], "t 1 k -> t 1 k"),
         )
 
+    @torch.no_grad()
+    def rd_codes(self, cells: Tensor, lmbda: Tensor, max_symbol: int, *, rounds: int = 3, tol: float = 1e-4, max_iter: int = 100) -> Tensor:
+        """(t 1 *size) cells -> (t p k) integer codes, chosen per cell by rate and distortion.
+
+        Rate-distortion optimised quantisation, an encoder-side choice (every decoder reads the
+        result): each cell's latents rounded, or rounded with the cell's domain weights (``scale``)
+        dropped, whichever costs less in ``lmbda * squared error + bits``. ``lmbda`` (t): the weight
+        of one unit of squared error against one bit, per cell (a model's training objective gives
+        it). Bits are first the prior's; then, ``rounds - 1`` times, the chosen codes' own
+        per-channel frequencies (what the adaptive coder pays: once many cells drop their domain
+        weights, the zeros left cost almost nothing). Measured on Kodak with the shipped image models,
+        the domains pay for their bits at the lowest rate and mostly not above it.
+        """
+        q = torch.round(self.latents(cells)).clamp(-max_symbol, max_symbol)
+        plain = q.clone()
+        q[:, : self.sizes["scale"]] = 0
+        if torch.equal(q, plain):
+            return plain
+        candidates = torch.stack([plain, q])  # (v t p k)
+        error = torch.stack([((self.decode(c, tol=tol, max_iter=max_iter) - cells) ** 2).flatten(1).sum(1) for c in candidates])
+        distortion = lmbda * error  # (v t)
+        bits = torch.stack([self.prior.bits(c).flatten(1).sum(1) for c in candidates])
+        cell = torch.arange(q.shape[0], device=q.device)
+        for _ in range(rounds - 1):
+            chosen = candidates[(distortion + bits).argmin(0), cell]
+            bits = torch.stack([_frequency_bits(c, chosen, max_symbol) for c in candidates])
+        return candidates[(distortion + bits).argmin(0), cell]
+
     def decode(
         self,
         q: Tensor,
@@ -90,3 +118,14 @@ class HyperCollage(nn.Module):
         z0 = q.new_zeros(q.shape[0], 1, *(s * scale for s in self.size))
         z, _ = fixed_point(step, z0, method="anderson", tol=tol, max_iter=max_iter, gradient=gradient, backward_max_iter=max_iter)
         return z
+
+
+def _frequency_bits(codes: Tensor, reference: Tensor, max_symbol: int) -> Tensor:
+    """(t p k) codes -> (t) bits each cell's codes cost under ``reference``'s per-channel symbol
+    frequencies (plus one half count per symbol, so unseen values stay finite)."""
+    p = codes.shape[1]
+    offset = (torch.arange(p, device=codes.device) * (2 * max_symbol + 1))[None, :, None]
+    counts = torch.bincount((reference.long() + max_symbol + offset).flatten(), minlength=p * (2 * max_symbol + 1))
+    counts = counts.view(p, -1).double() + 0.5
+    cost = -torch.log2(counts / counts.sum(1, keepdim=True)).flatten()
+    return cost[(codes.long() + max_symbol + offset).flatten()].view(codes.shape).flatten(1).sum(1).to(codes.dtype)

@@ -1,7 +1,9 @@
 """The ``neural-collage`` codec: the image modality's default for ``collagekit compress``.
 
 Encode: pad the image to whole tiles, YCbCr with chroma at half resolution, one hypernetwork pass
-per plane over all its tiles, round the latents to integers and range-code them
+per plane over all its tiles, integer codes per tile chosen by rate and distortion (the rounded
+latents, or those without the tile's domain weights, whichever costs less by the model's own
+training objective; codec option ``rdo=false`` rounds) and range-coded
 (:func:`collagekit.codec.encode_symbols`, adaptive tables). Each (plane, parameter kind) group is
 coded as one stream, or as one stream per latent channel when that is smaller (channels differ a lot
 in spread; a table per channel pays off once a group carries enough bits); a range's offset
@@ -35,6 +37,7 @@ import torch
 from torch import Tensor
 
 from collagekit.codec import CellGrid, as_tensor, decode_latent_groups, encode_latent_groups, read_latent_payload
+from collagekit.colour import YCBCR_TO_RGB
 from collagekit.container import Container, reject_options
 from collagekit.errors import CollagekitError
 from collagekit.hypercollage import PARAM_KINDS
@@ -46,7 +49,7 @@ from collagekit_image.neural import Layout, NeuralCollageModel, Plane, pad_image
 from collagekit_image.pretrained import STORE
 
 NAME = "neural-collage"
-ENCODE_OPTIONS = ("model", "max_pixels", "chunk")
+ENCODE_OPTIONS = ("model", "max_pixels", "chunk", "rdo")
 DECODE_OPTIONS = ("model", "tol", "max_iter")
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_SOLVER = {"tol": 2e-4, "max_iter": 100}
@@ -63,6 +66,18 @@ def _positive(options: dict[str, Any], key: str, default: Any, kind: type) -> An
     if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
         raise CollagekitError(f"{NAME} option {key} must be a positive {'integer' if kind is int else 'number'}, got {value!r}")
     return value
+
+
+def _rd_weight(loaded: LoadedModel, rdo: Any) -> float | None:
+    """The model's ``lmbda`` (stored by its training recipe) when rate-distortion optimised coding is
+    on (option ``rdo``, default true) and the model has one; else None (latents are rounded)."""
+    if not isinstance(rdo, bool):
+        raise CollagekitError(f"{NAME} option rdo must be true or false, got {rdo!r}")
+    try:
+        lmbda = float(loaded.metadata["lmbda"])
+    except (KeyError, ValueError):
+        return None
+    return lmbda if rdo and math.isfinite(lmbda) and lmbda > 0 else None
 
 
 def _planes(model: NeuralCollageModel, channels: int) -> list[tuple[str, Plane, int]]:
@@ -115,7 +130,8 @@ class NeuralCollageCodec:
         if h * w > max_pixels:
             raise CollagekitError(f"the image has {h * w:,} pixels, above the limit of {max_pixels:,} (codec option max_pixels)")
         loaded = STORE.load(str(options.get("model") or STORE.for_quality(quality)))
-        latents = encode_latents(loaded.model.to(device), x.to(device), chunk)
+        lmbda = _rd_weight(loaded, options.get("rdo", True))
+        latents = encode_latents(loaded.model.to(device), x.to(device), chunk, lmbda)
         m = loaded.model.cfg.max_symbol
         q = {name: t.clamp(-m, m).long().cpu() for name, t in latents.items()}
         names = {_key(plane, kind): f"{plane}.{kind}" for plane, kind, _ in _groups(loaded.model, x.shape[1])}
@@ -148,14 +164,34 @@ class NeuralCollageCodec:
 
 # ---------------------------------------------------------------- the work, usable without a container
 @torch.no_grad()
-def encode_latents(model: NeuralCollageModel, x: Tensor, chunk: int = DEFAULT_CHUNK) -> dict[str, Tensor]:
-    """(1 c h w) -> plane name -> rounded latents (t p k), float. Tiles go through in chunks."""
+def encode_latents(model: NeuralCollageModel, x: Tensor, chunk: int = DEFAULT_CHUNK, lmbda: float | None = None) -> dict[str, Tensor]:
+    """(1 c h w) -> plane name -> integer latents (t p k), float. Tiles go through in chunks.
+
+    ``lmbda``: the model's rate-distortion weight (its training objective's ``lmbda * 255^2 * MSE +
+    bpp``); given, each tile's code is chosen by :meth:`~collagekit.hypercollage.HyperCollage.rd_codes`
+    against that objective, else the latents are rounded.
+    """
     layout = Layout.of((int(x.shape[2]), int(x.shape[3])), model.cfg)
     luma, chroma = model.planes(pad_image(x.float(), layout))
     out = {}
     for (name, plane, _), tiles in zip(_planes(model, x.shape[1]), (luma, chroma)):
-        out[name] = torch.cat([torch.round(plane.latents(part)) for part in tiles.split(chunk)])
+        if lmbda is None:
+            out[name] = torch.cat([torch.round(plane.latents(part)) for part in tiles.split(chunk)])
+            continue
+        weight = _error_weights(name, tiles.shape[0]).to(tiles) * lmbda * 255.0**2
+        codes = [plane.rd_codes(part, w, model.cfg.max_symbol, **DEFAULT_SOLVER) for part, w in zip(tiles.split(chunk), weight.split(chunk))]
+        out[name] = torch.cat(codes)
     return out
+
+
+def _error_weights(plane: str, tiles: int) -> Tensor:
+    """(t) what a unit of squared error in each tile of a plane costs in mean squared RGB error per
+    pixel, times the pixel count: 1 for luma; for chroma (half resolution, Cb tiles then Cr) 4 pixels
+    times the colour transform's weight (Cb 1.09, Cr 0.83), as decoding spreads the error."""
+    if plane == "luma":
+        return torch.ones(tiles)
+    cb, cr = ((YCBCR_TO_RGB.float() ** 2).sum(0) / 3)[1:].tolist()
+    return 4.0 * torch.cat([torch.full((tiles // 2,), cb), torch.full((tiles - tiles // 2,), cr)])
 
 
 @torch.no_grad()
