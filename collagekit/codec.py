@@ -26,18 +26,16 @@ import struct
 import zlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from einops import rearrange
 from torch import Tensor
 
+from collagekit.container import Container
 from collagekit.errors import CollagekitError
 from collagekit.prediction import med_reconstruct, med_residuals
-
-if TYPE_CHECKING:
-    from collagekit.container import Container
 
 MAGIC = b"CKS1"
 MAX_ALPHABET = 1 << 24  # constriction's models work with 24-bit probabilities
@@ -322,25 +320,31 @@ def encode_latent_groups(
     neighbours' prediction (it pays where values follow the signal's local level, like a range's
     offset). The keys are stored in the bytes: keep them short. The decoder needs both lists.
     """
+    grids = grids or {}
+    plain = {key: _best_layout(key, block, False, max_symbol) for key, block in groups.items()}
+    residual = {key: _best_layout(key, grids[key].residuals(block), True, max_symbol) for key, block in groups.items() if key in grids}
+
+    def assemble(predicted: list[str]) -> tuple[bytes, list[str], list[str]]:
+        chosen = {key: residual[key] if key in predicted else plain[key] for key in groups}
+        streams = {name: values for layout in chosen.values() for name, values in layout[0].items()}
+        split = [key for key, layout in chosen.items() if layout[1]]
+        return _encode_signed(streams, _bound(max_symbol, predicted)), split, predicted
+
     # Choices are made group by group; the residuals' wider bound also costs every group's entry in
     # the "h" stream a bit, so prediction is kept only if the whole result is smaller.
-    results = [_code_groups(groups, max_symbol, g) for g in ({}, grids)] if grids else [_code_groups(groups, max_symbol, {})]
+    preferred = [key for key in residual if residual[key][2] < plain[key][2]]
+    results = [assemble([])] + ([assemble(preferred)] if preferred else [])
     return min(results, key=lambda r: len(r[0]))
 
 
-def _code_groups(groups: Mapping[str, Tensor], max_symbol: int, grids: Mapping[str, CellGrid]) -> tuple[bytes, list[str], list[str]]:
-    chosen: dict[str, dict[str, Tensor]] = {}
-    split: list[str] = []
-    predicted: list[str] = []
-    for key, block in groups.items():
-        options = [(block, False)] + ([(grids[key].residuals(block), True)] if key in grids else [])
-        candidates = [(_group_streams(key, values, s, p), s, p) for values, p in options for s in (False, True)]
-        best, is_split, is_predicted = min(candidates, key=lambda c: len(_encode_signed(c[0], _bound(max_symbol, c[2]))))
-        chosen[key] = best
-        split += [key] if is_split else []
-        predicted += [key] if is_predicted else []
-    streams = {name: values for group in chosen.values() for name, values in group.items()}
-    return _encode_signed(streams, _bound(max_symbol, predicted)), split, predicted
+def _best_layout(key: str, block: Tensor, predicted: bool, max_symbol: int) -> tuple[dict[str, Tensor], bool, int]:
+    """A group's streams as one or one per channel, whichever codes smaller -> (streams, split, bytes)."""
+    bound = _bound(max_symbol, [key] if predicted else [])
+    options = []
+    for split in (False, True):
+        streams = _group_streams(key, block, split, predicted)
+        options.append((streams, split, len(_encode_signed(streams, bound))))
+    return min(options, key=lambda o: o[2])
 
 
 def decode_latent_groups(
@@ -385,6 +389,29 @@ def decode_latent_groups(
                 raise bad(f"group {key!r} decodes to values outside [-{max_symbol}, {max_symbol}]")
         out[key] = block
     return out
+
+
+def latent_container(
+    codec: str, modality: str, created_by: dict[str, str], model: dict[str, str], fields: Mapping[str, Any],
+    coded: tuple[bytes, list[str], list[str]], max_symbol: int, solver: Mapping[str, Any],
+) -> Container:
+    """A learned codec's container: what :func:`read_latent_payload` checks (the quantiser, ``split``,
+    ``predicted`` when any, the solver settings, the bytes as tensor ``streams``), the codec, modality,
+    makers and model reference, and the codec's own ``fields`` (the signal's and the latents' shapes).
+    ``coded``: what :func:`encode_latent_groups` returned, its group names as the header gives them."""
+    data, split, predicted = coded
+    header = {
+        "codec": codec,
+        "modality": modality,
+        "created_by": created_by,
+        "model": model,
+        **fields,
+        "quantiser": {"kind": "integer", "max_symbol": max_symbol},
+        "split": split,
+        **({"predicted": predicted} if predicted else {}),
+        "solver": dict(solver),
+    }
+    return Container(header, {"streams": as_tensor(data)})
 
 
 @dataclass(frozen=True)

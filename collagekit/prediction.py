@@ -45,11 +45,14 @@ def med_reconstruct(residuals: Tensor) -> Tensor:
     """Inverse of :func:`med_residuals`: (n h w) residuals -> (n h w) integers.
 
     Each value needs its left and upper neighbours, so the grid is rebuilt one anti-diagonal at a
-    time (h + w - 1 vectorised steps, each over every plane) rather than value by value.
+    time (h + w - 1 vectorised steps, each over every plane) rather than value by value; a single row
+    (audio: cells end to end along time) is a running sum.
     """
     if residuals.ndim != 3:
         raise ValueError(f"expected an (n h w) grid, got shape {tuple(residuals.shape)}")
     n, h, w = residuals.shape
+    if h == 1:  # one row: the prediction is the left neighbour, so the values are a running sum
+        return residuals.cumsum(2)
     # A zero border (row 0 and column 0 of `x`) lets every cell read its three neighbours; the edge
     # rules are applied by overriding the prediction there.
     x = residuals.new_zeros(n, h + 1, w + 1)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from collagekit.codec import CellGrid, as_tensor, decode_latent_groups, encode_latent_groups, read_latent_payload
+from collagekit.codec import CellGrid, decode_latent_groups, encode_latent_groups, latent_container, read_latent_payload
 from collagekit.container import Container, reject_options
 from collagekit.errors import CollagekitError
 from collagekit.hypercollage import PARAM_KINDS
@@ -59,19 +59,8 @@ class AudioCollageCodec:
         m = loaded.model.cfg.max_symbol
         q = encode_latents(loaded.model.to(device), x.to(device)).clamp(-m, m).long().cpu()
         data, split, predicted = encode_latent_groups(_groups(loaded.model, q), m, _grids(int(x.shape[1]), loaded.model.ranges))
-        header = {
-            "codec": self.name,
-            "modality": "audio",
-            "created_by": plugin_versions(registry, self.name),
-            "model": loaded.reference(),
-            "signal": {"channels": int(x.shape[1]), "samples": int(x.shape[2])},
-            "quantiser": {"kind": "integer", "max_symbol": m},
-            "shape": list(q.shape),
-            "split": split,
-            **({"predicted": predicted} if predicted else {}),
-            "solver": dict(SOLVER),
-        }
-        return Container(header, {"streams": as_tensor(data)})
+        fields = {"signal": {"channels": int(x.shape[1]), "samples": int(x.shape[2])}, "shape": list(q.shape)}
+        return latent_container(self.name, "audio", plugin_versions(registry, self.name), loaded.reference(), fields, (data, split, predicted), m, SOLVER)
 
     def decode(self, container: Container, registry: Any, *, scale: int, device: torch.device, options: dict[str, Any]) -> Tensor:
         """-> (1 c n*scale) in [0, 1]."""

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from collagekit.codec import CellGrid, as_tensor, decode_latent_groups, encode_latent_groups, read_latent_payload
+from collagekit.codec import CellGrid, decode_latent_groups, encode_latent_groups, latent_container, read_latent_payload
 from collagekit.colour import YCBCR_TO_RGB
 from collagekit.container import Container, reject_options
 from collagekit.errors import CollagekitError
@@ -138,19 +138,9 @@ class NeuralCollageCodec:
         groups = {_key(plane, kind): q[plane][:, sl, :] for plane, kind, sl in _groups(loaded.model, x.shape[1])}
         grids = _grids(loaded.model, Layout.of((h, w), loaded.model.cfg), x.shape[1])
         data, split_keys, predicted_keys = encode_latent_groups(groups, m, grids)
-        header = {
-            "codec": self.name,
-            "modality": "image",
-            "created_by": plugin_versions(registry, self.name),
-            "model": loaded.reference(),
-            "image": {"channels": int(x.shape[1]), "spatial": [h, w]},
-            "quantiser": {"kind": "integer", "max_symbol": m},
-            "shapes": {name: list(t.shape) for name, t in q.items()},
-            "split": [names[k] for k in split_keys],
-            **({"predicted": [names[k] for k in predicted_keys]} if predicted_keys else {}),
-            "solver": dict(DEFAULT_SOLVER),
-        }
-        return Container(header, {"streams": as_tensor(data)})
+        fields = {"image": {"channels": int(x.shape[1]), "spatial": [h, w]}, "shapes": {name: list(t.shape) for name, t in q.items()}}
+        coded = (data, [names[k] for k in split_keys], [names[k] for k in predicted_keys])
+        return latent_container(self.name, "image", plugin_versions(registry, self.name), loaded.reference(), fields, coded, m, DEFAULT_SOLVER)
 
     def decode(self, container: Container, registry: Any, *, scale: int, device: torch.device, options: dict[str, Any]) -> Tensor:
         """-> (1 c h*scale w*scale) in [0, 1]."""
