@@ -91,6 +91,16 @@ def test_offsets_are_predicted_along_time_within_each_channel() -> None:
     assert r[:, 0].tolist() == level[:, 0].tolist() and (r[:, 1:] == 1).all()
 
 
+@pytest.mark.skipif("ac-q1" not in STORE.shipped(), reason="no shipped model")
+def test_a_wandering_level_is_coded_by_prediction_and_decodes_to_the_same_codes() -> None:
+    t = torch.arange(16000) / 16000
+    x = (0.5 + 0.35 * torch.sin(2 * math.pi * 3 * t) + 0.05 * torch.sin(2 * math.pi * 440 * t))[None, None]
+    container = AudioCollageCodec().encode(x, None, quality=None, device=torch.device("cpu"), options={"model": "ac-q1"})
+    assert container.header["predicted"] == ["b"]
+    loaded, q, _ = read_code(from_bytes(to_bytes(container)))
+    assert torch.equal(q, encode_latents(loaded.model, x).long())
+
+
 def test_waveform_metrics() -> None:
     a = torch.sin(torch.linspace(0, 20, 1000))
     noise = torch.full_like(a, 0.01)
