@@ -78,3 +78,20 @@ def test_files_that_misuse_prediction_are_refused() -> None:
     assert predicted == ["b"] and int((offsets + 180).max()) > 150
     with pytest.raises(CollagekitError, match="outside"):
         decode_latent_groups(data, shapes, split, 150, "test", predicted, GRID)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 2 * M))
+def test_any_residuals_decode_within_range_or_are_refused(seed: int, spread: int) -> None:
+    """Residual streams a file could hold (anything up to the 2M bound) never decode to values
+    outside [-M, M]: they are refused as corrupt instead."""
+    from collagekit.codec import _encode_signed, _group_streams
+
+    residuals = torch.randint(-spread, spread + 1, (12, 1, 16), generator=torch.Generator().manual_seed(seed))
+    data = _encode_signed(_group_streams("b", residuals, split=False, predicted=True), 2 * M)
+    try:
+        out = decode_latent_groups(data, {"b": (12, 1, 16)}, [], M, "test", ["b"], GRID)
+    except CollagekitError as error:
+        assert "outside" in str(error)
+        return
+    assert int(out["b"].abs().max()) <= M
