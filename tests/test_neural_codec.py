@@ -177,7 +177,8 @@ def test_file_decodes_on_its_own_to_the_codes_decoded_directly(tiny_model: Path,
     decoded = _decode(data, tiny_model)
     assert decoded.shape == photo.shape and 0 <= float(decoded.min()) and float(decoded.max()) <= 1
     loaded = STORE.load(str(tiny_model))
-    direct = decode_latents(loaded.model, encode_latents(loaded.model, photo), 3, (64, 64), 1, CPU).clamp(0, 1)
+    deblock = read_code(container, str(tiny_model))[2]["deblock"]
+    direct = decode_latents(loaded.model, encode_latents(loaded.model, photo), 3, (64, 64), 1, CPU, deblock=deblock).clamp(0, 1)
     assert torch.allclose(decoded, direct, atol=1e-5)
 
 
@@ -351,6 +352,26 @@ def test_rate_distortion_optimised_codes_lower_the_models_objective() -> None:
     assert any(not torch.equal(codes[name], rounded[name]) for name in codes)
     with pytest.raises(CollagekitError, match="rdo must be true or false"):
         CODEC.encode(x, None, quality=None, device=CPU, options={"model": "nc-q2", "rdo": "maybe"})
+
+
+@pytest.mark.skipif("nc-q2" not in STORE.shipped(), reason="no shipped model")
+def test_the_fitted_deblocking_filter_raises_psnr_and_is_checked_on_reading() -> None:
+    x = torch.nn.functional.interpolate(load_image(DATA / "kodim05_64.png", 1 << 20), scale_factor=4, mode="bicubic").clamp(0, 1)
+
+    def coded(deblock: bool) -> tuple[Container, float]:
+        container = CODEC.encode(x, None, quality=None, device=CPU, options={"model": "nc-q2", "deblock": deblock})
+        y = (CODEC.decode(from_bytes(to_bytes(container)), None, scale=1, device=CPU, options={}) * 255).round() / 255
+        return container, -10 * math.log10(float(torch.mean((y - x) ** 2)))
+
+    filtered, psnr_on = coded(True)
+    plain, psnr_off = coded(False)
+    assert "deblock" not in plain.header and len(filtered.header["deblock"]) == 3
+    assert psnr_on > psnr_off + 0.1
+    assert CODEC.decode(filtered, None, scale=3, device=CPU, options={}).shape == (1, 3, 768, 768)
+    for bad in ([[0] * 6] * 2, [[0] * 6, [0] * 6, [0, 0, 0, 0, 0, 99]], "strong"):
+        filtered.header["deblock"] = bad
+        with pytest.raises(CollagekitError, match="deblocking strengths"):
+            CODEC.decode(filtered, None, scale=1, device=CPU, options={})
 
 
 def test_compress_recipe_writes_compressai_metrics(tiny_model: Path, tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ prediction across the whole plane when that is smaller (:mod:`collagekit.predict
 takes ~40 % off those bits, 10-25 % off the file); symbols are offset by each stream's largest
 magnitude, which travels in a small stream ``h``. Decode: the integers times the
 model's learned gains are the collage parameters; the core fixed-point solver gives every tile's
-attractor (chroma at 2x, any ``scale`` on top), and the tiles are stitched and cropped.
+attractor (chroma at 2x, any ``scale`` on top), the tiles are stitched, a deblocking post-filter
+smooths the steps at range and tile borders with strengths the encoder fitted to the original
+(:mod:`collagekit.deblock`; codec option ``deblock=false`` skips it), and the planes are cropped.
 
 Container header (besides the container's own fields)::
 
@@ -23,6 +25,7 @@ Container header (besides the container's own fields)::
      "shapes": {"luma": [t, p, k], "chroma": [t, p, k]},
      "split": ["luma.aux", ...],                     # groups coded per channel
      "predicted": ["luma.bias", ...],                # groups coded as prediction residuals (if any)
+     "deblock": [[6 integers], ...],                 # post-filter strengths per channel (if any)
      "solver": {"tol", "max_iter"}}
 
 and one uint8 tensor ``streams``.
@@ -36,8 +39,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from collagekit import deblock as deblocking
 from collagekit.codec import CellGrid, decode_latent_groups, encode_latent_groups, latent_container, read_latent_payload
-from collagekit.colour import YCBCR_TO_RGB
+from collagekit.colour import YCBCR_TO_RGB, rgb_to_ycbcr
 from collagekit.container import Container, reject_options
 from collagekit.errors import CollagekitError
 from collagekit.hypercollage import PARAM_KINDS
@@ -49,7 +53,7 @@ from collagekit_image.neural import Layout, NeuralCollageModel, Plane, pad_image
 from collagekit_image.pretrained import STORE
 
 NAME = "neural-collage"
-ENCODE_OPTIONS = ("model", "max_pixels", "chunk", "rdo")
+ENCODE_OPTIONS = ("model", "max_pixels", "chunk", "rdo", "deblock")
 DECODE_OPTIONS = ("model", "tol", "max_iter")
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_SOLVER = {"tol": 2e-4, "max_iter": 100}
@@ -68,11 +72,17 @@ def _positive(options: dict[str, Any], key: str, default: Any, kind: type) -> An
     return value
 
 
-def _rd_weight(loaded: LoadedModel, rdo: Any) -> float | None:
+def _flag(options: dict[str, Any], key: str) -> bool:
+    """An on/off codec option, on by default."""
+    value = options.get(key, True)
+    if not isinstance(value, bool):
+        raise CollagekitError(f"{NAME} option {key} must be true or false, got {value!r}")
+    return value
+
+
+def _rd_weight(loaded: LoadedModel, rdo: bool) -> float | None:
     """The model's ``lmbda`` (stored by its training recipe) when rate-distortion optimised coding is
     on (option ``rdo``, default true) and the model has one; else None (latents are rounded)."""
-    if not isinstance(rdo, bool):
-        raise CollagekitError(f"{NAME} option rdo must be true or false, got {rdo!r}")
     try:
         lmbda = float(loaded.metadata["lmbda"])
     except (KeyError, ValueError):
@@ -130,7 +140,7 @@ class NeuralCollageCodec:
         if h * w > max_pixels:
             raise CollagekitError(f"the image has {h * w:,} pixels, above the limit of {max_pixels:,} (codec option max_pixels)")
         loaded = STORE.load(str(options.get("model") or STORE.for_quality(quality)))
-        lmbda = _rd_weight(loaded, options.get("rdo", True))
+        lmbda = _rd_weight(loaded, _flag(options, "rdo"))
         latents = encode_latents(loaded.model.to(device), x.to(device), chunk, lmbda)
         m = loaded.model.cfg.max_symbol
         q = {name: t.clamp(-m, m).long().cpu() for name, t in latents.items()}
@@ -138,7 +148,10 @@ class NeuralCollageCodec:
         groups = {_key(plane, kind): q[plane][:, sl, :] for plane, kind, sl in _groups(loaded.model, x.shape[1])}
         grids = _grids(loaded.model, Layout.of((h, w), loaded.model.cfg), x.shape[1])
         data, split_keys, predicted_keys = encode_latent_groups(groups, m, grids)
-        fields = {"image": {"channels": int(x.shape[1]), "spatial": [h, w]}, "shapes": {name: list(t.shape) for name, t in q.items()}}
+        fields: dict[str, Any] = {"image": {"channels": int(x.shape[1]), "spatial": [h, w]}, "shapes": {name: list(t.shape) for name, t in q.items()}}
+        deblock = fit_deblock(loaded.model, q, x, device) if _flag(options, "deblock") else None
+        if deblock is not None:
+            fields["deblock"] = deblock
         coded = (data, [names[k] for k in split_keys], [names[k] for k in predicted_keys])
         return latent_container(self.name, "image", plugin_versions(registry, self.name), loaded.reference(), fields, coded, m, DEFAULT_SOLVER)
 
@@ -149,7 +162,7 @@ class NeuralCollageCodec:
         solver = dict(info["solver"])
         solver["tol"] = _positive(options, "tol", solver["tol"], float)
         solver["max_iter"] = _positive(options, "max_iter", solver["max_iter"], int)
-        return decode_latents(loaded.model, latents, info["channels"], info["spatial"], scale, device, **solver).clamp(0.0, 1.0)
+        return decode_latents(loaded.model, latents, info["channels"], info["spatial"], scale, device, **solver, deblock=info["deblock"]).clamp(0.0, 1.0)
 
 
 # ---------------------------------------------------------------- the work, usable without a container
@@ -195,8 +208,21 @@ def decode_latents(
     *,
     tol: float = DEFAULT_SOLVER["tol"],
     max_iter: int = DEFAULT_SOLVER["max_iter"],
+    deblock: list[list[int]] | None = None,
 ) -> Tensor:
-    """Integer latents -> (1 c h*scale w*scale), not clipped."""
+    """Integer latents -> (1 c h*scale w*scale), not clipped; ``deblock``: per channel (Y or Y, Cb,
+    Cr), the strengths of :func:`collagekit.deblock.apply` (None: no filter)."""
+    planes, layout = decode_planes(model, latents, channels, spatial, scale, device, tol=tol, max_iter=max_iter)
+    if deblock is not None:
+        planes = torch.cat([deblocking.apply(planes[:, c : c + 1], deblock[c], *model.borders(c), scale) for c in range(channels)], dim=1)
+    return model.to_image(planes, layout, scale)
+
+
+def decode_planes(
+    model: NeuralCollageModel, latents: dict[str, Tensor], channels: int, spatial: tuple[int, int], scale: int, device: torch.device,
+    *, tol: float, max_iter: int,
+) -> tuple[Tensor, Layout]:
+    """Integer latents -> the stitched, padded planes (1 c H*scale W*scale) (Y or YCbCr) and the layout."""
     if not isinstance(scale, int) or scale < 1:
         raise CollagekitError(f"scale must be a positive integer, got {scale!r}")
     elements = channels * spatial[0] * spatial[1] * scale * scale
@@ -210,7 +236,20 @@ def decode_latents(
         for name, plane, factor in planes:
             q = latents[name].to(device).float()
             decoded[name] = plane.decode(q, factor * scale, tol=tol, max_iter=max_iter, on_step=bar.advance)
-    return model.assemble(decoded["luma"], decoded.get("chroma"), 1, layout, scale)
+    return model.stitch(decoded["luma"], decoded.get("chroma"), 1, layout), layout
+
+
+@torch.no_grad()
+def fit_deblock(model: NeuralCollageModel, latents: dict[str, Tensor], x: Tensor, device: torch.device) -> list[list[int]] | None:
+    """The deblocking strengths, per channel, that bring the decoded image closest to ``x`` (1 c h w)
+    in [0, 1]; None when the filter would change nothing."""
+    h, w = int(x.shape[2]), int(x.shape[3])
+    planes, layout = decode_planes(model, latents, x.shape[1], (h, w), 1, device, **DEFAULT_SOLVER)
+    target = pad_image(x.float().to(device), layout)
+    if x.shape[1] == 3:
+        target = rgb_to_ycbcr(target)
+    strengths = [deblocking.fit(planes[:, c : c + 1, :h, :w], target[:, c : c + 1, :h, :w], *model.borders(c)) for c in range(x.shape[1])]
+    return strengths if any(any(s) for s in strengths) else None
 
 
 def read_code(container: Container, model_override: Any = None) -> tuple[LoadedModel, dict[str, Tensor], dict[str, Any]]:
@@ -243,5 +282,8 @@ def read_code(container: Container, model_override: Any = None) -> tuple[LoadedM
     blocks = decode_latent_groups(data=payload.data, shapes=shapes, split=split_keys, max_symbol=m, what=f"{NAME} streams",
                                   predicted=predicted_keys, grids=_grids(model, layout, channels))
     latents = {name: torch.cat([blocks[_key(name, kind)] for kind in PARAM_KINDS], dim=1) for name, _, _ in planes}
-    info = {"channels": channels, "spatial": spatial, "solver": payload.solver}
+    deblock = container.header.get("deblock")
+    if deblock is not None and not (isinstance(deblock, list) and len(deblock) == channels and all(deblocking.valid(s) for s in deblock)):
+        raise bad("its deblocking strengths are malformed")
+    info = {"channels": channels, "spatial": spatial, "solver": payload.solver, "deblock": deblock}
     return loaded, latents, info

@@ -167,13 +167,28 @@ class NeuralCollageModel(nn.Module):
 
     def assemble(self, luma: Tensor, chroma: Tensor | None, batch: int, layout: Layout, scale: int) -> Tensor:
         """Decoded tiles -> (b c H*scale W*scale) in RGB (not clipped), cropped to the image size."""
+        return self.to_image(self.stitch(luma, chroma, batch, layout), layout, scale)
+
+    def stitch(self, luma: Tensor, chroma: Tensor | None, batch: int, layout: Layout) -> Tensor:
+        """Decoded tiles -> the padded planes (b c H' W'): luma, or YCbCr in [0, 1] units."""
         y = from_tiles(luma, batch, layout.luma_grid) + 0.5
-        if chroma is not None:
-            c = from_tiles(chroma, 2 * batch, layout.chroma_grid)
-            c = rearrange(c, "(c b) 1 h w -> b c h w", c=2) + 0.5
-            y = ycbcr_to_rgb(torch.cat([y, c], dim=1))
+        if chroma is None:
+            return y
+        c = from_tiles(chroma, 2 * batch, layout.chroma_grid)
+        return torch.cat([y, rearrange(c, "(c b) 1 h w -> b c h w", c=2) + 0.5], dim=1)
+
+    def to_image(self, planes: Tensor, layout: Layout, scale: int) -> Tensor:
+        """Stitched planes -> (b c H*scale W*scale) in RGB (not clipped), cropped to the image size."""
+        if planes.shape[1] == 3:
+            planes = ycbcr_to_rgb(planes)
         h, w = layout.spatial
-        return y[..., : h * scale, : w * scale]
+        return planes[..., : h * scale, : w * scale]
+
+    def borders(self, channel: int) -> tuple[int, int]:
+        """(range cell, tile) size in full-resolution samples of a stitched plane's channel (chroma is
+        coded at half resolution and decoded at 2x, so its borders lie twice as far apart)."""
+        plane, factor = (self.cfg.luma, 1) if channel == 0 else (self.cfg.chroma, 2)
+        return plane.range_size * factor, plane.tile * factor
 
 
 def pad_image(x: Tensor, layout: Layout) -> Tensor:
