@@ -438,12 +438,14 @@ def read_latent_payload(container: Container, codec: str, max_symbol: int, group
 
     if container.require("quantiser") != {"kind": "integer", "max_symbol": max_symbol}:
         raise bad("the quantiser description does not fit the model")
-    lists = {}
-    for field_name in ("split", "predicted"):
-        value = container.header.get(field_name, []) if field_name == "predicted" else container.require(field_name)
+
+    def group_list(value: Any, what: str) -> list[str]:
         if not isinstance(value, list) or not all(isinstance(g, str) for g in value) or not set(value) <= set(groups) or len(set(value)) != len(value):
-            raise bad(f"its list of {'per-channel' if field_name == 'split' else 'predicted'} groups is malformed")
-        lists[field_name] = value
+            raise bad(f"its list of {what} groups is malformed")
+        return value
+
+    split = group_list(container.require("split"), "per-channel")
+    predicted = group_list(container.header.get("predicted", []), "predicted")
     solver = container.require("solver")
     if not (isinstance(solver, dict) and isinstance(solver.get("tol"), (int, float)) and isinstance(solver.get("max_iter"), int)
             and solver["tol"] > 0 and 1 <= solver["max_iter"] <= 10_000):
@@ -451,4 +453,4 @@ def read_latent_payload(container: Container, codec: str, max_symbol: int, group
     if set(container.tensors) != {"streams"}:
         raise bad(f"a {codec} file holds one tensor 'streams', found {sorted(container.tensors)}")
     data = from_tensor(container.tensors["streams"], f"{codec} streams")
-    return LatentPayload(data, lists["split"], lists["predicted"], {"tol": float(solver["tol"]), "max_iter": solver["max_iter"]})
+    return LatentPayload(data, split, predicted, {"tol": float(solver["tol"]), "max_iter": solver["max_iter"]})

@@ -126,8 +126,7 @@ class CodecTrainTask(Task):
         """Copy ``init``'s weights into ``model`` (refused unless the architectures agree); what was used."""
         cfg = self.config
         loaded = self.store.load(str(cfg.init))
-        theirs = self.store.config.model_validate_json(loaded.metadata["config"])
-        if theirs != cfg.model:
+        if loaded.config != cfg.model:
             raise CollagekitError(f"init={cfg.init!r} has another architecture than this recipe's model: (copy its model: section from the file's config)")
         model.load_state_dict(loaded.model.state_dict())
         return f"{loaded.name} {loaded.version} ({loaded.sha256})"

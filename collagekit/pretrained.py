@@ -29,6 +29,7 @@ MAX_MODEL_BYTES = 256 << 20
 @dataclass(frozen=True)
 class LoadedModel:
     model: Any
+    config: Any  # the architecture, parsed from the file's metadata (the store's ``config`` type)
     name: str
     version: str
     sha256: str
@@ -139,6 +140,7 @@ def _load(store: ModelStore, path: str, mtime_ns: int, size: int) -> LoadedModel
     model.eval().requires_grad_(False)
     return LoadedModel(
         model=model,
+        config=cfg,
         name=metadata.get("name", Path(path).stem),
         version=metadata.get("version", "0"),
         sha256=hashlib.sha256(data).hexdigest()[:16],
