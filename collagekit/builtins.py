@@ -22,8 +22,10 @@ def register_auxiliaries(register: Register) -> None:
 @hookimpl
 def register_encoders(register: Register) -> None:
     from collagekit.fit import FitEncoder
+    from collagekit.search import SearchEncoder
 
     register(FitEncoder)
+    register(SearchEncoder)
 
 
 @hookimpl

@@ -15,7 +15,8 @@ from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
 from collagekit.errors import CollagekitError
-from collagekit.interfaces import AuxiliaryDomain, ComponentConfig, Partitioner, Pooler
+from collagekit.interfaces import AuxiliaryDomain, ComponentConfig, DomainBlocks, Partitioner, Pooler
+from collagekit.tree import grid_points, level_sizes
 
 Size = PositiveInt | tuple[PositiveInt, ...]
 
@@ -35,6 +36,10 @@ class GridConfig(ComponentConfig):
     range_size: Size = Field(8, description="range cell size (int, or one per spatial axis)")
     domain_size: Size | Literal["full"] = Field(16, description="domain cell size, or 'full' for the whole signal")
     domain_stride: Size | None = Field(None, description="domain step (default: the domain size)")
+    levels: int = Field(
+        1, ge=1, le=8,
+        description="range cell sizes: range_size halved 0 .. levels-1 times (adaptive cells; domains halve with them)",
+    )
 
 
 class GridPartitioner(Partitioner):
@@ -54,6 +59,15 @@ class GridPartitioner(Partitioner):
         self._domain = None if full else _as_tuple(self.config.domain_size, self.ndim, "domain_size")
         stride = self.config.domain_stride
         self._stride = None if full else (self._domain if stride is None else _as_tuple(stride, self.ndim, "domain_stride"))
+        # Every level's cells halve exactly, and with them the domain geometry (checked here, once).
+        level_sizes(self._range, self.config.levels)
+        if not full:
+            level_sizes(self._domain, self.config.levels)
+            level_sizes(self._stride, self.config.levels)
+
+    @property
+    def levels(self) -> int:
+        return self.config.levels
 
     # ------------------------------------------------------------ geometry
     def padded(self, spatial: tuple[int, ...]) -> tuple[int, ...]:
@@ -82,6 +96,27 @@ class GridPartitioner(Partitioner):
 
     def range_size(self, scale: int = 1) -> tuple[int, ...]:
         return tuple(r * scale for r in self._range)
+
+    def range_grid(self, spatial: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(p // r for p, r in zip(self.padded(spatial), self._range))
+
+    def domain_blocks(self, spatial: tuple[int, ...], level: int) -> DomainBlocks:
+        padded = self.padded(spatial)
+        size = tuple(r >> level for r in self._range)
+        if self._domain is None:
+            return DomainBlocks(window=padded, pooled=size, origins=torch.zeros(1, self.ndim, dtype=torch.long), whole=True)
+        domain, stride = (tuple(d >> level for d in self._domain), tuple(s >> level for s in self._stride))
+        if any(d % r or s % (d // r) for d, r, s in zip(domain, size, stride)):
+            raise CollagekitError(
+                f"sparse collages need domain_size a whole multiple f of range_size and domain_stride a multiple of f "
+                f"(got range {size}, domain {domain}, stride {stride} at level {level})"
+            )
+        factor = tuple(d // r for d, r in zip(domain, size))
+        self._domain_geometry(spatial)  # one domain must fit
+        counts = [(p - d) // s + 1 for p, d, s in zip(padded, domain, stride)]
+        origins = grid_points(counts, tuple(s // f for s, f in zip(stride, factor)))
+        pooled = tuple(p // f for p, f in zip(padded, factor))
+        return DomainBlocks(window=tuple(q * f for q, f in zip(pooled, factor)), pooled=pooled, origins=origins)
 
     # ------------------------------------------------------------ cells
     def _pad(self, z: Tensor, scale: int) -> Tensor:
@@ -130,7 +165,9 @@ class AveragePooler(Pooler):
     class Config(ComponentConfig):
         name: Literal["average"] = "average"
 
+    block_local: ClassVar[bool] = True
     _pools = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
+    _block_pools = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
     def forward(self, domains: Tensor, size: tuple[int, ...]) -> Tensor:
         b, c, n, *d = domains.shape
@@ -141,12 +178,22 @@ class AveragePooler(Pooler):
             raise CollagekitError(f"average pooling supports 1 to 3 spatial axes, got {len(size)}")
         return pool(domains.reshape(b * c * n, 1, *d), size).reshape(b, c, n, *size)
 
+    def pool_signal(self, z: Tensor, size: tuple[int, ...]) -> Tensor:
+        """Whole blocks average with a fixed kernel, faster than adaptive pooling (equal to rounding:
+        the sum's order may differ)."""
+        b, c, *d = z.shape
+        if all(w % s == 0 for w, s in zip(d, size)) and len(size) in self._block_pools:
+            kernel = tuple(w // s for w, s in zip(d, size))
+            return self._block_pools[len(size)](z.reshape(b * c, 1, *d), kernel).reshape(b, c, *size)
+        return super().pool_signal(z, size)
+
 
 class LearnedPatches(AuxiliaryDomain):
     """``count`` constant range-size patches, learned (per image when fitting, per dataset in a codec).
 
     Shared across channels. Decoding at scale s resamples them to s x the range size (linear
-    interpolation), the only part of the code that is not natively scale-free.
+    interpolation), the only part of the code that is not natively scale-free; smaller range cells of an
+    adaptive partition see them averaged down to their size.
     """
 
     class Config(ComponentConfig):
@@ -166,9 +213,13 @@ class LearnedPatches(AuxiliaryDomain):
         return self.config.count
 
     def forward(self, pooled: Tensor, scale: int = 1) -> Tensor:
+        """(b c n *r) -> (b c v *r): the patches resampled to the cells' size ``*r`` (any level, any scale)."""
         patches = self.patches
-        if scale != 1:
-            size = tuple(s * scale for s in patches.shape[1:])
-            patches = F.interpolate(patches[None], size=size, mode=self._modes[len(size)], align_corners=False)[0]
+        size = tuple(pooled.shape[3:])
+        if size != tuple(patches.shape[1:]):
+            # Shrinking averages (area); growing interpolates linearly, as decoding at scale s always has.
+            mode = "area" if all(s <= p for s, p in zip(size, patches.shape[1:])) else self._modes[len(size)]
+            corners = {} if mode == "area" else {"align_corners": False}
+            patches = F.interpolate(patches[None], size=size, mode=mode, **corners)[0]
         b, c = pooled.shape[:2]
         return patches.expand(b, c, *patches.shape)

@@ -12,10 +12,13 @@ patches, encoders) carry parameters and move between devices like any other modu
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
+
+from collagekit.errors import CollagekitError
 
 if TYPE_CHECKING:
     from collagekit.operator import CollageParams, GridCollage
@@ -46,18 +49,29 @@ class Component(ABC):
 
 
 class Partitioner(Component, nn.Module):
-    """Cuts a grid signal into K equal-size range cells that tile it and N domain cells.
+    """Cuts a grid signal into range cells that tile it and N domain cells.
 
     Range cells never overlap and cover the (padded) signal; domain cells may overlap. Scaling a signal
     by an integer ``scale`` scales every cell by ``scale``, so K and N do not change: that is what lets
     one code decode at any resolution.
+
+    The methods below describe a uniform grid of K equal cells, which is all a *dense* collage needs.
+    A *sparse* collage (each range names a few sources) and an *adaptive* one (range cells of several
+    sizes, the leaves of a tree over the top cells, :mod:`collagekit.tree`) also need :meth:`range_grid`
+    and :meth:`domain_blocks`, and ``levels > 1`` for adaptive cells: the level-``l`` range size is the
+    top size halved ``l`` times, and so is the domain geometry.
     """
 
     kind: ClassVar[str] = "partitioner"
 
+    @property
+    def levels(self) -> int:
+        """Sizes a range cell may have: the top size halved 0 .. levels - 1 times (1: a uniform grid)."""
+        return 1
+
     @abstractmethod
     def num_ranges(self, spatial: tuple[int, ...]) -> int:
-        """K for a signal of this spatial size (at scale 1)."""
+        """K for a signal of this spatial size (at scale 1): the number of top cells."""
 
     @abstractmethod
     def num_domains(self, spatial: tuple[int, ...]) -> int:
@@ -65,7 +79,7 @@ class Partitioner(Component, nn.Module):
 
     @abstractmethod
     def range_size(self, scale: int = 1) -> tuple[int, ...]:
-        """The size ``*r`` of every range cell at this scale."""
+        """The size ``*r`` of every (top) range cell at this scale."""
 
     @abstractmethod
     def domains(self, z: Tensor, scale: int = 1) -> Tensor:
@@ -79,6 +93,41 @@ class Partitioner(Component, nn.Module):
     def merge(self, cells: Tensor, spatial: tuple[int, ...], scale: int = 1) -> Tensor:
         """(b c k *r) -> (b c *spatial): the inverse of :meth:`ranges` (padding cropped away)."""
 
+    # ---------------------------------------------------------------- sparse and adaptive collages
+    def range_grid(self, spatial: tuple[int, ...]) -> tuple[int, ...]:
+        """Top cells per axis (their product is K), numbered row-major as :meth:`ranges` returns them;
+        the padded signal is ``range_grid * range_size(1)``, padded by repeating edge values."""
+        raise self._unsupported("range_grid")
+
+    def domain_blocks(self, spatial: tuple[int, ...], level: int) -> DomainBlocks:
+        """Level ``level``'s domains (the top level is 0) as blocks of one pooled signal, at scale 1 (see
+        :class:`DomainBlocks`); their count is the level's N."""
+        raise self._unsupported("domain_blocks")
+
+    def _unsupported(self, method: str) -> CollagekitError:
+        return CollagekitError(
+            f"partitioner {self.config.name!r} supports dense collages only (it has no {method}()); "
+            "use mixing: dense, or a partitioner such as tiles2d or segments1d"
+        )
+
+
+@dataclass(frozen=True)
+class DomainBlocks:
+    """Where a level's pooled domains lie, at scale 1, so that a sparse step can pool the signal once.
+
+    ``pool(signal[:window])`` to size ``pooled`` (the operator's pooler, one cell spanning the window)
+    holds every domain of the level pooled to range size: domain ``n`` is the block of the level's
+    range size at ``origins[n]`` (n ndim), in the pooled signal's coordinates. At scale ``s`` every number is ``s`` times larger. It holds for
+    a block-local pooler (:attr:`Pooler.block_local`) when every domain is a whole number ``f`` of range
+    cells per axis and starts at a multiple of ``f``, and for any pooler when the one domain is the
+    whole window.
+    """
+
+    window: tuple[int, ...]
+    pooled: tuple[int, ...]
+    origins: Tensor
+    whole: bool = False  # the single domain is the whole window (any pooler then agrees)
+
 
 class Pooler(Component, nn.Module):
     """Shrinks domain cells to range size: (b c n *d) -> (b c n *r).
@@ -88,9 +137,18 @@ class Pooler(Component, nn.Module):
     """
 
     kind: ClassVar[str] = "pooler"
+    # Pooling a window made of whole f-blocks gives, block for block, what pooling each aligned block
+    # alone gives (averaging does; a pooler that looks across blocks does not). Sparse collages with
+    # local domains then pool the whole signal once per step instead of every domain.
+    block_local: ClassVar[bool] = False
 
     @abstractmethod
     def forward(self, domains: Tensor, size: tuple[int, ...]) -> Tensor: ...
+
+    def pool_signal(self, z: Tensor, size: tuple[int, ...]) -> Tensor:
+        """(b c *window) -> (b c *size): the whole window pooled as one cell (what a sparse step reads
+        its domains from). Override it where a faster route gives the same values."""
+        return self(z[:, :, None], size)[:, :, 0]
 
 
 class AuxiliaryDomain(Component, nn.Module):
@@ -112,7 +170,14 @@ class AuxiliaryDomain(Component, nn.Module):
 
     @abstractmethod
     def forward(self, pooled: Tensor, scale: int = 1) -> Tensor:
-        """(b c n *r) -> (b c v *r) at this scale."""
+        """(b c n *r) -> (b c v *r) at this scale (constant cells: resampled to the cells' size ``*r``)."""
+
+    def variants(self, size: tuple[int, ...]) -> tuple[Tensor, Tensor] | None:
+        """Signal-dependent cells as signed permutations, which a sparse collage gathers directly:
+        ``(perm (u p), sign (u,))`` with ``p = prod(size)``, such that cell ``t * n + d`` of
+        :meth:`forward` is ``sign[t] * pooled[d].flatten()[perm[t]]`` (variant-major, ``u`` variants per
+        domain). ``None``: not expressible so, and sparse mixing is refused with this cell."""
+        return None
 
 
 class Encoder(Component, nn.Module):

@@ -4,6 +4,10 @@ One step (paper eq. 3.1/3.2 with Def. 2), per channel and range cell ``k``::
 
     R_k = sum_n w[k, n] * pool(D_n)  +  sum_v w[k, N+v] * U_v  +  b[k]
 
+This module is the *dense* collage: equal range cells, each weighing every source (K x S weights).
+``mixing: sparse`` makes each range name a few sources instead, and allows range cells of several sizes
+(a tree over the grid): :mod:`collagekit.sparse`. One operator runs both; the code's type says which.
+
 The sources split into *signal-dependent* ones (pooled domains and non-expansive transforms of them,
 e.g. dihedral variants) and *constant* ones (learned patches). Only the former move with ``z``, so the
 step's sup-norm Lipschitz constant is at most ``max_k sum_dep |w[k, ·]|``. We enforce that bound by
@@ -16,11 +20,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from collagekit import sparse
+from collagekit.errors import CollagekitError
 from collagekit.interfaces import AuxiliaryDomain, Partitioner, Pooler
+from collagekit.sparse import SparseParams
+
+Mixing = Literal["dense", "sparse"]
 
 
 @dataclass
@@ -56,8 +66,10 @@ class GridCollage(nn.Module):
     """partition -> pool -> auxiliary cells -> per-range mixing -> bias -> merge.
 
     Works for any number of spatial axes the partitioner supports. The operator holds no per-signal
-    state: the per-signal code is a :class:`CollageParams`; learned auxiliary patches are module
-    parameters shared by every signal decoded with this operator.
+    state: the per-signal code is a :class:`CollageParams` (dense) or a
+    :class:`~collagekit.sparse.SparseParams` (sparse: ``sources`` signal-dependent and ``constants``
+    constant cells named per range, range cells of ``partitioner.levels`` sizes); learned auxiliary
+    patches are module parameters shared by every signal decoded with this operator.
     """
 
     def __init__(
@@ -66,17 +78,34 @@ class GridCollage(nn.Module):
         pooler: Pooler,
         auxiliaries: Sequence[AuxiliaryDomain] = (),
         contraction: float = 0.95,
+        mixing: Mixing = "dense",
+        sources: int = 1,
+        constants: int = 0,
     ) -> None:
         super().__init__()
         if not 0.0 < contraction < 1.0:
             raise ValueError(f"contraction must lie in (0, 1), got {contraction}")
+        if mixing == "dense" and partitioner.levels > 1:
+            raise CollagekitError(
+                f"range cells of {partitioner.levels} sizes need mixing: sparse (a dense range weighs every "
+                "source of its level, and the levels have different numbers of sources)"
+            )
+        if mixing not in ("dense", "sparse") or sources < 0 or constants < 0:
+            raise ValueError(f"bad mixing {mixing!r} with {sources} source(s) and {constants} constant(s)")
         self.partitioner = partitioner
         self.pooler = pooler
         self.contraction = contraction
+        self.mixing = mixing
+        self.sources = sources
+        self.constants = constants
         for aux in auxiliaries:
             aux.bind(partitioner.range_size(1))
         self.dependent = nn.ModuleList([a for a in auxiliaries if a.signal_dependent])
         self.constant = nn.ModuleList([a for a in auxiliaries if not a.signal_dependent])
+
+    @property
+    def sparse(self) -> bool:
+        return self.mixing == "sparse"
 
     # ---------------------------------------------------------------- shapes
     def num_sources(self, spatial: tuple[int, ...]) -> tuple[int, int]:
@@ -97,12 +126,16 @@ class GridCollage(nn.Module):
             "bias": (channels, k),
         }
 
-    def init_params(self, x: Tensor) -> CollageParams:
+    def init_params(self, x: Tensor) -> CollageParams | SparseParams:
         """Parameters whose fixed point is ``x``'s range-cell means: every weight zero, bias = mean.
 
-        x: (b c *spatial). A neutral start for fitting: the first decode is a blocky mean image.
+        x: (b c *spatial). A neutral start for fitting: the first decode is a blocky mean image. A sparse
+        code starts with every top cell a leaf, naming the first sources (a search picks better ones:
+        :mod:`collagekit.search`).
         """
         b, c, *spatial = x.shape
+        if self.sparse:
+            return self._init_sparse(x)
         shapes = self.param_shapes(c, tuple(spatial))
         bias = self.partitioner.ranges(x).flatten(3).mean(-1)
         return CollageParams(
@@ -112,14 +145,44 @@ class GridCollage(nn.Module):
             bias=bias,
         )
 
+    def _init_sparse(self, x: Tensor) -> SparseParams:
+        from collagekit import tree
+
+        b, c, *spatial = x.shape
+        grid, levels = self.partitioner.range_grid(tuple(spatial)), self.partitioner.levels
+        bias = self.partitioner.ranges(x).flatten(3).mean(-1).reshape(-1)  # (b c k) -> (m,)
+        m = bias.shape[0]
+        s_dep = sparse.level_sources(self, tuple(spatial), 0) if self.sources else 0
+        s_const = sum(a.count(1) for a in self.constant)
+        if self.sources > s_dep or self.constants > s_const:
+            raise CollagekitError(
+                f"a sparse range names {self.sources} source(s) and {self.constants} constant cell(s), "
+                f"but the top level has {s_dep} and {s_const}"
+            )
+        return SparseParams(
+            split=tuple(t.to(x.device) for t in tree.uniform(b * c, grid, levels)),
+            index=torch.arange(self.sources, device=x.device).expand(m, -1).clone(),
+            weight=x.new_zeros(m, self.sources),
+            const_index=torch.arange(self.constants, device=x.device).expand(m, -1).clone(),
+            aux=x.new_zeros(m, self.constants),
+            bias=bias,
+        )
+
     # ---------------------------------------------------------------- weights
-    def dependent_weights(self, params: CollageParams) -> Tensor:
-        """(b c k s_dep): effective weights of the signal-dependent sources, sum of |w| < contraction."""
+    def dependent_weights(self, params: CollageParams | SparseParams) -> Tensor:
+        """Effective weights of the signal-dependent sources, sum of |w| < contraction per range:
+        (b c k s_dep) for a dense code, (m j) for a sparse one."""
+        if isinstance(params, SparseParams):
+            return sparse.effective_weights(params.weight, self.contraction)
         return self.contraction * torch.tanh(params.scale) * torch.softmax(params.mix, dim=-1)
 
-    def lipschitz_bound(self, params: CollageParams) -> Tensor:
-        """(b,): an upper bound on the sup-norm Lipschitz constant of each signal's collage step."""
-        return self.dependent_weights(params).abs().sum(-1).flatten(1).amax(-1)
+    def lipschitz_bound(self, params: CollageParams | SparseParams) -> Tensor:
+        """An upper bound on the sup-norm Lipschitz constant of the collage step: (b,) for a dense code,
+        one value (over every plane) for a sparse one."""
+        weights = self.dependent_weights(params).abs().sum(-1)
+        if isinstance(params, SparseParams):
+            return weights.amax() if weights.numel() else weights.new_zeros(())
+        return weights.flatten(1).amax(-1)
 
     # ---------------------------------------------------------------- the step
     def _pooled(self, z: Tensor, scale: int) -> Tensor:
@@ -139,11 +202,15 @@ class GridCollage(nn.Module):
             offset = offset + torch.einsum("bcs...,bcks->bck...", cells, params.aux)
         return offset
 
-    def step_fn(self, params: CollageParams, spatial: tuple[int, ...], scale: int = 1) -> Callable[[Tensor], Tensor]:
+    def step_fn(self, params: CollageParams | SparseParams, spatial: tuple[int, ...], scale: int = 1) -> Callable[[Tensor], Tensor]:
         """The collage map ``z -> F(z)`` for these parameters, with its constant part computed once.
 
         ``spatial`` is the signal's size at scale 1; the map acts on (b c *(spatial * scale)).
         """
+        if isinstance(params, SparseParams) != self.sparse:
+            raise CollagekitError(f"a {type(params).__name__} code does not fit a {self.mixing} collage")
+        if isinstance(params, SparseParams):
+            return self._sparse_step(params, spatial, scale)
         big = tuple(s * scale for s in spatial)
         offset = self._offset(params, spatial, scale)
         weights = self.dependent_weights(params)
@@ -153,6 +220,60 @@ class GridCollage(nn.Module):
             return self.partitioner.merge(cells, big, scale)
 
         return step
+
+    def _sparse_parts(self, params: SparseParams, spatial: tuple[int, ...], scale: int) -> tuple[sparse.SparsePlan, Tensor, Tensor]:
+        """-> (plan, per-sample weights (N j), per-sample offset (N,)): the parts of a sparse step that do
+        not depend on z, computed once per map (with gradients to the code and the learned cells)."""
+        plan = sparse.plan_for(self, params, spatial, scale)
+        weights = (self.dependent_weights(params) * plan.sign)[plan.leaf]
+        offset = params.bias[plan.leaf]
+        if params.aux.shape[-1]:
+            cells = sparse.constant_cells(self, plan.const_sizes, params.bias)
+            offset = offset + (params.aux[plan.leaf] * cells[plan.constant]).sum(-1)
+        return plan, weights, offset
+
+    def _sparse_step(self, params: SparseParams, spatial: tuple[int, ...], scale: int,
+                     parts: tuple[sparse.SparsePlan, Tensor, Tensor] | None = None) -> Callable[[Tensor], Tensor]:
+        plan, weights, offset = parts or self._sparse_parts(params, spatial, scale)
+        crop = (slice(None), slice(None), *(slice(0, s * scale) for s in spatial))
+        single = weights.shape[-1] == 1
+
+        def step(z: Tensor) -> Tensor:
+            b, c = z.shape[:2]
+            if b * c != plan.planes:
+                raise CollagekitError(f"this sparse code holds {plan.planes} planes, the signal has {b * c}")
+            out = offset
+            if weights.shape[-1]:
+                padded = sparse.pad_to(z, plan.padded)
+                pools = [self.pooler.pool_signal(padded[(slice(None), slice(None), *(slice(0, w) for w in window))], size).reshape(-1)
+                         for window, size in plan.pools]  # fmt: skip
+                pooled = pools[0] if len(pools) == 1 else torch.cat(pools)
+                if single:  # one source: a fused multiply-add, no (N j) temporary
+                    out = torch.addcmul(offset, weights[:, 0], pooled[plan.source[:, 0]])
+                else:
+                    out = offset + (weights * pooled[plan.source]).sum(-1)
+            return out.view(b, c, *plan.padded)[crop]
+
+        return step
+
+    def step_and_start(self, params: CollageParams | SparseParams, channels: int, spatial: tuple[int, ...],
+                       scale: int = 1) -> tuple[Callable[[Tensor], Tensor], Tensor]:
+        """The collage map (as :meth:`step_fn`) and where a decode starts (b c *(spatial * scale)), sharing
+        their work. Dense: zeros (any start reaches the fixed point). Sparse: ``offset / (1 - sum w)``
+        per sample, exact wherever a range's sources are flat at the range's own value (PIFS's start),
+        so smooth areas need few iterations."""
+        big = tuple(s * scale for s in spatial)
+        if isinstance(params, CollageParams):
+            return self.step_fn(params, spatial, scale), params.bias.new_zeros(params.bias.shape[0], channels, *big)
+        parts = self._sparse_parts(params, spatial, scale)
+        plan, weights, offset = parts
+        z = (offset / (1.0 - weights.sum(-1))).detach()
+        crop = (slice(None), slice(None), *(slice(0, s) for s in big))
+        return self._sparse_step(params, spatial, scale, parts), z.view(plan.planes // channels, channels, *plan.padded)[crop]
+
+    def initial_state(self, params: CollageParams | SparseParams, channels: int, spatial: tuple[int, ...], scale: int = 1) -> Tensor:
+        """Where a decode starts (see :meth:`step_and_start`)."""
+        return self.step_and_start(params, channels, spatial, scale)[1]
 
     def forward(self, z: Tensor, params: CollageParams, scale: int = 1) -> Tensor:
         """One collage step: (b c *spatial') -> (b c *spatial'), spatial' = spatial * scale."""

@@ -11,18 +11,21 @@ import pytest
 import torch
 from PIL import Image
 
+from collagekit import sparse, tree
 from collagekit.container import Container, from_bytes, read_container, to_bytes, write_container
+from collagekit.gridcodec import solve_grid
+from collagekit.solver import Anderson, Picard
 from collagekit.errors import CollagekitError
 from collagekit.metrics import psnr
 from collagekit_image.components import dihedral_transforms
 from collagekit_image.imageio import load_image
 from collagekit_pifs import transforms
-from collagekit_pifs.decoder import collage_maps, leaf_positions, make_step, solve
+from collagekit_pifs.decoder import as_collage, as_sparse
 from collagekit.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from collagekit_pifs.params import PifsParams
-from collagekit_pifs.pifscodec import PifsCodec, contraction_bound, encode_image, read_code
+from collagekit_pifs.pifscodec import PifsCodec, contraction_bound, decode_image, encode_image, read_code
 from collagekit_pifs import search as search_module
-from collagekit_pifs.encoder import _blocks, domain_positions, fit_codes, pad_image, top_positions
+from collagekit_pifs.encoder import _blocks, domain_positions, fit_codes, pad_image, padded_size, top_positions, top_size
 from collagekit_pifs.search import best_candidates, search
 
 from conftest import DATA, invoke
@@ -207,44 +210,55 @@ def test_every_quantised_code_is_contractive() -> None:
     assert float(params.s_value(every).abs().max()) == pytest.approx(params.s_max)
     assert params.s_value(torch.tensor(params.s_zero)) == 0.0
     codes, _, _, _ = encode_image(load_image(RGB, 1 << 20), params, 1.0 / 255, "exhaustive")
-    assert 0.0 < contraction_bound(codes, params) <= params.s_max < 1.0
+    info = {"top": top_size(params, (64, 64)), "padded": padded_size((64, 64), top_size(params, (64, 64)))}
+    assert 0.0 < contraction_bound(codes, params, info) <= params.s_max < 1.0
     for bad in (1.0, 1.3, 0.0):
         with pytest.raises(CollagekitError, match="s_max"):
             PifsParams(s_max=bad)
 
 
-def test_decoded_image_is_a_fixed_point() -> None:
+def _core(codes: list, params: PifsParams, info: dict) -> tuple:
+    """A PIFS code as the core's collage and sparse code."""
+    return as_collage(params, info["top"], len(codes[0].levels)), as_sparse(codes, params, info["padded"])
+
+
+def test_decoded_image_is_a_fixed_point_of_the_core_collage() -> None:
     codes, params, info = read_code(from_bytes(to_bytes(_encode(RGB, rms=4.0, **SMALL))))
     tol = 1e-5
-    z, stats = solve(codes, params, info["padded"], info["top"], 1, CPU, method="picard", tol=tol, max_iter=500)
+    z, stats = decode_image(codes, params, {**info, "colour": "rgb"}, 1, CPU, method="picard", tol=tol, max_iter=500)
     assert stats.converged
-    step = make_step(*collage_maps(codes, params, info["padded"], info["top"], 1, CPU), tuple(z.shape))
+    collage, code = _core(codes, params, info)
+    # Planes are YCbCr as stored; the attractor, before colour conversion and clamping, is the solver's.
+    z, _ = solve_grid(collage, code, Picard(tol=tol, max_iter=500), (3, *info["spatial"]), 1, CPU)
+    step = collage.step_fn(code, info["spatial"])
     assert float((step(z) - z).abs().max()) <= tol
     # Anderson reaches the same attractor (it is unique).
-    z2, _ = solve(codes, params, info["padded"], info["top"], 1, CPU, method="anderson", tol=tol, max_iter=500)
+    z2, _ = solve_grid(collage, code, Anderson(tol=tol, max_iter=500), (3, *info["spatial"]), 1, CPU)
     assert float((z2 - z).abs().max()) < 1e-3
 
 
 def test_encoder_and_decoder_agree_on_every_block() -> None:
-    """One decoder step applied to the original image reproduces every leaf within the encoder's target.
+    """One step of the core collage applied to the original image reproduces every leaf within the
+    encoder's target.
 
     The encoder keeps a block (above the minimum size) only when its own reconstruction s T(D) + o meets
-    the RMS target; if the decoder read a transform, domain or position differently, blocks would miss it.
+    the RMS target; if the core read a transform, domain or position differently, blocks would miss it.
     """
     x = load_image(GREY, 1 << 20)
     tol = 3.0 / 255
     params = PifsParams(**SMALL)
-    codes, _, top, padded = encode_image(x, params, tol, "exhaustive", size_exponent=0.0)
-    image = pad_image(x[0], padded)[None]
-    step = make_step(*collage_maps(codes, params, padded, top, 1, CPU), tuple(image.shape))
-    once = step(image)[0, 0]
+    codes, spatial, top, padded = encode_image(x, params, tol, "exhaustive", size_exponent=0.0)
+    collage, code = _core(codes, params, {"top": top, "padded": padded})
+    once = sparse.pad_to(collage.step_fn(code, spatial)(x), padded)[0, 0]
+    image = pad_image(x[0], padded)[0]
+    part = collage.partitioner
     checked = 0
-    for level, positions in zip(codes[0].levels, leaf_positions(codes[0], padded, top)):
-        if level.size == params.min_range:
-            continue
-        for y, xx in positions.tolist():
-            r = level.size
-            block_rms = float(((once[y : y + r, xx : xx + r] - image[0, 0, y : y + r, xx : xx + r]) ** 2).mean().sqrt())
+    for cells in tree.leaves(code.split, 1, part.range_grid(spatial), part.range_size(1), part.levels)[:-1]:
+        r = cells.size[0]
+        for y, xx in cells.origin.tolist():
+            if y + r > spatial[0] or xx + r > spatial[1]:
+                continue  # the step's output is cropped to the image; padding is re-made each step
+            block_rms = float(((once[y : y + r, xx : xx + r] - image[y : y + r, xx : xx + r]) ** 2).mean().sqrt())
             assert block_rms <= tol + 1e-5
             checked += 1
     assert checked > 0

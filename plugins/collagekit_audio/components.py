@@ -47,3 +47,8 @@ class SignTime(AuxiliaryDomain):
         """(b c n r) -> (b c (3 n) r), transform-major: negated, reversed, negated and reversed."""
         reversed_ = pooled.flip(-1)
         return torch.cat([-pooled, reversed_, -reversed_], dim=2)
+
+    def variants(self, size: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+        """Negated, reversed, negated and reversed, as signed permutations of a segment's samples."""
+        forward, backward = torch.arange(size[0]), torch.arange(size[0]).flip(0)
+        return torch.stack([forward, backward, backward]), torch.tensor([-1.0, 1.0, -1.0])

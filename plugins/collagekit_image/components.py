@@ -57,3 +57,8 @@ class Dihedral(AuxiliaryDomain):
     def forward(self, pooled: Tensor, scale: int = 1) -> Tensor:
         """(b c n h w) -> (b c (7 n) h w), transform-major."""
         return torch.cat(dihedral_transforms(pooled), dim=2)
+
+    def variants(self, size: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+        """The 7 transforms as permutations of a cell's pixels (applied to a grid of pixel indices)."""
+        index = torch.arange(size[0] * size[1]).reshape(size)
+        return torch.stack(dihedral_transforms(index)).reshape(7, -1), torch.ones(7)

@@ -20,18 +20,21 @@ from collagekit.codec import as_tensor, decode_symbols, encode_symbols, from_ten
 from collagekit.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from collagekit.container import Container, reject_options
 from collagekit.errors import CollagekitError
+from collagekit.gridcodec import solve_grid
+from collagekit.solver import Anderson, Picard, SolverStats
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit.registry import plugin_versions
 from collagekit_pifs import bitstream
-from collagekit_pifs.decoder import solve
+from collagekit_pifs.decoder import as_collage, as_sparse
 from collagekit_pifs.encoder import encode_channel, pad_image, padded_size, top_size
-from collagekit_pifs.params import PifsParams, lipschitz_bound
+from collagekit_pifs.params import PifsParams
 from collagekit_pifs.search import SEARCHES
 
 ENCODE_OPTIONS = ("rms", "size_exponent", "search", "colour", "chroma", "max_range", "min_range", "domain_stride", "s_bits", "o_bits", "s_max")
 DECODE_OPTIONS = ("solver", "tol", "max_iter")
 COLOURS = ("ycbcr", "rgb")
 SOLVERS = ("anderson", "picard")
+SOLVER_CLASSES = {"anderson": Anderson, "picard": Picard}
 DEFAULT_QUALITY = 50
 DEFAULT_SEARCH = "nearest"  # as good as exhaustive to ~0.06 dB at >10x the speed (docs/results/pifs.md)
 DEFAULT_SIZE_EXPONENT = -0.75  # bigger blocks get a stricter target: measured +0.4 dB at 0.5 bpp on Kodak
@@ -189,21 +192,20 @@ def decode_image(
     method: str = "anderson",
     tol: float = 1e-4,
     max_iter: int = 200,
-) -> tuple[Tensor, Any]:
-    """-> ((1 c h*scale w*scale) in [0, 1], solver stats)."""
+) -> tuple[Tensor, SolverStats]:
+    """-> ((1 c h*scale w*scale) in [0, 1], the solver's statistics): the code's core collage
+    (:mod:`collagekit_pifs.decoder`) solved by the core solver."""
     if not isinstance(scale, int) or scale < 1:
         raise CollagekitError(f"scale must be a positive integer, got {scale!r}")
-    h, w = info["spatial"]
-    elements = len(codes) * h * w * scale * scale
-    if elements > DEFAULT_MAX_ELEMENTS:
-        raise CollagekitError(f"decoding at scale {scale} needs {elements:,} values, above the limit of {DEFAULT_MAX_ELEMENTS:,}")
-    z, stats = solve(codes, params, info["padded"], info["top"], scale, device, method=method, tol=tol, max_iter=max_iter)
-    z = z[..., : h * scale, : w * scale]
+    collage = as_collage(params, info["top"], len(codes[0].levels))
+    solver = SOLVER_CLASSES[method](tol=tol, max_iter=max_iter)
+    z, stats = solve_grid(collage, as_sparse(codes, params, info["padded"]), solver, (len(codes), *info["spatial"]), scale, device)
     if info["colour"] == "ycbcr":
         z = ycbcr_to_rgb(z)
     return z.clamp(0.0, 1.0), stats
 
 
-def contraction_bound(codes: list, params: PifsParams) -> float:
-    """Sup-norm Lipschitz constant of the stored code's collage map (max |s|)."""
-    return max(lipschitz_bound(params, torch.cat([lv.s for lv in code.levels])) for code in codes)
+def contraction_bound(codes: list, params: PifsParams, info: dict[str, Any]) -> float:
+    """Sup-norm Lipschitz constant bound of the stored code's collage map (max |s|), from the core."""
+    collage = as_collage(params, info["top"], len(codes[0].levels))
+    return float(collage.lipschitz_bound(as_sparse(codes, params, info["padded"])))

@@ -66,7 +66,7 @@ class PifsCompress(Task):
             "shape": list(x.shape[1:]),
             "bpp": round(bits_per_element(size, x.shape[2] * x.shape[3]), 4),
             "psnr_db": round(psnr(x, decoded), 3),
-            "lipschitz_bound": round(contraction_bound(codes, params), 4),
+            "lipschitz_bound": round(contraction_bound(codes, params, info), 4),
             "solver_iterations": stats.iterations,
             "encode_seconds": round(encode_seconds, 3),
             "decode_seconds": round(decode_seconds, 4),
