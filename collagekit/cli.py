@@ -113,6 +113,7 @@ def fractalize(
     output: Annotated[Path, typer.Option("-o", "--output", help="decoded attractor to write")],
     scale: Annotated[int, typer.Option("--scale", min=1, max=MAX_SCALE, help="decode at this integer scale")] = 1,
     code: Annotated[Path | None, typer.Option("--code", help="where to save the code (default: OUTPUT.clg)")] = None,
+    recipe: Annotated[Path | None, typer.Option("--recipe", help="a fractalize recipe to start from instead of the modality's defaults, e.g. recipes/image_fractalize_adaptive.yaml")] = None,
     overrides: Overrides = None,
     device: DeviceOption = None,
 ) -> None:
@@ -122,18 +123,25 @@ def fractalize(
     """
     from collagekit.fileio import check_input
     from collagekit.modality import modality_for
-    from collagekit.recipe import apply_overrides, validate_data
+    from collagekit.recipe import apply_overrides, load_recipe, validate_data
 
     registry = _registry()
     check_input(file)
     modality = modality_for(file, [e.obj for e in registry.entries("modality")])
     if modality.fractalize_task is None:
         raise CollagekitError(f"the {modality.name} modality has no fractalize task")
-    data: dict[str, Any] = {"task": modality.fractalize_task, "input": str(file), "output": str(output), "scale": scale}
+    fixed: dict[str, Any] = {"input": str(file), "output": str(output), "scale": scale}
     if code is not None:
-        data["code"] = str(code)
-    overridden = {(k,) for k in data} | apply_overrides(data, _as_overrides(overrides), registry)
-    config = validate_data(data, registry, "fractalize", overridden=overridden)
+        fixed["code"] = str(code)
+    if recipe is not None:
+        # The recipe's collage, encoder and solver with this command's files on top: its own output, code
+        # and metrics paths are the recipe's example outputs, not this command's.
+        pinned = [f"{key}={json.dumps(value)}" for key, value in {"code": None, "metrics": None, **fixed}.items()]
+        config = load_recipe(recipe, registry, [*pinned, *_as_overrides(overrides)]).config
+    else:
+        data: dict[str, Any] = {"task": modality.fractalize_task, **fixed}
+        overridden = {(k,) for k in data} | apply_overrides(data, _as_overrides(overrides), registry)
+        config = validate_data(data, registry, "fractalize", overridden=overridden)
     from collagekit.tasks import run_task
 
     _print_metrics(run_task(config, registry, device))

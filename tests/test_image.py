@@ -72,6 +72,29 @@ def test_decompress_re_renders_at_a_larger_scale(fractal: dict) -> None:
     assert Image.open(out / "big.png").size == (192, 192)
 
 
+def test_adaptive_recipe_beats_the_uniform_grid_at_a_smaller_code(fractal: dict, tmp_path: Path) -> None:
+    """fractalize --recipe with the shipped adaptive recipe: a sparse quadtree code within the uniform
+    grid's file size, higher PSNR, decoding at any scale (here 2x and, from the file, 3x)."""
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "image_fractalize_adaptive.yaml"
+    out = tmp_path / "adaptive.png"
+    metrics = tmp_path / "adaptive.json"
+    uniform = fractal["metrics"]
+    # A leaf costs a byte of source index and two float32 per channel, plus split flags and the header.
+    budget = uniform["code_bytes"] // (3 * 12)
+    result = invoke("fractalize", str(DATA / "kodim05_64.png"), "-o", str(out), "--scale", "2", "--recipe", str(recipe),
+                    f"encoder.ranges={budget}", f"metrics={metrics}")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    adaptive = json.loads(metrics.read_text())
+    assert adaptive["code"] == str(out.with_suffix(".clg")) and Image.open(out).size == (128, 128)
+    assert adaptive["code_bytes"] <= uniform["code_bytes"] and adaptive["psnr_db"] > uniform["psnr_db"] + 3
+    assert adaptive["lipschitz_bound"] <= 0.95  # sparse weights may sit on the bound rho itself (< 1)
+    header = read_container(out.with_suffix(".clg")).header
+    assert header["collage"]["mixing"] == "sparse" and header["collage"]["partitioner"]["levels"] == 4
+    big = tmp_path / "big.png"
+    assert invoke("decompress", str(out.with_suffix(".clg")), "-o", str(big), "--scale", "3").returncode == 0
+    assert Image.open(big).size == (192, 192)
+
+
 def test_grey_image_with_padding(tmp_path: Path) -> None:
     """48x40 grey image with 16x16 ranges: the bottom row of tiles is padded, the output is not."""
     result = invoke(

@@ -100,12 +100,28 @@ def test_recipe_runs_and_its_code_decodes_at_twice_the_size(site, tmp_path):
     assert result["psnr_db"] > 15 and result["lipschitz_bound"] < 0.95
 
     header = read_container(code).header  # reading needs no plugin; decoding does
-    assert header["collage"]["partitioner"] == {"name": "stripes", "rows": 4, "cols": 8}
+    assert header["collage"]["partitioner"] == {"name": "stripes", "rows": 4, "cols": 8, "levels": 1}
     assert header["created_by"]["stripes"] == "0.1.0"
 
     big = tmp_path / "big.png"
     ok(cli(site, "decompress", str(code), "-o", str(big), "--scale", "2", cwd=tmp_path))
     assert Image.open(big).size == (128, 128)
+
+
+def test_adaptive_recipe_codes_a_sparse_tree_that_decodes_at_twice_the_size(site, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "adaptive.png"
+    metrics = tmp_path / "metrics.json"
+    recipe = FIXTURE / "stripes_fractalize_adaptive.yaml"
+    ok(cli(site, "run", str(recipe), f"input={IMAGE}", f"output={out}", f"metrics={metrics}", "encoder.ranges=60", cwd=tmp_path))
+    assert Image.open(out).size == (128, 128)
+    header = read_container(out.with_suffix(".clg")).header
+    assert header["collage"]["mixing"] == "sparse" and header["collage"]["partitioner"]["levels"] == 3
+    assert json.loads(metrics.read_text())["psnr_db"] > 15
+    big = tmp_path / "big.png"
+    ok(cli(site, "decompress", str(out.with_suffix(".clg")), "-o", str(big), "--scale", "3", cwd=tmp_path))
+    assert Image.open(big).size == (192, 192)
 
 
 def test_fractalize_with_the_third_party_partitioner(site, tmp_path):
@@ -117,7 +133,7 @@ def test_fractalize_with_the_third_party_partitioner(site, tmp_path):
     ok(cli(site, "fractalize", str(IMAGE), "-o", str(out), "--scale", "2", stripes, *FAST, cwd=tmp_path))
     assert Image.open(out).size == (128, 128)
     header = read_container(out.with_suffix(".clg")).header
-    assert header["collage"]["partitioner"] == {"name": "stripes", "rows": 8, "cols": 8}
+    assert header["collage"]["partitioner"] == {"name": "stripes", "rows": 8, "cols": 8, "levels": 1}
 
 
 def test_fractalize_switching_the_partitioner_by_name(site, tmp_path):
@@ -180,6 +196,7 @@ def test_docs_show_the_fixture_word_for_word():
         "src/collagekit_stripes/plugin.py",
         "src/collagekit_stripes/partitioner.py",
         "stripes_fractalize.yaml",
+        "stripes_fractalize_adaptive.yaml",
         "tests/test_stripes.py",
     }
     for name, text in shown.items():
