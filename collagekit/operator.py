@@ -225,11 +225,12 @@ class GridCollage(nn.Module):
         """-> (plan, per-sample weights (N j), per-sample offset (N,)): the parts of a sparse step that do
         not depend on z, computed once per map (with gradients to the code and the learned cells)."""
         plan = sparse.plan_for(self, params, spatial, scale)
-        weights = (self.dependent_weights(params) * plan.sign)[plan.leaf]
-        offset = params.bias[plan.leaf]
+        weights = (self.dependent_weights(params) * plan.sign).index_select(0, plan.leaf)
+        offset = params.bias.index_select(0, plan.leaf)
         if params.aux.shape[-1]:
             cells = sparse.constant_cells(self, plan.const_sizes, params.bias)
-            offset = offset + (params.aux[plan.leaf] * cells[plan.constant]).sum(-1)
+            constant = cells.index_select(0, plan.constant.reshape(-1)).view(plan.constant.shape)
+            offset = offset + (params.aux.index_select(0, plan.leaf) * constant).sum(-1)
         return plan, weights, offset
 
     def _sparse_step(self, params: SparseParams, spatial: tuple[int, ...], scale: int,
@@ -237,6 +238,7 @@ class GridCollage(nn.Module):
         plan, weights, offset = parts or self._sparse_parts(params, spatial, scale)
         crop = (slice(None), slice(None), *(slice(0, s * scale) for s in spatial))
         single = weights.shape[-1] == 1
+        source = plan.source.reshape(-1)
 
         def step(z: Tensor) -> Tensor:
             b, c = z.shape[:2]
@@ -248,10 +250,13 @@ class GridCollage(nn.Module):
                 pools = [self.pooler.pool_signal(padded[(slice(None), slice(None), *(slice(0, w) for w in window))], size).reshape(-1)
                          for window, size in plan.pools]  # fmt: skip
                 pooled = pools[0] if len(pools) == 1 else torch.cat(pools)
-                if single:  # one source: a fused multiply-add, no (N j) temporary
-                    out = torch.addcmul(offset, weights[:, 0], pooled[plan.source[:, 0]])
+                gathered = pooled.index_select(0, source).view(weights.shape)  # faster than pooled[source]
+                if torch.is_grad_enabled() and (weights.requires_grad or offset.requires_grad or pooled.requires_grad):
+                    out = torch.addcmul(offset, weights[:, 0], gathered[:, 0]) if single else offset + (weights * gathered).sum(-1)
+                elif single:  # decoding: one fused pass in place, no temporaries beyond the gather
+                    out = torch.addcmul(offset, weights[:, 0], gathered[:, 0], out=gathered[:, 0])
                 else:
-                    out = offset + (weights * pooled[plan.source]).sum(-1)
+                    out = gathered.mul_(weights).sum(-1).add_(offset)
             return out.view(b, c, *plan.padded)[crop]
 
         return step

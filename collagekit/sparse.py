@@ -104,11 +104,12 @@ class SparsePlan:
 
     pools:       (window, pooled) sizes at this scale, one per distinct level geometry, in the order their
                  flattened pooled signals are concatenated
-    source:      (N j) int64  for every output sample, where each named source's value lies in the
+    source:      (N j) int     for every output sample, where each named source's value lies in the
                  concatenated pooled signals
-    sign:        (m j)        the sign of each named variant
-    leaf:        (N,) int64   the leaf of every output sample
-    constant:    (N i) int64  where each named constant cell's value lies in the concatenated constant cells
+    sign:        (m j)         the sign of each named variant
+    leaf:        (N,) int      the leaf of every output sample
+    constant:    (N i) int     where each named constant cell's value lies in the concatenated constant cells
+    (int: int64 as built, int32 once cached by :func:`plan_for` where every index fits)
     const_sizes: cell size of every level that has leaves, for resampling the constant cells
     """
 
@@ -254,9 +255,12 @@ def plan_for(collage: GridCollage, params: SparseParams, spatial: tuple[int, ...
     plan = params._plans.get(key)
     if plan is None:
         plan = build_plan(collage, params, spatial, scale)
+        # 32-bit indices where they fit: half the memory a decode holds, and a faster gather.
+        small = max(plan.source.numel() and int(plan.source.max()), plan.leaf.numel(), plan.constant.numel() and int(plan.constant.max())) < 2**31
+        index = dict(device=device, dtype=torch.int32 if small else torch.long)
         plan = SparsePlan(
-            plan.planes, plan.padded, plan.pools, plan.source.to(device), plan.sign.to(device), plan.leaf.to(device),
-            plan.constant.to(device), plan.const_sizes,
+            plan.planes, plan.padded, plan.pools, plan.source.to(**index), plan.sign.to(device), plan.leaf.to(**index),
+            plan.constant.to(**index), plan.const_sizes,
         )
         params._plans[key] = plan
     return plan
