@@ -22,7 +22,8 @@ from collagekit.config import CollageConfig
 from collagekit.container import Container, reject_options
 from collagekit.errors import CollagekitError
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
-from collagekit import sparse
+from collagekit import sparse, tree
+from collagekit.codec import as_tensor, decode_symbols, encode_symbols, from_tensor
 from collagekit.operator import CollageParams, GridCollage
 from collagekit.sparse import SparseParams
 from collagekit.progress import progress_bar
@@ -56,7 +57,7 @@ class GridCollageCodec:
             "collage": collage_config.model_dump(mode="json"),
             "solver": solver.config.model_dump(mode="json"),
         }
-        tensors = {PARAM_PREFIX + k: v for k, v in _stored(params).items()}
+        tensors = {PARAM_PREFIX + k: v for k, v in _stored(collage, params, tuple(signal_shape[1:])).items()}
         tensors.update({OPERATOR_PREFIX + k: v.float() for k, v in collage.state_dict().items()})
         return Container(header, tensors)
 
@@ -101,21 +102,48 @@ class GridCollageCodec:
         return decode_grid(collage, params, solver, shape, scale, device)
 
 
-def _stored(params: CollageParams | SparseParams) -> dict[str, Tensor]:
-    """A code's tensors as stored: floats as float32, split flags as bytes, indices in the smallest
-    integer type that holds them (a file's size is the code's size)."""
+def _stored(collage: GridCollage, params: CollageParams | SparseParams, spatial: tuple[int, ...]) -> dict[str, Tensor]:
+    """A code's tensors as stored. Dense: float32 as they are. Sparse: the split flags and source
+    indices range-coded in one byte stream (``streams``, per level: an index costs about log2 of its
+    level's source count in bits), the weights and offsets as float16 (their rounding is far below any
+    signal's precision; what the file decodes to is what fractalize reports)."""
     if isinstance(params, CollageParams):
         return {k: v[0].float() for k, v in params.tensors().items()}
-    out: dict[str, Tensor] = {}
-    for key, value in params.tensors().items():
-        if value.dtype == torch.bool:
-            out[key] = value.to(torch.uint8)
-        elif value.is_floating_point():
-            out[key] = value.float()
-        else:
-            top = int(value.max()) if value.numel() else 0
-            out[key] = value.to(torch.uint8 if top < 256 else torch.int16 if top < 1 << 15 else torch.int32)
+    streams, alphabets = _sparse_streams_layout(collage, spatial)
+    cells = tree.leaves(params.split, sparse.planes_of(collage, params, spatial), collage.partitioner.range_grid(spatial),
+                        collage.partitioner.range_size(1), collage.partitioner.levels)  # fmt: skip
+    values: dict[str, Tensor] = {f"split.{level}": flags.long() for level, flags in enumerate(params.split)}
+    first = 0
+    for level, level_cells in enumerate(cells):
+        rows = slice(first, first + len(level_cells))
+        if collage.sources:
+            values[f"index.{level}"] = params.index[rows].reshape(-1)
+        if collage.constants:
+            values[f"const.{level}"] = params.const_index[rows].reshape(-1)
+        first += len(level_cells)
+    out = {"streams": as_tensor(encode_symbols({name: values[name] for name in streams}, alphabets))}
+    for key in ("weight", "aux", "bias"):
+        half = getattr(params, key).detach().to(torch.float16)
+        if not torch.isfinite(half).all():
+            raise CollagekitError(f"a sparse code's {key} does not fit in float16 (|value| > 65504): the fit diverged")
+        out[key] = half
     return out
+
+
+def _sparse_streams_layout(collage: GridCollage, spatial: tuple[int, ...]) -> tuple[list[str], dict[str, int]]:
+    """The streams of a sparse code and their alphabets, from the operator and the signal's size."""
+    levels = collage.partitioner.levels
+    constants = sum(a.count(1) for a in collage.constant)
+    names: list[str] = [f"split.{level}" for level in range(levels - 1)]
+    alphabets = {name: 2 for name in names}
+    for level in range(levels):
+        if collage.sources:
+            names.append(f"index.{level}")
+            alphabets[names[-1]] = sparse.level_sources(collage, spatial, level)
+        if collage.constants:
+            names.append(f"const.{level}")
+            alphabets[names[-1]] = max(constants, 1)
+    return names, alphabets
 
 
 def _finite(key: str, t: Tensor, bad: Callable[[str], CollagekitError]) -> Tensor:
@@ -137,30 +165,37 @@ def _dense_params(collage: GridCollage, stored: dict[str, Tensor], channels: int
 
 
 def _sparse_params(collage: GridCollage, stored: dict[str, Tensor], channels: int, spatial: tuple[int, ...], bad) -> SparseParams:
-    levels = collage.partitioner.levels
-    expected = {f"split.{level}" for level in range(levels - 1)} | set(SparseParams.KEYS)
-    if set(stored) != expected:
-        raise bad(f"a sparse code holds {sorted(expected)}, found {sorted(stored)}")
-    tensors: dict[str, Tensor] = {}
-    for key, t in stored.items():
-        if key.startswith("split."):
-            if t.dtype != torch.uint8 or t.ndim != 1 or (t > 1).any():
-                raise bad(f"{key} must be one byte 0 or 1 per cell")
-            tensors[key] = t.bool()
-        elif key in ("index", "const_index"):
-            if t.is_floating_point() or t.dtype == torch.bool or t.ndim != 2:
-                raise bad(f"{key} must be a matrix of integers")
-            tensors[key] = t.long()
-        else:
-            tensors[key] = _finite(key, t, bad)
-    params = SparseParams.from_tensors(tensors, levels)
-    if params.index.shape[-1] != collage.sources or params.const_index.shape[-1] != collage.constants:
-        raise bad("the code names another number of sources per range than its collage")
-    planes = sparse.planes_of(collage, params, spatial)
-    if planes != channels:
-        raise bad(f"the code holds {planes} planes for a {channels}-channel signal")
-    sparse.build_plan(collage, params, spatial, 1)  # checks the layout and every index against the geometry
-    return params
+    part = collage.partitioner
+    levels, grid = part.levels, part.range_grid(spatial)
+    if set(stored) != {"streams", "weight", "aux", "bias"}:
+        raise bad(f"a sparse code holds streams, weight, aux and bias, found {sorted(stored)}")
+    top_nodes = channels * math.prod(grid)
+    _, alphabets = _sparse_streams_layout(collage, spatial)
+    # Every cell of the full tree at most once, each with its flag and its sources.
+    full = top_nodes * sum((2 ** len(spatial)) ** level for level in range(levels))
+    decoded = decode_symbols(from_tensor(stored["streams"], "sparse code"), alphabets,
+                             max_symbols=full * (1 + collage.sources + collage.constants), what="sparse code")  # fmt: skip
+    split = tuple(torch.from_numpy(decoded[f"split.{level}"]).bool() for level in range(levels - 1))
+    cells = tree.leaves(split, channels, grid, part.range_size(1), levels)
+    index, const_index = [], []
+    for level, level_cells in enumerate(cells):
+        m = len(level_cells)
+        for key, width, out in (("index", collage.sources, index), ("const", collage.constants, const_index)):
+            if not width:
+                out.append(torch.zeros(m, 0, dtype=torch.long))
+                continue
+            values = torch.from_numpy(decoded[f"{key}.{level}"])
+            if values.numel() != m * width:
+                raise bad(f"level {level} has {m} ranges but {values.numel()} {key} symbols")
+            out.append(values.view(m, width))
+    m = sum(len(c) for c in cells)
+    floats = {}
+    for key, shape in (("weight", (m, collage.sources)), ("aux", (m, collage.constants)), ("bias", (m,))):
+        t = stored[key]
+        if t.dtype != torch.float16 or tuple(t.shape) != shape:
+            raise bad(f"parameter {key!r} should be float16 of shape {shape}, got {t.dtype} {tuple(t.shape)}")
+        floats[key] = _finite(key, t, bad)
+    return SparseParams(split, torch.cat(index), floats["weight"], torch.cat(const_index), floats["aux"], floats["bias"])
 
 
 def _require_components(container: Container, registry: Registry) -> None:

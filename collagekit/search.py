@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor
 
 from collagekit import sparse, tree
@@ -49,14 +49,25 @@ def _fit(ranges: Tensor, chosen: Tensor, contraction: float) -> tuple[Tensor, Te
     bias (m,), squared error (m,)."""
     rm, cm = ranges.mean(-1), chosen.mean(-1)
     rc, cc = ranges - rm[:, None], chosen - cm[..., None]
-    gram = cc @ cc.transpose(1, 2)  # (m j j)
+    gram = (cc @ cc.transpose(1, 2)).double()  # (m j j)
+    # A light ridge keeps flat or repeated sources solvable; a system that still fails gets weight 0.
     ridge = 1e-9 * gram.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-12)[:, None, None]
     eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-    w = torch.linalg.solve(gram + ridge * eye, (cc @ rc[..., None]))[..., 0]  # (m j)
+    w, info = torch.linalg.solve_ex(gram + ridge * eye, (cc @ rc[..., None]).double())
+    w = torch.where((info == 0)[:, None] & torch.isfinite(w[..., 0]), w[..., 0], 0.0).to(ranges.dtype)  # (m j)
     norm = w.abs().sum(-1, keepdim=True)
     w = w * (contraction / norm.clamp_min(contraction)).clamp_max(1.0)  # shrink only codes outside the ball
-    b = rm - (w * cm).sum(-1)
     err = ((rc - (w[..., None] * cc).sum(1)) ** 2).sum(-1)
+    if w.shape[-1] > 1:
+        # A joint fit outside the ball shrinks badly (large weights of opposite signs): where the first
+        # source alone, its weight clamped, does better, keep that (so more sources never fit worse).
+        first = cc[:, 0]
+        s = ((rc * first).sum(-1) / (first * first).sum(-1).clamp_min(1e-12)).clamp(-contraction, contraction)
+        alone = ((rc - s[:, None] * first) ** 2).sum(-1)
+        better = alone < err
+        w = torch.where(better[:, None], torch.nn.functional.pad(s[:, None], (0, w.shape[-1] - 1)), w)
+        err = torch.where(better, alone, err)
+    b = rm - (w * cm).sum(-1)
     return w, b, err
 
 
@@ -70,7 +81,7 @@ def _best_single(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, allowed
         s = (cross / norms.clamp_min(1e-12)).clamp(-limit, limit)
         err = s * (s * norms - 2 * cross)  # the error up to |R~|^2, the same for every candidate
         if allowed is not None:
-            err = err.masked_fill(~allowed, float("inf"))
+            err = err.masked_fill(~allowed[i : i + chunk], float("inf"))
         best.append(err.argmin(-1))
     return torch.cat(best)
 
@@ -198,15 +209,26 @@ class SearchEncoder(Encoder):
 
     class Config(ComponentConfig):
         name: Literal["search"] = "search"
-        ranges: int | None = Field(None, ge=1, le=1 << 24, description="range cells (leaves) per channel; none: split by split_tol")
-        split_tol: float = Field(0.02, gt=0, description="split cells whose RMS collage error exceeds this (signal units)")
+        ranges: int | None = Field(None, ge=1, le=1 << 24, description="range cells (leaves) per channel (the code's size)")
+        range_samples: float | None = Field(None, gt=0, description="or: one range cell per this many samples on average (a size relative to the signal)")
+        split_tol: float = Field(0.02, gt=0, description="without a budget: split cells whose RMS collage error exceeds this (signal units)")
         steps: int = Field(0, ge=0, le=1_000_000, description="Adam steps on the fixed-point loss after the search")
         collage_steps: int = Field(0, ge=0, le=1_000_000, description="Adam steps on the collage loss after the search")
         lr: float = Field(0.01, gt=0, description="Adam learning rate of the refinement")
 
+        @model_validator(mode="after")
+        def _one_budget(self) -> SearchEncoder.Config:
+            if self.ranges is not None and self.range_samples is not None:
+                raise ValueError("give ranges or range_samples, not both")
+            return self
+
     def encode(self, x: Tensor, collage: GridCollage, solver: Solver) -> SparseParams:
         cfg = self.config
-        params = search(collage, x, ranges=cfg.ranges, split_tol=cfg.split_tol)
+        ranges = cfg.ranges
+        if cfg.range_samples is not None:
+            top = math.prod(collage.partitioner.range_grid(tuple(x.shape[2:])))
+            ranges = max(top, int(math.prod(x.shape[2:]) / cfg.range_samples))
+        params = search(collage, x, ranges=ranges, split_tol=cfg.split_tol)
         settings = FitSettings(steps=cfg.steps, collage_steps=cfg.collage_steps, lr=cfg.lr)
         refined, self.history = refine(x, collage, solver, params, settings)
         return refined

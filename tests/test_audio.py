@@ -16,7 +16,7 @@ from conftest import invoke
 
 from collagekit.errors import CollagekitError
 from collagekit.grid import AveragePooler
-from collagekit.metrics import psnr
+from collagekit.metrics import psnr, snr
 from collagekit.operator import CollageParams, GridCollage
 from collagekit.solver import fixed_point
 
@@ -130,6 +130,9 @@ def test_fractalize_then_decode_at_a_higher_rate(tmp_path: Path) -> None:
     assert (info.samplerate, info.frames, info.channels) == (32000, 8000, 1)
     metrics = json.loads(metrics_file.read_text())
     assert metrics["psnr_db"] > 20.0
+    # It represents the clip: the first release's collage gave 0.7 dB SNR here, at more than half the PCM
+    # (this quarter second's header and tree cost more, relatively, than a longer clip's).
+    assert metrics["code_bytes"] < 0.5 * 4000 * 2
 
     again = tmp_path / "again.flac"
     done = invoke("decompress", str(out.with_suffix(".clg")), "-o", str(again))
@@ -137,6 +140,7 @@ def test_fractalize_then_decode_at_a_higher_rate(tmp_path: Path) -> None:
     assert sf.info(again).samplerate == 16000
     # The saved code decodes to the PSNR the fit reported (16-bit PCM rounding aside).
     assert psnr(load_audio(SPEECH, LIMIT), load_audio(again, LIMIT)) == pytest.approx(metrics["psnr_db"], abs=0.05)
+    assert snr(load_audio(SPEECH, LIMIT) * 2 - 1, load_audio(again, LIMIT) * 2 - 1) > 6.0
 
     tripled = tmp_path / "x3.wav"
     assert invoke("decompress", str(out.with_suffix(".clg")), "-o", str(tripled), "--scale", "3").returncode == 0

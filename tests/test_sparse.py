@@ -313,16 +313,16 @@ def test_more_sources_and_more_ranges_fit_better() -> None:
 # --------------------------------------------------------------------------- files
 
 def test_sparse_codes_round_trip_through_clg_files(tmp_path: Path) -> None:
-    """A sparse code stored by the grid-collage codec (indices in one byte when they fit, split flags as
-    bytes) decodes to the in-memory code's attractor; tampered indices and flags are refused."""
+    """A sparse code stored by the grid-collage codec (flags and indices range-coded, weights and offsets
+    as float16) decodes to the attractor of the float16-rounded code; tampering is refused."""
     from collagekit.config import CollageConfig
     from collagekit.recipe import RecipeModels
     from collagekit.registry import get_registry
 
     registry = get_registry()
     config = RecipeModels(registry).specialize(CollageConfig).model_validate({
-        "partitioner": {"name": "tiles2d", "range_size": 8, "levels": 3, "domain_size": "full"},
-        "auxiliary": [{"name": "dihedral"}], "mixing": "sparse", "sources": 1,
+        "partitioner": {"name": "tiles2d", "range_size": 8, "levels": 3, "domain_size": 16, "domain_stride": 8},
+        "auxiliary": [{"name": "dihedral"}], "mixing": "sparse", "sources": 2,
     })
     collage = config.build(registry)
     x = torch.rand(1, 3, 24, 20)
@@ -330,20 +330,25 @@ def test_sparse_codes_round_trip_through_clg_files(tmp_path: Path) -> None:
     solver = registry.build("solver", registry.get("solver", "picard").Config(tol=1e-6, max_iter=300))
     container = GridCollageCodec.pack(modality="image", collage_config=config, collage=collage, params=code, solver=solver,
                                       signal_shape=(3, 24, 20), created_by={})
-    assert container.tensors["params.index"].dtype == torch.uint8 and container.tensors["params.split.0"].dtype == torch.uint8
+    assert set(container.tensors) == {"params.streams", "params.weight", "params.aux", "params.bias"}
+    assert container.tensors["params.weight"].dtype == torch.float16
+    # Indices and flags cost about log2 of their alphabets: far below the 8 + 1 bytes of int64 and bool.
+    assert container.tensors["params.streams"].numel() < code.index.numel() * 2 + sum(s.numel() for s in code.split) // 4 + 64
     data = to_bytes(container)
     back_collage, back, back_solver, shape = GridCollageCodec.unpack(from_bytes(data), registry)
+    assert torch.equal(back.index, code.index) and all(torch.equal(a, b) for a, b in zip(back.split, code.split))
+    rounded = code.map(lambda t: t.half().float() if t.is_floating_point() else t)
     cpu = torch.device("cpu")
-    torch.testing.assert_close(decode_grid(back_collage, back, back_solver, shape, 2, cpu), decode_grid(collage, code, solver, shape, 2, cpu))
+    torch.testing.assert_close(decode_grid(back_collage, back, back_solver, shape, 2, cpu), decode_grid(collage, rounded, solver, shape, 2, cpu))
     bad = from_bytes(data)
-    bad.tensors["params.index"] = torch.full_like(bad.tensors["params.index"], 200)
-    with pytest.raises(CollagekitError, match="outside"):
+    bad.tensors["params.streams"][len(bad.tensors["params.streams"]) // 2] ^= 0x10
+    with pytest.raises(CollagekitError, match="corrupt"):
         GridCollageCodec.unpack(bad, registry)
     bad = from_bytes(data)
-    bad.tensors["params.split.0"][0] = 1 - bad.tensors["params.split.0"][0]  # another tree: the leaves no longer fit
-    with pytest.raises(CollagekitError, match="split flags|layout needs"):
+    bad.tensors["params.bias"] = bad.tensors["params.bias"].float()
+    with pytest.raises(CollagekitError, match="float16"):
         GridCollageCodec.unpack(bad, registry)
     bad = from_bytes(data)
-    bad.tensors["params.split.0"] = bad.tensors["params.split.0"][:-1]
-    with pytest.raises(CollagekitError, match="top cells"):
+    bad.tensors["params.weight"] = bad.tensors["params.weight"][:-1]
+    with pytest.raises(CollagekitError, match="shape"):
         GridCollageCodec.unpack(bad, registry)

@@ -1,4 +1,4 @@
-"""1D audio components: segment partitioning and the sign/time-reversal cells."""
+"""1D audio components: segment partitioning, the sign/time-reversal cells and plain time reversal."""
 
 from __future__ import annotations
 
@@ -52,3 +52,31 @@ class SignTime(AuxiliaryDomain):
         """Negated, reversed, negated and reversed, as signed permutations of a segment's samples."""
         forward, backward = torch.arange(size[0]), torch.arange(size[0]).flip(0)
         return torch.stack([forward, backward, backward]), torch.tensor([-1.0, 1.0, -1.0])
+
+
+class TimeReversal(AuxiliaryDomain):
+    """Every pooled domain played backwards: one extra cell per domain.
+
+    For a sparse collage, whose weights carry their own sign, this is all that ``sign-time`` adds (its
+    negated cells are the same sources with the weight's sign flipped) at half the sources to search
+    and a bit less per stored index.
+    """
+
+    class Config(ComponentConfig):
+        name: Literal["reverse"] = "reverse"
+
+    signal_dependent: ClassVar[bool] = True
+
+    def bind(self, range_size: tuple[int, ...]) -> None:
+        if len(range_size) != 1:
+            raise CollagekitError(f"reversed cells act on 1D signals, got range size {range_size}")
+
+    def count(self, num_domains: int) -> int:
+        return num_domains
+
+    def forward(self, pooled: Tensor, scale: int = 1) -> Tensor:
+        """(b c n r) -> (b c n r): each cell reversed in time."""
+        return pooled.flip(-1)
+
+    def variants(self, size: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+        return torch.arange(size[0]).flip(0)[None], torch.ones(1)

@@ -14,9 +14,10 @@ def register_partitioners(register: Register) -> None:
 
 @hookimpl
 def register_auxiliaries(register: Register) -> None:
-    from collagekit_audio.components import SignTime
+    from collagekit_audio.components import SignTime, TimeReversal
 
     register(SignTime)
+    register(TimeReversal)
 
 
 @hookimpl
@@ -47,5 +48,7 @@ def register_codecs(register: Register) -> None:
 @hookimpl
 def register_benchmarks(register: Register) -> None:
     from collagekit_audio.bench import AUDIO_BENCH
+    from collagekit_audio.fractalize_bench import AUDIO_FRACTALIZE_BENCH
 
     register(AUDIO_BENCH)
+    register(AUDIO_FRACTALIZE_BENCH)

@@ -1,19 +1,24 @@
-"""Audio tasks. ``audio_fractalize``: the whole clip as the one domain plus its sign/time variants.
+"""Audio tasks. ``audio_fractalize``: an adaptive, sparse collage of the clip.
 
-This is image fractalization (paper section 4.3) carried to 1D: every range segment is a scaled,
-shrunken copy of the whole waveform (or its negation or reversal), so decoding at scale s — at s x
-the sample rate — fills in self-similar detail. It is a representation, not a compressor.
+Image fractalization (paper section 4.3) carried to 1D: every range segment is a copy of a segment
+twice as long, shrunk to its length (played forwards or backwards), times a weight, plus an offset, so
+decoding at scale s — at s x the sample rate — fills in self-similar detail. The segments are the
+leaves of a binary tree (256 samples down to 8), each naming ONE source found by the least-squares
+search among every domain of its level, then refined on the attractor itself; a budget of one range
+per 14 samples keeps the code below a quarter of the 16-bit PCM. (The first release mixed the whole
+clip's 4 sign/time variants in fixed 32-sample segments: 0.7 dB SNR at 57 % of the PCM.)
 """
 
 from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from collagekit.config import CollageConfig
+from collagekit.config import CollageConfig, Slot, slot_default
+from collagekit.interfaces import ComponentConfig
 from collagekit.fractalize import GridFractalizeConfig, GridFractalizeTask
 
 SAMPLE = "speech_1s.flac"
@@ -33,11 +38,14 @@ class AudioFractalize(GridFractalizeTask):
         scale: int = Field(1, ge=1, le=16, description="decode at this integer multiple of the input's sample rate")
         collage: CollageConfig = Field(
             default_factory=lambda: {
-                "partitioner": {"name": "segments1d", "range_size": 32, "domain_size": "full"},
-                "auxiliary": [{"name": "sign-time"}],
+                "partitioner": {"name": "segments1d", "range_size": 256, "levels": 6, "domain_size": 512, "domain_stride": 64},
+                "auxiliary": [{"name": "reverse"}],
+                "mixing": "sparse",
+                "sources": 1,
             },
             validate_default=True,
         )
+        encoder: Annotated[ComponentConfig, Slot("encoder")] = slot_default("search", range_samples=14, steps=100, lr=0.003)
 
     def sample_path(self) -> Path:
         return sample_audio()
