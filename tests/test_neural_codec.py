@@ -394,7 +394,7 @@ def test_kodak_bench_writes_results(tiny_model: Path, tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "res" / "kodak.json").read_text())
     row = saved["images"][0]["neural"][str(tiny_model)]
     assert row["bpp"] > 0 and np.isfinite(row["psnr_db"])
-    assert "jpeg" in saved["tables"]["at_targets"] and (tmp_path / "res" / "kodak.md").is_file()
+    assert "jpeg" in saved["tables"]["bd"] and (tmp_path / "res" / "kodak.md").is_file()
 
 
 def test_prior_prices_unit_bins_of_a_laplace() -> None:

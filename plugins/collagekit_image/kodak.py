@@ -1,26 +1,41 @@
-"""``collagekit bench kodak``: Neural Collage rate-distortion and speed on the 24 Kodak images, against
-Pillow's JPEG, WebP, JPEG 2000 and AVIF and the PIFS baseline (DESIGN section 4).
+"""``collagekit bench kodak``: Neural Collage rate-distortion and speed on a folder of images (the 24
+Kodak images by default), against JPEG, WebP, JPEG 2000, AVIF, JPEG XL and the PIFS baseline (DESIGN
+section 4).
 
-* Neural Collage: every shipped quality (``nc-q*``), or ``models=a,b`` (names or paths). bpp = .clg
-  file bytes x 8 / pixels; PSNR of the file decoded from its bytes, 8-bit, whole image. Encode and
-  decode seconds: the median of ``repeats`` runs after one untimed warm-up encode and decode; decode
-  includes entropy decoding.
-* Anchors: Pillow JPEG (``optimize=True``), WebP (``method=6``), JPEG 2000 (``mct=1``, rate sweep),
-  AVIF (if this Pillow has it), each swept over quality; PIFS via the ``pifs`` codec (``pifs=0`` skips
-  it). Every codec's per-image curve is interpolated in log-bpp (a) at 0.15 and 0.30 bpp and (b) at the
-  Neural Collage file's own bpp (matched-bpp comparison); means are over the images a curve brackets.
-* Neural Collage vs PIFS encode time at equal PSNR: per image, the PIFS sweep's encode time
-  interpolated (in log-time) at the Neural Collage PSNR.
+* Images: every image file of the data folder (any names), or ``images=validation`` (the validation
+  split, :mod:`collagekit_image.validation`; pass ``--data ../shared/data/train_images``) or
+  ``images=FILE`` (a text file naming files of the folder, one a line). Every codec sees the same
+  8-bit RGB pixels.
+* Neural Collage: every shipped quality (``nc-q*``), or ``models=a,b`` (names or paths): one curve per
+  image. bpp = .clg file bytes x 8 / pixels; PSNR of the file decoded from its bytes, 8-bit, whole
+  image. Encode and decode seconds: the median of ``repeats`` runs after one untimed warm-up encode
+  and decode; decode includes entropy decoding.
+* Anchors, each swept over its quality setting from below 0.1 bpp (where the codec can) to above 1 bpp:
+  Pillow JPEG (``optimize=True``), WebP (``method=6``), JPEG 2000 (``mct=1``, rate sweep), AVIF (one
+  thread), JPEG XL (libjxl through ``imagecodecs``, distance sweep, one thread), each if installed; PIFS
+  via the ``pifs`` codec (nearest-neighbour search, an RMS sweep; ``pifs=0`` skips it).
+* BD-PSNR and BD-rate of Neural Collage against every anchor (:mod:`collagekit.bjontegaard`, PCHIP):
+  per image over the bpp interval both curves cover within 0.1-1.0 bpp, then the mean over the images
+  where that interval exists (the headline); also on the set's mean curves ("curve of means"). And
+  every codec against JPEG, for scale.
+* PSNR at 0.15 and 0.30 bpp (each curve interpolated in log-bpp): means over the images that every
+  compared codec reaches at that rate, with each codec's own count.
+* Per model: mean bpp, PSNR and times, and each anchor's PSNR at that image's Neural Collage bpp; its
+  encode time against the PIFS sweep's encode time interpolated (in log-time) at the same PSNR.
 
-Options: ``limit=N`` (first N images), ``repeats=R``, ``models=...``, ``anchors=jpeg,webp,...``, ``pifs=0``.
+Options: ``limit=N`` (first N images), ``repeats=R``, ``models=...``, ``anchors=jpeg,webp,...``,
+``pifs=0``, ``images=validation|FILE``, ``name=STEM`` (results file names; default ``kodak``, or
+``kodak_validation`` with ``images=validation``).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +43,35 @@ import numpy as np
 import torch
 
 from collagekit.bench import Benchmark, BenchContext, write_results
+from collagekit.bjontegaard import bd_psnr, bd_rate
 from collagekit.errors import CollagekitError
 from collagekit.metrics import at_rate
 from collagekit.timing import median_time
 from collagekit_pifs.bench import pifs_curve
 
+NEURAL = "neural-collage"
 TARGETS = (0.15, 0.30)
-SWEEPS: dict[str, tuple] = {  # quality settings reaching from below 0.1 bpp (where the codec can) to about 1 bpp
+BD_WINDOW = (0.1, 1.0)  # bpp interval the Bjøntegaard deltas are taken over
+MAX_PIXELS = 1 << 26
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+SWEEPS: dict[str, tuple] = {  # quality settings reaching from below 0.1 bpp (where the codec can) to above 1 bpp
     "jpeg": (1, 3, 6, 10, 15, 25, 40, 60, 80),
     "webp": (0, 3, 10, 25, 45, 65, 85),
     "jpeg2000": (0.06, 0.1, 0.15, 0.22, 0.33, 0.5, 0.8, 1.2),  # target bpp -> compression ratio 24/bpp
     "avif": (0, 5, 15, 30, 45, 60, 80),
+    "jpegxl": (25.0, 15.0, 10.0, 7.0, 5.0, 3.5, 2.5, 1.7, 1.2, 0.8),  # butteraugli distance; 25 is libjxl's largest
 }
-PIFS_RMS = (12.0, 20.0, 32.0, 50.0)
+PIFS_RMS = (4.0, 6.0, 8.0, 12.0, 20.0, 32.0, 50.0, 80.0)
+LABELS = {"jpeg": "JPEG", "webp": "WebP", "jpeg2000": "JPEG 2000", "avif": "AVIF", "jpegxl": "JPEG XL", "pifs": "PIFS", NEURAL: "Neural Collage"}
 
 
-def _pillow_point(image, codec: str, setting) -> tuple[int, np.ndarray]:
+def _encode_decode(image, codec: str, setting) -> tuple[int, np.ndarray]:
+    """File bytes and decoded 8-bit RGB pixels of one anchor at one setting."""
+    if codec == "jpegxl":
+        import imagecodecs
+
+        data = imagecodecs.jpegxl_encode(np.asarray(image), distance=setting, effort=7, numthreads=1)
+        return len(data), imagecodecs.jpegxl_decode(data, numthreads=1)
     from PIL import Image
 
     buf = io.BytesIO()
@@ -54,27 +82,41 @@ def _pillow_point(image, codec: str, setting) -> tuple[int, np.ndarray]:
     elif codec == "jpeg2000":
         image.save(buf, "JPEG2000", quality_mode="rates", quality_layers=[24.0 / setting], mct=1, irreversible=True)
     elif codec == "avif":
-        image.save(buf, "AVIF", quality=setting)
+        image.save(buf, "AVIF", quality=setting, max_threads=1)
     size = buf.tell()
     buf.seek(0)
     with Image.open(buf) as decoded:
         return size, np.asarray(decoded.convert("RGB"))
 
 
+def _has_jpegxl() -> bool:
+    try:
+        import imagecodecs
+    except ImportError:
+        return False
+    return bool(imagecodecs.JPEGXL.available)
+
+
 def available_anchors() -> list[str]:
     from PIL import features
 
-    have = {"jpeg": features.check("jpg"), "webp": features.check("webp"), "jpeg2000": features.check("jpg_2000"), "avif": features.check("avif")}
+    have = {
+        "jpeg": features.check("jpg"),
+        "webp": features.check("webp"),
+        "jpeg2000": features.check("jpg_2000"),
+        "avif": features.check("avif"),
+        "jpegxl": _has_jpegxl(),
+    }
     return [name for name, ok in have.items() if ok]
 
 
 def anchor_curve(image, codec: str) -> list[tuple[float, float]]:
-    """(bpp, PSNR) of one Pillow codec over its quality sweep."""
+    """(bpp, PSNR) of one anchor over its quality sweep."""
     from collagekit.metrics import psnr_uint8
 
     reference = np.asarray(image)
     pixels = image.size[0] * image.size[1]
-    return [(size * 8 / pixels, psnr_uint8(reference, decoded)) for size, decoded in (_pillow_point(image, codec, s) for s in SWEEPS[codec])]
+    return [(size * 8 / pixels, psnr_uint8(reference, decoded)) for size, decoded in (_encode_decode(image, codec, s) for s in SWEEPS[codec])]
 
 
 def neural_point(x: torch.Tensor, model: str, device: torch.device, repeats: int) -> dict[str, Any]:
@@ -103,42 +145,72 @@ def _fmt(v: float | None, spec: str = ".2f") -> str:
     return "n/a" if v is None else format(v, spec)
 
 
-def run(ctx: BenchContext) -> dict[str, Any]:
+def image_paths(folder: Path, images: str | None) -> list[Path]:
+    """The images to measure: every image file of ``folder`` by name, or those ``images`` names."""
+    if images is None:
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    from collagekit_image.validation import read_image_list, validation_names
+
+    if images == "validation":
+        names = validation_names()
+    else:
+        listing = Path(images)
+        if not listing.is_file():
+            raise CollagekitError(f"images={images!r}: no such list file (or use images=validation)")
+        names = read_image_list(listing)
+    missing = [name for name in names if not (folder / name).is_file()]
+    if missing:
+        raise CollagekitError(f"{len(missing)} listed image(s) are not in {folder}, e.g. {missing[0]!r}; pass --data DIR")
+    return [folder / name for name in sorted(set(names))]
+
+
+def _rgb(path: Path) -> tuple[Any, torch.Tensor]:
+    """The image as 8-bit RGB, as a Pillow image (anchors) and a (1 3 h w) tensor in [0, 1] (Neural Collage, PIFS)."""
     from PIL import Image
 
+    from collagekit.metrics import to_uint8
     from collagekit_image.imageio import load_image
+
+    x = load_image(path, MAX_PIXELS)  # the safe reader: size limit, clear errors
+    array = to_uint8(x[0].expand(3, -1, -1)).transpose(1, 2, 0).copy()  # (h w 3); grey becomes RGB
+    return Image.fromarray(array), torch.from_numpy(array).permute(2, 0, 1)[None].float() / 255.0
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
     from collagekit_image.pretrained import QUALITY_PREFIX, STORE
 
-    paths = sorted(ctx.data.glob("kodim*.png"))[: int(ctx.option("limit", 24))]
+    started = time.perf_counter()
+    images = ctx.option("images", None)
+    images = None if images in (None, "") else str(images)
+    paths = image_paths(ctx.data, images)[: int(ctx.option("limit", 10_000))]
     if not paths:
-        raise CollagekitError(f"no kodim*.png images in {ctx.data}")
+        raise CollagekitError(f"no image files in {ctx.data}")
+    name = str(ctx.option("name", "kodak_validation" if images == "validation" else "kodak"))
     repeats = int(ctx.option("repeats", 1))
-    models = str(ctx.option("models", ",".join(f"{QUALITY_PREFIX}{q}" for q in STORE.qualities()))).split(",")
-    models = [m for m in models if m]
+    models = [m for m in str(ctx.option("models", ",".join(f"{QUALITY_PREFIX}{q}" for q in STORE.qualities()))).split(",") if m]
     if not models:
         raise CollagekitError("no Neural Collage model is installed; pass models=PATH[,PATH...]")
     anchors = [a for a in str(ctx.option("anchors", ",".join(available_anchors()))).split(",") if a]
     unknown = sorted(set(anchors) - set(SWEEPS))
     if unknown:
         raise CollagekitError(f"unknown anchors {', '.join(unknown)}; choose from: {', '.join(SWEEPS)}")
+    missing = sorted(set(anchors) - set(available_anchors()))
+    if missing:
+        raise CollagekitError(f"anchors {', '.join(missing)} are not available here (Pillow features, or imagecodecs for jpegxl)")
     with_pifs = bool(ctx.option("pifs", 1))
     device = ctx.device
-    for name in models:
-        STORE.load(name)  # fail early on an unknown model
+    loaded = {model: STORE.load(model) for model in models}  # fail early on an unknown model
     # Untimed warm-up: the first encode/decode pays lazy imports and allocator growth.
-    warm = load_image(paths[0], 1 << 26)[..., :256, :256]
-    for name in models:
-        neural_point(warm, name, device, 1)
+    warm = _rgb(paths[0])[1][..., :256, :256]
+    for model in models:
+        neural_point(warm, model, device, 1)
 
     rows: list[dict[str, Any]] = []
     for path in paths:
-        x = load_image(path, 1 << 26)
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            image.load()
-        row: dict[str, Any] = {"image": path.stem, "neural": {}, "anchors": {}}
-        for name in models:
-            row["neural"][name] = neural_point(x, name, device, repeats)
+        image, x = _rgb(path)
+        row: dict[str, Any] = {"image": path.name, "neural": {}, "anchors": {}}
+        for model in models:
+            row["neural"][model] = neural_point(x, model, device, repeats)
         for anchor in anchors:
             row["anchors"][anchor] = anchor_curve(image, anchor)
         if with_pifs:
@@ -146,24 +218,78 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             row["anchors"]["pifs"] = [(r["bpp"], r["psnr_db"]) for r in row["pifs"]]
         rows.append(row)
         nc = "  ".join(f"{n}: {p['bpp']:.3f} bpp {p['psnr_db']:.2f} dB ({p['encode_s']:.2f}/{p['decode_s']:.2f} s)" for n, p in row["neural"].items())
-        print(f"{path.stem}: {nc}", flush=True)
+        print(f"{path.name}: {nc}", flush=True)
 
-    summary, tables = summarise(rows, models, [*anchors, *(["pifs"] if with_pifs else [])], device)
-    markdown = render(summary, tables, len(rows), repeats, device)
-    write_results(ctx.out, "kodak", markdown, {"summary": summary, "tables": tables, "images": rows})
-    plot(rows, models, summary, ctx.out / "kodak.png")
+    summary, tables = summarise(rows, models, list(rows[0]["anchors"]), device)
+    summary.update(data=str(ctx.data), images_option=images or "all", wall_s=round(time.perf_counter() - started, 1))
+    if images == "validation":
+        summary["models_not_holding_out_the_split"] = [m for m, entry in loaded.items() if not _held_out(entry.metadata)]
+    markdown = render(name, summary, tables, repeats, device)
+    write_results(ctx.out, name, markdown, {"summary": summary, "tables": tables, "images": rows})
+    plot(rows, ctx.out / f"{name}.png", Path(ctx.data).name + (f", {images}" if images else ""))
     return {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
 
 
-def summarise(rows: list[dict[str, Any]], models: list[str], anchors: list[str], device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
-    neural_curves = {r["image"]: [(p["bpp"], p["psnr_db"]) for p in r["neural"].values()] for r in rows}
-    at_targets: dict[str, dict[str, float | None]] = {}
-    bracketed: dict[str, dict[str, int]] = {}  # how many images' curves reach each rate
+def _held_out(metadata: dict[str, str]) -> bool:
+    """Whether a model's training record says it skipped the validation split (``image_train``'s ``held_out``)."""
+    try:
+        return int(json.loads(metadata.get("made_by", "{}")).get("held_out", 0)) > 0
+    except (ValueError, TypeError, AttributeError):
+        return False
+
+
+def _curves(row: dict[str, Any]) -> dict[str, list[tuple[float, float]]]:
+    """Every codec's (bpp, PSNR) curve on one image; Neural Collage's runs through the models."""
+    return {NEURAL: [(p["bpp"], p["psnr_db"]) for p in row["neural"].values()], **row["anchors"]}
+
+
+def _mean_curve(rows: list[dict[str, Any]], codec: str) -> list[tuple[float, float]]:
+    """The set's mean (bpp, PSNR) at each setting of ``codec`` (every image has every setting)."""
+    per_image = [_curves(r)[codec] for r in rows]
+    return [(statistics.mean(c[i][0] for c in per_image), statistics.mean(c[i][1] for c in per_image)) for i in range(len(per_image[0]))]
+
+
+def _bd(anchor: list[tuple[float, float]], test: list[tuple[float, float]]) -> dict[str, float | None]:
+    psnr, rate = bd_psnr(anchor, test, BD_WINDOW), bd_rate(anchor, test, BD_WINDOW)
+    return {"bd_psnr_db": None if psnr is None else round(psnr, 4), "bd_rate_pct": None if rate is None else round(rate, 3)}
+
+
+def bd_table(rows: list[dict[str, Any]], anchor: str, test: str) -> dict[str, Any]:
+    """``test`` against ``anchor``: per-image BD-PSNR and BD-rate, their means (with counts), and the
+    same on the set's mean curves."""
+    per_image = [_bd(_curves(r)[anchor], _curves(r)[test]) for r in rows]
+    psnrs = [b["bd_psnr_db"] for b in per_image if b["bd_psnr_db"] is not None]
+    rates = [b["bd_rate_pct"] for b in per_image if b["bd_rate_pct"] is not None]
+    of_means = _bd(_mean_curve(rows, anchor), _mean_curve(rows, test))
+    return {
+        "bd_psnr_db": _mean(psnrs), "bd_psnr_images": len(psnrs),
+        "bd_rate_pct": _mean(rates), "bd_rate_images": len(rates),
+        "curve_of_means_bd_psnr_db": of_means["bd_psnr_db"], "curve_of_means_bd_rate_pct": of_means["bd_rate_pct"],
+        "per_image": {r["image"]: b for r, b in zip(rows, per_image)},
+    }
+
+
+def fixed_rate_table(rows: list[dict[str, Any]], codecs: list[str]) -> dict[str, Any]:
+    """PSNR at each target rate: every codec's mean over the images that all codecs reach there, each
+    codec's own count, and each codec's mean over the images it reaches itself."""
+    table: dict[str, Any] = {}
     for t in TARGETS:
-        for codec in ["neural-collage", *anchors]:
-            values = [at_rate(neural_curves[r["image"]] if codec == "neural-collage" else r["anchors"][codec], t) for r in rows]
-            at_targets.setdefault(codec, {})[f"{t:.2f}"] = _mean(values)
-            bracketed.setdefault(codec, {})[f"{t:.2f}"] = sum(v is not None for v in values)
+        values = {c: [at_rate(_curves(r)[c], t) for r in rows] for c in codecs}
+        common = [i for i in range(len(rows)) if all(values[c][i] is not None for c in codecs)]
+        table[f"{t:.2f}"] = {
+            "common_images": len(common),
+            "mean_over_common": {c: _mean(values[c][i] for i in common) for c in codecs},
+            "reached": {c: sum(v is not None for v in values[c]) for c in codecs},
+            "mean_over_reached": {c: _mean(values[c]) for c in codecs},
+        }
+    return table
+
+
+def summarise(rows: list[dict[str, Any]], models: list[str], anchors: list[str], device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
+    codecs = [NEURAL, *anchors]
+    bd = {anchor: bd_table(rows, anchor, NEURAL) for anchor in anchors}
+    vs_jpeg = {c: bd_table(rows, "jpeg", c) for c in codecs if c != "jpeg"} if "jpeg" in anchors else {}
+    fixed = fixed_rate_table(rows, codecs)
     per_model = []
     for name in models:
         points = [r["neural"][name] for r in rows]
@@ -189,17 +315,24 @@ def summarise(rows: list[dict[str, Any]], models: list[str], anchors: list[str],
             entry["pifs_encode_s_at_equal_psnr"] = _mean(s for s, _ in speed)
             entry["pifs_images_at_equal_psnr"] = len(speed)
         per_model.append(entry)
-    summary = {
+    summary: dict[str, Any] = {
         "images": len(rows),
         "device": str(device),
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
-        "psnr_at_0.15": at_targets["neural-collage"]["0.15"],
-        "psnr_at_0.30": at_targets["neural-collage"]["0.30"],
-        "encode_s_median": per_model[0]["encode_s_median"] if per_model else None,
-        "decode_s_median": per_model[0]["decode_s_median"] if per_model else None,
+        "bd_window_bpp": list(BD_WINDOW),
+        **{f"bd_psnr_vs_{a}": bd[a]["bd_psnr_db"] for a in anchors},
+        **{f"bd_rate_vs_{a}": bd[a]["bd_rate_pct"] for a in anchors},
     }
-    return summary, {"at_targets": at_targets, "bracketed": bracketed, "models": per_model}
+    for t in TARGETS:
+        key = f"{t:.2f}"
+        summary[f"psnr_at_{key}"] = fixed[key]["mean_over_reached"][NEURAL]
+        summary[f"images_at_{key}"] = fixed[key]["reached"][NEURAL]
+        summary[f"psnr_at_{key}_common"] = fixed[key]["mean_over_common"][NEURAL]
+        summary[f"common_images_at_{key}"] = fixed[key]["common_images"]
+    summary["encode_s_median"] = per_model[0]["encode_s_median"] if per_model else None
+    summary["decode_s_median"] = per_model[0]["decode_s_median"] if per_model else None
+    return summary, {"bd": bd, "bd_vs_jpeg": vs_jpeg, "fixed_rate": fixed, "models": per_model}
 
 
 def _interp_time(points: list[tuple[float, float]], psnr_db: float) -> float | None:
@@ -212,31 +345,73 @@ def _interp_time(points: list[tuple[float, float]], psnr_db: float) -> float | N
     return None
 
 
-def _counted(value: float | None, count: int, images: int) -> str:
-    return _fmt(value) if count == images else f"{_fmt(value)} ({count}/{images} images)"
+def _label(codec: str) -> str:
+    return LABELS.get(codec, codec)
 
 
-def render(summary: dict[str, Any], tables: dict[str, Any], images: int, repeats: int, device: torch.device) -> str:
-    at = tables["at_targets"]
-    anchors = [a for a in at if a != "neural-collage"]
+def _signed(v: float | None, spec: str) -> str:
+    return "n/a" if v is None else format(v, "+" + spec)
+
+
+def render(name: str, summary: dict[str, Any], tables: dict[str, Any], repeats: int, device: torch.device) -> str:
+    n = summary["images"]
+    lo, hi = summary["bd_window_bpp"]
+    option = summary["images_option"]
     lines = [
-        "# kodak: Neural Collage image codec on the 24 Kodak images",
+        f"# {name}: Neural Collage image codec on {n} images",
         "",
-        f"`collagekit bench kodak` on {images} images, device {device}, {summary['threads']} torch threads "
-        f"({summary['cpu_count']} CPUs). bpp = .clg file bytes x 8 / pixels; PSNR on the decoded file, 8-bit,",
-        f"whole image (DESIGN section 4); times: median of {repeats} run(s) per image after an untimed warm-up.",
-        "Curves are interpolated per image in log-bpp; a mean covers the images whose curve reaches the rate (counted when not all).",
+        f"`collagekit bench kodak` on {n} images of `{summary['data']}`" + (f" (`images={option}`)" if option != "all" else "")
+        + f", device {device}, {summary['threads']} torch thread(s) ({summary['cpu_count']} CPUs), {summary['wall_s']:.0f} s in all.",
+        "bpp = file bytes x 8 / pixels; PSNR on the decoded file, 8-bit RGB, whole image (DESIGN section 4); times: median of",
+        f"{repeats} run(s) per image after an untimed warm-up. Neural Collage: one curve per image through the models below.",
         "",
-        "## PSNR (dB) at fixed rates",
+    ]
+    if summary.get("models_not_holding_out_the_split"):
+        lines += [
+            f"**In-sample for {', '.join(summary['models_not_holding_out_the_split'])}**: their training record does not show the validation "
+            "split held out (they predate it), so they may have trained on these images.",
+            "",
+        ]
+    lines += [
+        f"## Bjøntegaard deltas of Neural Collage against each anchor ({lo:g}-{hi:g} bpp)",
         "",
-        "| codec | @0.15 bpp | @0.30 bpp |",
-        "|---|---|---|",
-        *(f"| {name} | {_counted(v['0.15'], n['0.15'], images)} | {_counted(v['0.30'], n['0.30'], images)} |"
-          for (name, v), n in zip(at.items(), tables["bracketed"].values())),
+        f"PCHIP interpolation (`collagekit.bjontegaard`), per image over the bpp interval both curves cover within {lo:g}-{hi:g} bpp,",
+        "then the mean over the images where that interval exists (the headline, with the count); \"curve of means\": the same",
+        "computed once on the set's mean curves. BD-PSNR > 0 and BD-rate < 0: Neural Collage is better.",
         "",
-        "## Per shipped model (means over images; anchors at each image's Neural Collage bpp)",
+        "| anchor | BD-PSNR (dB) | BD-rate (%) | images (PSNR / rate) | curve of means: BD-PSNR | BD-rate |",
+        "|---|---|---|---|---|---|",
+    ]
+    for anchor, b in tables["bd"].items():
+        lines.append(
+            f"| {_label(anchor)} | {_signed(b['bd_psnr_db'], '.2f')} | {_signed(b['bd_rate_pct'], '.1f')} | {b['bd_psnr_images']} / {b['bd_rate_images']} | "
+            f"{_signed(b['curve_of_means_bd_psnr_db'], '.2f')} | {_signed(b['curve_of_means_bd_rate_pct'], '.1f')} |"
+        )
+    if tables["bd_vs_jpeg"]:
+        lines += ["", "## Every codec against JPEG (same method, for scale)", "",
+                  "| codec | BD-PSNR (dB) | BD-rate (%) | images (PSNR / rate) |", "|---|---|---|---|"]
+        for codec, b in tables["bd_vs_jpeg"].items():
+            lines.append(f"| {_label(codec)} | {_signed(b['bd_psnr_db'], '.2f')} | {_signed(b['bd_rate_pct'], '.1f')} | {b['bd_psnr_images']} / {b['bd_rate_images']} |")
+    fixed = tables["fixed_rate"]
+    keys = list(fixed)
+    common = ", ".join(f"{fixed[k]['common_images']}/{n} at {k} bpp" for k in keys)
+    lines += [
+        "", "## PSNR (dB) at fixed rates", "",
+        "Each curve interpolated in log-bpp, never extrapolated. Means over the images that every codec below reaches at that rate "
+        f"({common}); beside each, how many images that codec reaches.",
         "",
-        "| model | bpp | PSNR | encode s (median/max) | decode s (median/max) | " + " | ".join(anchors) + " |",
+        "| codec | " + " | ".join(f"@{k} bpp | reaches" for k in keys) + " |",
+        "|---|" + "---|---|" * len(keys),
+    ]
+    for codec in fixed[keys[0]]["reached"]:
+        cells = " | ".join(f"{_fmt(fixed[k]['mean_over_common'][codec])} | {fixed[k]['reached'][codec]}/{n}" for k in keys)
+        lines.append(f"| {_label(codec)} | {cells} |")
+    own = ", ".join(f"{_fmt(fixed[k]['mean_over_reached'][NEURAL])} dB at {k} bpp ({fixed[k]['reached'][NEURAL]}/{n} images)" for k in keys)
+    lines += ["", f"Neural Collage over every image it reaches itself: {own}."]
+    anchors = list(tables["bd"])
+    lines += [
+        "", "## Per model (means over images; anchors at each image's Neural Collage bpp)", "",
+        "| model | bpp | PSNR | encode s (median/max) | decode s (median/max) | " + " | ".join(_label(a) for a in anchors) + " |",
         "|---|---|---|---|---|" + "---|" * len(anchors),
     ]
     for m in tables["models"]:
@@ -250,11 +425,11 @@ def render(summary: dict[str, Any], tables: dict[str, Any], images: int, repeats
                   "| model | Neural Collage encode s | PIFS encode s at the same PSNR | images compared |", "|---|---|---|---|"]
         for m in tables["models"]:
             lines.append(f"| {m['model']} | {m['encode_s_median']:.2f} | {_fmt(m.get('pifs_encode_s_at_equal_psnr'))} | {m.get('pifs_images_at_equal_psnr', 0)} |")
-    lines += ["", "![rate-distortion](kodak.png)", ""]
+    lines += ["", f"![rate-distortion]({name}.png)", ""]
     return "\n".join(lines)
 
 
-def plot(rows: list[dict[str, Any]], models: list[str], summary: dict[str, Any], path: Path) -> None:
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     """Mean (bpp, PSNR) per quality setting of every codec; skipped (with a note) without matplotlib."""
     try:
         import matplotlib
@@ -267,16 +442,16 @@ def plot(rows: list[dict[str, Any]], models: list[str], summary: dict[str, Any],
     from collagekit.fileio import atomic_output
 
     fig, ax = plt.subplots(figsize=(7, 5))
-    nc = [(statistics.mean(r["neural"][m]["bpp"] for r in rows), statistics.mean(r["neural"][m]["psnr_db"] for r in rows)) for m in models]
-    ax.plot(*zip(*sorted(nc)), "o-", lw=2.5, color="black", label="Neural Collage (collagekit)")
-    for anchor in rows[0]["anchors"]:
-        n = len(rows[0]["anchors"][anchor])
-        pts = [(statistics.mean(r["anchors"][anchor][i][0] for r in rows), statistics.mean(r["anchors"][anchor][i][1] for r in rows)) for i in range(n)]
-        ax.plot(*zip(*sorted(pts)), ".--", label=anchor.upper() if anchor != "jpeg2000" else "JPEG 2000")
+    curves = {codec: sorted(_mean_curve(rows, codec)) for codec in [NEURAL, *rows[0]["anchors"]]}
+    for codec, curve in curves.items():
+        style = {"marker": "o", "lw": 2.5, "color": "black"} if codec == NEURAL else {"marker": ".", "ls": "--"}
+        ax.plot(*zip(*curve), label=_label(codec) + (" (collagekit)" if codec == NEURAL else ""), **style)
+    shown = [q for curve in curves.values() for r, q in curve if r <= 1.05]  # the y range of what the x range shows
     ax.set_xlim(0, 1.0)
+    ax.set_ylim(min(shown) - 0.5, max(shown) + 0.5)
     ax.set_xlabel("bits per pixel (file bytes x 8 / pixels)")
     ax.set_ylabel("PSNR (dB, RGB)")
-    ax.set_title(f"Kodak ({len(rows)} images)")
+    ax.set_title(f"{title}: mean of {len(rows)} images per setting")
     ax.grid(alpha=0.3)
     ax.legend()
     with atomic_output(path) as tmp:
@@ -286,7 +461,7 @@ def plot(rows: list[dict[str, Any]], models: list[str], summary: dict[str, Any],
 
 KODAK_BENCH = Benchmark(
     name="kodak",
-    description="Neural Collage codec on Kodak: bpp, PSNR, encode/decode time vs JPEG, WebP, JPEG 2000, AVIF, PIFS",
+    description="Neural Collage codec on Kodak (or --data DIR): BD-rate/BD-PSNR and fixed-rate PSNR vs JPEG, WebP, JPEG 2000, AVIF, JPEG XL, PIFS; times",
     run=run,
     default_data="kodak",
 )

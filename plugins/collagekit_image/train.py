@@ -25,6 +25,7 @@ from collagekit.prior import quantise
 from collagekit.training import TrainingConfig
 from collagekit_image.neural import Layout, ModelConfig, NeuralCollageModel, pad_unit
 from collagekit_image.pretrained import STORE
+from collagekit_image.validation import validation_names
 
 MAX_TRAIN_IMAGES = 10_000
 
@@ -65,14 +66,17 @@ class RateDistortion(nn.Module):
 class CropStream:
     """Random ``crop x crop`` RGB crops of a folder of images, with the 8 flips/rotations.
 
+    Files named in ``exclude`` (the validation split) are skipped; ``held_out`` counts them.
     ``__call__(step, rank, world_size)`` is deterministic in its arguments (the shared training
     loop's contract): resuming replays the same crops and every rank draws different ones.
     """
 
-    def __init__(self, folder: Path, crop: int, batch: int, seed: int) -> None:
+    def __init__(self, folder: Path, crop: int, batch: int, seed: int, exclude: frozenset[str] = frozenset()) -> None:
         from PIL import Image
 
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".webp", ".bmp", ".tif", ".tiff"))[:MAX_TRAIN_IMAGES]
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".webp", ".bmp", ".tif", ".tiff"))
+        self.held_out = sum(p.name in exclude for p in paths)
+        paths = [p for p in paths if p.name not in exclude][:MAX_TRAIN_IMAGES]
         if "kodak" in str(folder).lower() or any(p.name.startswith("kodim") for p in paths):
             raise CollagekitError(f"{folder} holds Kodak images: they are the evaluation set, never train on them")
         self.images: list[Tensor] = []
@@ -111,6 +115,9 @@ class ImageTrain(CodecTrainTask):
         lmbda: float = Field(0.01, gt=0, description="rate-distortion trade-off: higher = more bits, better quality")
         quantiser: Literal["ste", "noise"] = Field("ste", description="how the distortion term sees quantisation")
         crop: int = Field(128, ge=64, le=1024, description="training crop size (a multiple of 2 x the chroma tile)")
+        hold_out_validation: bool = Field(
+            True, description="skip the validation split's files (collagekit_image/validation_images.txt): design decisions are judged on them"
+        )
         model: ModelConfig = Field(default_factory=ModelConfig)
         training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(steps=2000, batch_size=16, lr=1e-3, warmup_steps=100, log_every=50, checkpoint_every=500))
 
@@ -124,6 +131,7 @@ class ImageTrain(CodecTrainTask):
     def build(self, folder: Path) -> TrainingSetup:
         cfg = self.config
         model = NeuralCollageModel(cfg.model)
-        stream = CropStream(folder, cfg.crop, cfg.training.batch_size, cfg.training.seed)
+        exclude = frozenset(validation_names()) if cfg.hold_out_validation else frozenset()
+        stream = CropStream(folder, cfg.crop, cfg.training.batch_size, cfg.training.seed, exclude)
         objective = RateDistortion(model, cfg.lmbda, cfg.quantiser, cfg.tol, cfg.max_iter)
-        return TrainingSetup(model, objective, stream, {"crop": cfg.crop, "images": len(stream.images)})
+        return TrainingSetup(model, objective, stream, {"crop": cfg.crop, "images": len(stream.images), "held_out": stream.held_out})

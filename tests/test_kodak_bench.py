@@ -1,0 +1,90 @@
+"""`collagekit bench kodak` on any folder of images: BD figures, fixed-rate means over the images every
+codec reaches, the image list option, and its errors (the shipped models on two small photos)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from collagekit.bjontegaard import bd_psnr, bd_rate
+from collagekit.metrics import at_rate
+from collagekit_image.kodak import BD_WINDOW, available_anchors
+from conftest import DATA, invoke
+
+ANCHORS = [a for a in ("jpeg", "webp", "jpegxl") if a in available_anchors()]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    # Any file names and formats; sizes where every codec's sweep crosses 0.1-1 bpp.
+    Image.open(DATA / "kodim05_64.png").resize((192, 160), Image.BICUBIC).save(folder / "harbour scene.png")
+    Image.open(DATA / "kodim15_grey_48x40.png").resize((160, 192), Image.BICUBIC).save(folder / "face.bmp")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def results(photos: Path, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("results")
+    result = invoke("bench", "kodak", "--data", str(photos), "--out", str(out), f"anchors={','.join(ANCHORS)}", "name=mine", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in out.iterdir()} >= {"mine.md", "mine.json"}
+    return json.loads((out / "mine.json").read_text()) | {"markdown": (out / "mine.md").read_text()}
+
+
+def test_bd_figures_are_the_per_image_pchip_deltas_in_the_window(results: dict) -> None:
+    rows = results["images"]
+    assert sorted(r["image"] for r in rows) == ["face.bmp", "harbour scene.png"]
+    assert set(results["tables"]["bd"]) == {*ANCHORS, "pifs"}
+    for anchor, table in results["tables"]["bd"].items():
+        expected = {}
+        for r in rows:
+            neural = [(p["bpp"], p["psnr_db"]) for p in r["neural"].values()]
+            assert len(neural) == 4  # the four shipped models
+            value = bd_psnr(r["anchors"][anchor], neural, BD_WINDOW)
+            assert table["per_image"][r["image"]]["bd_psnr_db"] == (None if value is None else pytest.approx(value, abs=1e-4))
+            rate = bd_rate(r["anchors"][anchor], neural, BD_WINDOW)
+            assert table["per_image"][r["image"]]["bd_rate_pct"] == (None if rate is None else pytest.approx(rate, abs=1e-3))
+            if value is not None:
+                expected[r["image"]] = value
+        assert table["bd_psnr_images"] == len(expected) > 0
+        assert table["bd_psnr_db"] == pytest.approx(sum(expected.values()) / len(expected), abs=1e-3)
+        assert table["curve_of_means_bd_psnr_db"] is not None
+    assert "BD-PSNR" in results["markdown"] and "curve of means" in results["markdown"]
+
+
+def test_fixed_rate_means_cover_only_images_every_codec_reaches(results: dict) -> None:
+    rows = results["images"]
+    codecs = ["neural-collage", *results["tables"]["bd"]]
+    for key, table in results["tables"]["fixed_rate"].items():
+        values = {c: [at_rate([(p["bpp"], p["psnr_db"]) for p in r["neural"].values()] if c == "neural-collage" else r["anchors"][c], float(key)) for r in rows] for c in codecs}
+        common = [i for i in range(len(rows)) if all(values[c][i] is not None for c in codecs)]
+        assert table["common_images"] == len(common)
+        for c in codecs:
+            assert table["reached"][c] == sum(v is not None for v in values[c])
+            if common:
+                assert table["mean_over_common"][c] == pytest.approx(sum(values[c][i] for i in common) / len(common), abs=1e-3)
+            else:
+                assert table["mean_over_common"][c] is None
+    assert "reaches" in results["markdown"]
+
+
+def test_an_image_list_selects_files_and_a_missing_one_is_a_clear_error(photos: Path, tmp_path: Path) -> None:
+    listing = tmp_path / "list.txt"
+    listing.write_text("# one of the two\nface.bmp\n")
+    out = tmp_path / "res"
+    result = invoke("bench", "kodak", "--data", str(photos), "--out", str(out), f"images={listing}", "anchors=jpeg", "pifs=0", "models=nc-q2")
+    assert result.returncode == 0, result.stderr
+    assert [r["image"] for r in json.loads((out / "kodak.json").read_text())["images"]] == ["face.bmp"]
+
+    listing.write_text("face.bmp\nmissing.png\n")
+    result = invoke("bench", "kodak", "--data", str(photos), "--out", str(tmp_path / "res2"), f"images={listing}", "anchors=jpeg", "pifs=0")
+    assert result.returncode != 0 and "error:" in result.stderr and "missing.png" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "res2").exists()
+    # The validation split names files of train_images: elsewhere it is refused the same way.
+    result = invoke("bench", "kodak", "--data", str(photos), "--out", str(tmp_path / "res3"), "images=validation", "anchors=jpeg", "pifs=0")
+    assert result.returncode != 0 and "--data" in result.stderr
