@@ -1,4 +1,9 @@
-"""Config building blocks shared by recipes: component slots and the grid collage's own config.
+"""Every Config the core registers, and the building blocks recipes are made of. Imports no torch.
+
+``collagekit list``, ``schema`` and ``validate`` read Configs, never tensors: a component's Config lives
+in a module like this one (each plugin has its own ``config.py``), and the component's implementation
+refers to it (``Config = GridConfig``). Plugins register the implementation lazily
+(:class:`collagekit.lazy.Lazy`) with the Config declared beside it.
 
 A *slot* is a field that holds some registered component's Config, chosen by its ``name``. Task configs
 declare slots with ``Annotated[ComponentConfig, Slot("partitioner")]``; :mod:`collagekit.recipe` turns
@@ -8,12 +13,13 @@ component by name and validates its fields, with no import paths anywhere.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
-from collagekit.interfaces import ComponentConfig
+from collagekit.errors import CollagekitError
 
 if TYPE_CHECKING:
     from collagekit.operator import GridCollage
@@ -38,6 +44,66 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
+class ComponentConfig(BaseModel):
+    """Base of every component's Config. Subclasses declare ``name: Literal["their-name"] = "their-name"``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+
+
+# ---------------------------------------------------------------- the core's components
+Size = PositiveInt | tuple[PositiveInt, ...]
+Gradient = Literal["unrolled", "implicit", "phantom", "none"]
+
+
+class GridConfig(ComponentConfig):
+    """Range cells of ``range_size`` tile the signal (padded by edge replication to a multiple of it);
+    domain cells of ``domain_size`` slide with ``domain_stride`` (default: the domain size), or
+    ``domain_size: full`` makes the whole signal the single domain (fractalization, paper section 4.3)."""
+
+    range_size: Size = Field(8, description="range cell size (int, or one per spatial axis)")
+    domain_size: Size | Literal["full"] = Field(16, description="domain cell size, or 'full' for the whole signal")
+    domain_stride: Size | None = Field(None, description="domain step (default: the domain size)")
+
+
+class AverageConfig(ComponentConfig):
+    name: Literal["average"] = "average"
+
+
+class LearnedPatchesConfig(ComponentConfig):
+    name: Literal["learned"] = "learned"
+    count: int = Field(4, ge=1, le=4096, description="number of learned patches")
+    init_std: float = Field(0.1, ge=0, description="standard deviation of the random initial patches")
+
+
+class FitConfig(ComponentConfig):
+    name: Literal["fit"] = "fit"
+    steps: int = Field(150, ge=0, le=1_000_000, description="Adam steps on the fixed-point loss")
+    collage_steps: int = Field(100, ge=0, le=1_000_000, description="warm-up Adam steps on the collage loss")
+    lr: float = Field(0.05, gt=0, description="Adam learning rate")
+
+
+class SolverConfig(ComponentConfig):
+    tol: float = Field(1e-4, gt=0, description="stop when max |F(z) - z| <= tol")
+    max_iter: int = Field(200, ge=1, le=100_000, description="most operator evaluations per solve")
+    gradient: Gradient = Field("implicit", description="how gradients flow through the solve")
+    backward_tol: float | None = Field(None, gt=0, description="adjoint tolerance (default tol/100)")
+    phantom_steps: int = Field(5, ge=1, le=100)
+    phantom_damping: float = Field(0.5, gt=0, le=1)
+
+
+class PicardConfig(SolverConfig):
+    name: Literal["picard"] = "picard"
+
+
+class AndersonConfig(SolverConfig):
+    name: Literal["anderson"] = "anderson"
+    memory: int = Field(5, ge=1, le=50, description="past iterates mixed per step")
+    beta: float = Field(1.0, gt=0, le=1, description="mixing (damping) factor")
+    lam: float = Field(1e-6, ge=0, description="relative Tikhonov regularisation of the mixing system")
+
+
 class CollageConfig(StrictModel):
     """The grid collage operator: which partitioner, pooler and auxiliary cells, and its contraction."""
 
@@ -55,3 +121,65 @@ class CollageConfig(StrictModel):
             [registry.build("auxiliary", aux) for aux in self.auxiliary],
             contraction=self.contraction,
         )
+
+
+class TrainingConfig(StrictModel):
+    """How to optimise an objective; embed it in a task's config as ``training``."""
+
+    steps: int = Field(1000, ge=1, description="optimiser steps in all (a resumed run continues to this count)")
+    batch_size: int = Field(16, ge=1, description="examples per step on each process")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.0, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up from 0 to lr")
+    grad_clip: float | None = Field(1.0, gt=0, description="clip the gradient's global norm; null = off")
+    seed: int = 0
+    checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (and one at the end)")
+    log_every: int = Field(25, ge=1, description="steps averaged into one history entry")
+    resume: bool = Field(True, description="continue from the checkpoint in the output folder, if there is one")
+
+
+# ---------------------------------------------------------------- options of codecs and benchmarks
+class Options(BaseModel):
+    """Base of a codec's or benchmark's options: ``collagekit compress -O key=value``,
+    ``decompress --key value``, ``bench NAME key=value``.
+
+    One declaration serves validation (:func:`parse_options`) and ``collagekit list``. Values arrive
+    parsed as YAML scalars, so types are strict: ``true`` is no integer, ``"5"`` no number.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+OptionsT = TypeVar("OptionsT", bound=Options)
+
+
+def parse_options(owner: str, model: type[OptionsT], options: Mapping[str, Any]) -> OptionsT:
+    """Validate ``options`` against ``model``; every problem is one line naming ``owner`` (``codec 'pifs'``)."""
+    unknown = sorted(set(options) - set(model.model_fields))
+    if unknown:
+        known = list(model.model_fields)
+        takes = f"; it takes: {', '.join(known)}" if known else "; it takes none"
+        raise CollagekitError(f"{owner} does not take the option(s) {', '.join(unknown)}{takes}")
+    try:
+        return model.model_validate(dict(options))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise CollagekitError(f"{owner} option {where}: {error['msg']} (got {error.get('input')!r})") from None
+
+
+def describe_fields(model: type[BaseModel], skip: tuple[str, ...] = ("name", "task")) -> list[tuple[str, str, str, str]]:
+    """(field, type, default, description) of every field of ``model``, for listings and help texts."""
+    rows = []
+    for name, info in model.model_fields.items():
+        if name in skip:
+            continue
+        default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
+        rows.append((name, _type_name(info.annotation), default, info.description or ""))
+    return rows
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    return text or str(annotation).replace("typing.", "").replace("collagekit.config.", "")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import DATA, REPO, invoke, run_cli
 
-RECIPE = REPO / "recipes" / "image_fractalize.yaml"
+RECIPE = REPO / "collagekit" / "recipes" / "image_fractalize.yaml"
 FAST = ["encoder.collage_steps=10", "encoder.steps=10"]
 
 

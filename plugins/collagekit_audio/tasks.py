@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
-from pydantic import Field
-
-from collagekit.config import CollageConfig
-from collagekit.fractalize import GridFractalizeConfig, GridFractalizeTask
+from collagekit.grid_fractalize import GridFractalizeTask
+from collagekit_audio.config import AudioFractalizeConfig
 
 SAMPLE = "speech_1s.flac"
 
@@ -27,17 +25,7 @@ def sample_audio() -> Path:
 class AudioFractalize(GridFractalizeTask):
     modality: ClassVar[str] = "audio"
 
-    class Config(GridFractalizeConfig):
-        task: Literal["audio_fractalize"] = "audio_fractalize"
-        output: str = Field("fractal.wav", description="decoded attractor (at scale x the input's sample rate)")
-        scale: int = Field(1, ge=1, le=16, description="decode at this integer multiple of the input's sample rate")
-        collage: CollageConfig = Field(
-            default_factory=lambda: {
-                "partitioner": {"name": "segments1d", "range_size": 32, "domain_size": "full"},
-                "auxiliary": [{"name": "sign-time"}],
-            },
-            validate_default=True,
-        )
+    Config = AudioFractalizeConfig
 
     def sample_path(self) -> Path:
         return sample_audio()

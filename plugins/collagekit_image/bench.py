@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from collagekit.bench import Benchmark, BenchContext, write_results
+from collagekit.bench import BenchContext, write_results
 from collagekit.errors import CollagekitError
 
 CROP = 256
@@ -28,7 +28,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     from collagekit.tasks import run_task
 
     registry = get_registry()
-    images = sorted(ctx.data.glob("kodim*.png"))[: int(ctx.option("limit", 24))]
+    images = sorted(ctx.data.glob("kodim*.png"))[: ctx.option("limit")]
     if not images:
         raise CollagekitError(f"no kodim*.png images in {ctx.data}")
     settings = [(path, value) for path, value in ctx.overrides if path != ["limit"]]
@@ -74,10 +74,3 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     write_results(ctx.out, "image_fit", "\n".join(lines), {"summary": summary, "images": rows})
     return summary
 
-
-IMAGE_FIT = Benchmark(
-    name="image-fit",
-    description="fractalize 256x256 Kodak centre crops: PSNR and fit time per image",
-    run=run,
-    default_data="kodak",
-)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from collagekit.bench import Benchmark, BenchContext, write_results
+from collagekit.bench import BenchContext, write_results
 from collagekit.errors import CollagekitError
 from collagekit.metrics import at_rate
 from collagekit.timing import median_time
@@ -109,19 +109,19 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     from collagekit_image.imageio import load_image
     from collagekit_image.pretrained import QUALITY_PREFIX, STORE
 
-    paths = sorted(ctx.data.glob("kodim*.png"))[: int(ctx.option("limit", 24))]
+    paths = sorted(ctx.data.glob("kodim*.png"))[: ctx.option("limit")]
     if not paths:
         raise CollagekitError(f"no kodim*.png images in {ctx.data}")
-    repeats = int(ctx.option("repeats", 1))
-    models = str(ctx.option("models", ",".join(f"{QUALITY_PREFIX}{q}" for q in STORE.qualities()))).split(",")
+    repeats = ctx.option("repeats")
+    models = (ctx.option("models") or ",".join(f"{QUALITY_PREFIX}{q}" for q in STORE.qualities())).split(",")
     models = [m for m in models if m]
     if not models:
         raise CollagekitError("no Neural Collage model is installed; pass models=PATH[,PATH...]")
-    anchors = [a for a in str(ctx.option("anchors", ",".join(available_anchors()))).split(",") if a]
+    anchors = [a for a in (ctx.option("anchors") or ",".join(available_anchors())).split(",") if a]
     unknown = sorted(set(anchors) - set(SWEEPS))
     if unknown:
         raise CollagekitError(f"unknown anchors {', '.join(unknown)}; choose from: {', '.join(SWEEPS)}")
-    with_pifs = bool(ctx.option("pifs", 1))
+    with_pifs = ctx.option("pifs")
     device = ctx.device
     for name in models:
         STORE.load(name)  # fail early on an unknown model
@@ -283,10 +283,3 @@ def plot(rows: list[dict[str, Any]], models: list[str], summary: dict[str, Any],
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
-
-KODAK_BENCH = Benchmark(
-    name="kodak",
-    description="Neural Collage codec on Kodak: bpp, PSNR, encode/decode time vs JPEG, WebP, JPEG 2000, AVIF, PIFS",
-    run=run,
-    default_data="kodak",
-)
