@@ -107,6 +107,7 @@ def compress(
     if output is not None:
         from collagekit.fileio import check_outputs
 
+        _check_code_name(output)
         check_outputs([source], [output], force)
     code = _encode(registry, mod, x, attrs, method, quality, _codec_options(options, model), resolved)
     if output is not None:
@@ -147,6 +148,8 @@ def compress_files(
     ]
     for file in inputs:
         check_input(file)
+    for target in targets:
+        _check_code_name(target)
     check_outputs(inputs, targets, force)  # every process checks every file, before any writes one
     codec_options = _codec_options(options, model)
     with distributed(resolved) as group:
@@ -340,6 +343,13 @@ def _load(mod: Modality, data: Any, source: Path | None, sample_rate: int | None
     if x.numel() > (max_elements or DEFAULT_MAX_ELEMENTS):
         raise CollagekitError(f"the data has {x.numel():,} values, above the limit of {max_elements or DEFAULT_MAX_ELEMENTS:,}")
     return x, attrs
+
+
+def _check_code_name(path: PathLike) -> None:
+    from collagekit.container import SUFFIX
+
+    if Path(path).suffix.lower() != SUFFIX:
+        raise CollagekitError(f"output {str(path)!r} must end in {SUFFIX} (a compressed file), or be a folder for several inputs")
 
 
 def _codec_options(options: dict[str, Any] | None, model: str | None) -> dict[str, Any]:
