@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperCommand
 
@@ -342,7 +343,7 @@ def list_command(
     table = Table("kind", "name", "plugin", "fields / options", show_lines=True)
     for k in [kind] if kind else list(KINDS):
         for entry in registry.entries(k):
-            table.add_row(k, entry.name, entry.plugin, _describe(k, entry.obj))
+            table.add_row(k, entry.name, entry.plugin, escape(_describe(k, entry.obj)))
     out.print(table)
 
 

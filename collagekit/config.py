@@ -13,9 +13,11 @@ component by name and validates its fields, with no import paths anywhere.
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
@@ -38,16 +40,18 @@ def slot_default(name: str, **fields: Any) -> Any:
     return Field(default_factory=lambda: {"name": name, **fields}, validate_default=True)
 
 
+# Every model builds its validator when first used, not when its class is defined: listing components
+# and options (collagekit list) reads the fields only, and ~60 models would cost ~0.3 s to build.
 class StrictModel(BaseModel):
     # Unknown keys are errors (typos must not pass silently); a number where text is expected is taken
     # as its text, as YAML users expect (``version: 1``, ``model_version=2`` on the command line).
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, defer_build=True)
 
 
 class ComponentConfig(BaseModel):
     """Base of every component's Config. Subclasses declare ``name: Literal["their-name"] = "their-name"``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str
 
@@ -148,7 +152,7 @@ class Options(BaseModel):
     parsed as YAML scalars, so types are strict: ``true`` is no integer, ``"5"`` no number.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 OptionsT = TypeVar("OptionsT", bound=Options)
@@ -181,5 +185,17 @@ def describe_fields(model: type[BaseModel], skip: tuple[str, ...] = ("name", "ta
 
 
 def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    return text or str(annotation).replace("typing.", "").replace("collagekit.config.", "")
+    """A field's type as a user reads it: ``int | tuple[int, ...] | 'full'``, ``str | None``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is type(None):
+        return "None"
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is not None:
+        inner = ", ".join("..." if a is Ellipsis else _type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]" if args else getattr(origin, "__name__", str(origin))
+    return getattr(annotation, "__name__", str(annotation))

@@ -5,7 +5,8 @@ declarations only (every registration is lazy, :mod:`collagekit.lazy`); the targ
 on the project's 2-core machine. Each command runs as a user runs it, ``python -m collagekit ...`` in a
 fresh process (warm file cache: one untimed run first), and the median of ``repeats`` runs is
 reported beside ``python -c "import torch"``. One more run under ``python -X importtime`` says whether
-torch was imported. A benchmark, not a test: timings depend on the machine and its load.
+torch was imported. A benchmark, not a test: timings depend on the machine, its load and whether
+Python may cache bytecode (recorded).
 """
 
 from __future__ import annotations
@@ -77,13 +78,17 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load_average_start": round(load_start, 2),
         "python": platform.python_version(),
+        # Without cached bytecode every run compiles every imported module (pip compiles it on install;
+        # PYTHONDONTWRITEBYTECODE=1 and a read-only site-packages prevent it), which doubles these times.
+        "bytecode_cache": not sys.dont_write_bytecode,
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     lines = [
         "# startup: commands that touch no tensor",
         "",
         f"`collagekit bench startup`: median of {repeats} runs of `python -m collagekit ...` each, fresh processes, warm file cache;",
-        f"{summary['cpus']} CPUs ({summary['cpu']}), load average {summary['load_average_start']} at the start, Python {summary['python']}, {summary['date']}.",
+        f"{summary['cpus']} CPUs ({summary['cpu']}), load average {summary['load_average_start']} at the start, Python {summary['python']}, "
+        f"bytecode cache {'on' if summary['bytecode_cache'] else 'off (every run compiles every module)'}, {summary['date']}.",
         "",
         "| command | seconds | imports torch |",
         "|---|---|---|",
