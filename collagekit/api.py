@@ -11,6 +11,7 @@ torch tensor in the layout its library uses (images: ``(h w c)`` uint8 as Pillow
 otherwise. Outputs are bytes (codes) and tensors (decoded data, in the same layouts); with ``output=``
 the file is written too, never over an input, never over an existing file unless ``force=True``, and
 whole or not at all. Mistakes raise :class:`~collagekit.CollagekitError` with a one-line message.
+``threads=N`` sets torch's CPU threads for the whole process (as ``torch.set_num_threads``).
 """
 
 from __future__ import annotations

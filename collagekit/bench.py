@@ -65,14 +65,15 @@ class Benchmark:
         return parse_options(f"bench {self.name!r}", self.options, given)
 
 
-def data_folder(given: str | Path | None, sub: str, what: str) -> Path:
-    """``given``, else ``$COLLAGEKIT_DATA/sub``: an existing folder, or a one-line error saying how to name one."""
+def data_folder(given: str | Path | None, sub: str, what: str, option: str = "--data DIR") -> Path:
+    """``given``, else ``$COLLAGEKIT_DATA/sub``: an existing folder, or a one-line error saying how to
+    name one (``option``: how ``given`` is given, ``--data DIR`` or a recipe's ``data=DIR``)."""
     if given is not None:
         folder = Path(given)
     elif os.environ.get(DATA_ENV):
         folder = Path(os.environ[DATA_ENV]) / sub
     else:
-        raise CollagekitError(f"{what} needs its data folder: pass --data DIR, or set {DATA_ENV} to the folder that holds {sub}/")
+        raise CollagekitError(f"{what} needs its data folder: pass {option}, or set {DATA_ENV} to the folder that holds {sub}/")
     if not folder.is_dir():
         raise CollagekitError(f"{what}: data folder {str(folder)!r} does not exist")
     return folder

@@ -66,7 +66,7 @@ class CodecTrainTask(Task):
         # the user's file.
         export, log = cfg.export_path, Path(cfg.out_dir) / "train_metrics.json"
         self.ctx.check_outputs([cfg.init], [export])
-        folder = data_folder(cfg.data, self.data_folder, f"task {cfg.task}")
+        folder = data_folder(cfg.data, self.data_folder, f"task {cfg.task}", "data=DIR")
         torch.manual_seed(cfg.training.seed)
         setup = self.build(folder)
         started_from = self._start_from(setup.model) if cfg.init else None

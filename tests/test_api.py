@@ -121,12 +121,13 @@ def test_written_files_are_whole_and_never_replace_inputs_or_existing_files(tmp_
     copy = tmp_path / "photo.png"
     copy.write_bytes(PHOTO.read_bytes())
     for call in (
-        lambda: collagekit.compress(copy, copy, device="cpu"),
         lambda: collagekit.fractalize(copy, copy, overrides=FAST, device="cpu"),
         lambda: collagekit.fractalize(copy, tmp_path / "f.png", code=copy, overrides=FAST, device="cpu"),
     ):
         with pytest.raises(CollagekitError, match="is the input"):
             call()
+    with pytest.raises(CollagekitError, match="must end in .clg"):  # and so never onto its image input
+        collagekit.compress(copy, copy, device="cpu")
     with pytest.raises(CollagekitError, match="exists; pass --force"):  # the README's old trap: decoding over the original
         collagekit.decompress(tmp_path / "a.clg", copy, scale=2, device="cpu")
     assert copy.read_bytes() == PHOTO.read_bytes()

@@ -31,7 +31,7 @@ class VAEMnist(Task):
         out = Path(cfg.output)
         # The output folder is the run's working folder (checkpoints: a rerun resumes there); the model is the user's file.
         self.ctx.check_outputs([], [out / "model.safetensors"])
-        train_images, test_images = split(data_folder(cfg.data, "mnist", "task vae_mnist"), cfg.train_count)
+        train_images, test_images = split(data_folder(cfg.data, "mnist", "task vae_mnist", "data=DIR"), cfg.train_count)
         model = build_model(cfg.model, self.ctx.registry)
         objective = VAEObjective(model, cfg.beta, cfg.kl_warmup_steps)
         stream = BatchStream(train_images, cfg.training.batch_size, cfg.training.seed)
