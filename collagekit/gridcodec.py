@@ -15,8 +15,7 @@ import torch
 from pydantic import ValidationError
 from torch import Tensor
 
-from collagekit.config import CollageConfig
-from collagekit.config import Options, parse_options
+from collagekit.config import CollageConfig, Options, parse_options
 from collagekit.container import Container
 from collagekit.errors import CollagekitError
 from collagekit.modality import DEFAULT_MAX_ELEMENTS

@@ -371,3 +371,13 @@ def test_uint8_helpers_are_not_used_on_differences() -> None:
     from collagekit.metrics import psnr_uint8
 
     assert psnr_uint8(a, a - 1) == pytest.approx(10 * math.log10(255**2))
+
+
+def test_the_declared_searches_are_the_implemented_ones() -> None:
+    """The options model (collagekit list codec, recipes) and the search module name the same searches."""
+    import typing
+
+    from collagekit_pifs.config import Search
+    from collagekit_pifs.search import SEARCHES
+
+    assert set(typing.get_args(Search)) == set(SEARCHES)
