@@ -1,4 +1,7 @@
-"""The ``collagekit`` command line (typer + rich).
+"""The ``collagekit`` command line (typer + rich): a thin layer over :mod:`collagekit.api` and the recipes.
+
+Commands that touch no tensor (``--help``, ``plugins``, ``list``, ``schema``, ``validate``, ``recipes``)
+import no torch: registrations are lazy (:mod:`collagekit.lazy`); ``collagekit bench startup`` times them.
 
 User mistakes raise :class:`CollagekitError` and end as one ``error: ...`` line with exit status 1
 (``COLLAGEKIT_DEBUG=1`` shows the traceback); plugin load failures are one ``warning: ...`` line each.
@@ -11,14 +14,19 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand
 
 from collagekit.errors import CollagekitError
 from collagekit.plugins import PluginLoadWarning
+
+if TYPE_CHECKING:
+    import click
 
 app = typer.Typer(
     name="collagekit",
@@ -29,14 +37,17 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 out = Console(highlight=False)
-MAX_SCALE = 64  # the largest decoding scale the CLI accepts
 
-DeviceOption = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda (default: the recipe's, else auto)")]
-Overrides = Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. encoder.steps=50", show_default=False)]
-
+DeviceOption = Annotated[str, typer.Option("--device", help="auto | cpu | cuda (auto: CUDA when there is one)")]
+BENCH_OUT = Path("bench-results")  # relative to where the command runs: never into the package or the docs
+ForceOption = Annotated[bool, typer.Option("--force", "-y", help="replace output files that exist (never an input)")]
 
 # Commands that take overrides also accept ``--some-field value`` for any field of what they run.
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+class _State:
+    threads: int | None = None  # the global --threads
 
 
 def _as_overrides(items: list[str] | None) -> list[str]:
@@ -70,9 +81,13 @@ def _registry():
     return get_registry()
 
 
+def _is_main_process() -> bool:
+    # Under torchrun every process runs the command; results are printed once, by rank 0.
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _print_metrics(metrics: dict[str, Any]) -> None:
-    # Under torchrun every process runs the recipe; the result is printed once, by rank 0.
-    if os.environ.get("RANK", "0") != "0":
+    if not _is_main_process():
         return
     table = Table(show_header=False, box=None, pad_edge=False)
     for key, value in metrics.items():
@@ -80,200 +95,212 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
     out.print(table)
 
 
+@app.callback()
+def _global(
+    threads: Annotated[int | None, typer.Option("--threads", min=1, max=1024, help="CPU threads for torch (default: torch's choice, one per core; on a shared machine fewer can be much faster)")] = None,
+) -> None:
+    """Neural Collages: data as the parameters of a contractive map whose fixed point is the data."""
+    _State.threads = threads
+    if threads is not None:
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
+        else:  # torch reads these when it is first imported; the light commands never import it
+            os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+
+
 @app.command(context_settings=PASS_THROUGH)
 def run(
-    recipe: Annotated[Path, typer.Argument(help="a YAML recipe, e.g. recipes/image_fractalize.yaml")],
-    overrides: Overrides = None,
-    device: DeviceOption = None,
+    recipe: Annotated[str, typer.Argument(help="a YAML recipe file, or the name of a shipped recipe (collagekit recipes lists them)")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides of the recipe's fields, e.g. encoder.steps=50", show_default=False)] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda (default: the recipe's device, else auto)")] = None,
+    force: ForceOption = False,
 ) -> None:
-    """Run a recipe."""
+    """Run a recipe: a file, or a shipped one by name (collagekit run image_fractalize)."""
     from collagekit.recipe import load_recipe
-
-    loaded = load_recipe(recipe, _registry(), _as_overrides(overrides))
+    from collagekit.recipes import find
     from collagekit.tasks import run_task
 
-    _print_metrics(run_task(loaded.config, _registry(), device))
+    loaded = load_recipe(find(recipe), _registry(), _as_overrides(overrides))
+    _print_metrics(run_task(loaded.config, _registry(), device, force=force, threads=_State.threads))
 
 
 @app.command()
 def validate(
-    recipe: Annotated[Path, typer.Argument(help="a YAML recipe")],
-    overrides: Overrides = None,
+    recipe: Annotated[str, typer.Argument(help="a YAML recipe file, or the name of a shipped recipe")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides of the recipe's fields, e.g. encoder.steps=50", show_default=False)] = None,
 ) -> None:
     """Check a recipe without running it."""
     from collagekit.recipe import load_recipe
+    from collagekit.recipes import find
 
-    loaded = load_recipe(recipe, _registry(), _as_overrides(overrides))
-    out.print(f"ok: {recipe} (task {loaded.config.task})")
+    path = find(recipe)
+    loaded = load_recipe(path, _registry(), _as_overrides(overrides))
+    out.print(f"ok: {path} (task {loaded.config.task})")
 
 
 @app.command(context_settings=PASS_THROUGH)
 def fractalize(
     file: Annotated[Path, typer.Argument(help="input file; its suffix picks the modality")],
     output: Annotated[Path, typer.Option("-o", "--output", help="decoded attractor to write")],
-    scale: Annotated[int, typer.Option("--scale", min=1, max=MAX_SCALE, help="decode at this integer scale")] = 1,
-    code: Annotated[Path | None, typer.Option("--code", help="where to save the code (default: OUTPUT.clg)")] = None,
-    recipe: Annotated[Path | None, typer.Option("--recipe", help="a fractalize recipe to start from instead of the modality's defaults, e.g. recipes/image_fractalize_adaptive.yaml")] = None,
-    overrides: Overrides = None,
-    device: DeviceOption = None,
+    scale: Annotated[int, typer.Option("--scale", min=1, max=64, help="decode at this integer scale (point clouds: points x scale)")] = 1,
+    code: Annotated[Path | None, typer.Option("--code", help="where to save the code (default: OUTPUT with .clg)")] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option("--recipe", help="start from this fractalize recipe (a file, or a shipped recipe's name such as image_fractalize_adaptive) instead of the modality's defaults"),
+    ] = None,
+    fields: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="fields of the modality's fractalize task as key=value or --key value (collagekit schema lists them): "
+            "images and audio e.g. encoder.steps=300 collage.partitioner.range_size=4; point clouds e.g. "
+            "--maps 8 --points 200000 --png view.png",
+            show_default=False,
+        ),
+    ] = None,
+    device: DeviceOption = "auto",
+    force: ForceOption = False,
 ) -> None:
-    """Represent FILE as a collage, save its code (.clg) and decode it, at --scale x resolution.
+    """Represent FILE as a collage: fit it, save its code (.clg) and decode it at --scale x resolution.
 
-    Any field of the modality's fractalize task can be set as key=value or --key value.
+    Images: a grid collage with the whole image as its own domain (--recipe image_fractalize_adaptive: an
+    adaptive, sparse one); audio: an adaptive, sparse collage; point clouds: an IFS of --maps affine
+    maps, rendered with --points points (and a --png picture).
     """
-    from collagekit.fileio import check_input
-    from collagekit.modality import modality_for
-    from collagekit.recipe import apply_overrides, load_recipe, validate_data
+    from collagekit.api import fractalize as fractalize_data
 
-    registry = _registry()
-    check_input(file)
-    modality = modality_for(file, [e.obj for e in registry.entries("modality")])
-    if modality.fractalize_task is None:
-        raise CollagekitError(f"the {modality.name} modality has no fractalize task")
-    fixed: dict[str, Any] = {"input": str(file), "output": str(output), "scale": scale}
-    if code is not None:
-        fixed["code"] = str(code)
-    if recipe is not None:
-        # The recipe's collage, encoder and solver with this command's files on top: its own output, code
-        # and metrics paths are the recipe's example outputs, not this command's.
-        pinned = [f"{key}={json.dumps(value)}" for key, value in {"code": None, "metrics": None, **fixed}.items()]
-        config = load_recipe(recipe, registry, [*pinned, *_as_overrides(overrides)]).config
-    else:
-        data: dict[str, Any] = {"task": modality.fractalize_task, **fixed}
-        overridden = {(k,) for k in data} | apply_overrides(data, _as_overrides(overrides), registry)
-        config = validate_data(data, registry, "fractalize", overridden=overridden)
-    from collagekit.tasks import run_task
-
-    _print_metrics(run_task(config, registry, device))
+    result = fractalize_data(
+        file, output, code=code, scale=scale, recipe=recipe, overrides=_as_overrides(fields), device=device,
+        threads=_State.threads, force=force,
+    )
+    _print_metrics(result.metrics)
 
 
 @app.command(context_settings=PASS_THROUGH)
 def decompress(
     file: Annotated[Path, typer.Argument(help="a .clg file")],
     output: Annotated[Path, typer.Option("-o", "--output", help="decoded file to write")],
-    scale: Annotated[int, typer.Option("--scale", min=1, max=MAX_SCALE, help="decode at this integer scale")] = 1,
+    scale: Annotated[int, typer.Option("--scale", min=1, max=64, help="decode at this integer scale")] = 1,
     rate: Annotated[int | None, typer.Option("--rate", min=1, help="decode at this sample rate (audio): at the next whole multiple of the stored rate, resampled to R when not exact")] = None,
-    options: Overrides = None,
-    device: DeviceOption = None,
+    options: Annotated[
+        list[str] | None,
+        typer.Argument(help="the codec's decoding options as key=value or --key value, e.g. --points 1000000 for point clouds (collagekit list codec shows them)", show_default=False),
+    ] = None,
+    device: DeviceOption = "auto",
+    force: ForceOption = False,
 ) -> None:
-    """Decode a .clg file (from fractalize or compress), at --scale x resolution (or at --rate Hz).
+    """Decode a .clg file (from fractalize or compress), at --scale x resolution (or at --rate Hz)."""
+    from collagekit.api import decompress as decompress_code
 
-    Codec-specific options go as key=value or --key value (e.g. a point count for point clouds).
-    """
-    from collagekit.container import SIGNAL_ATTRS, read_container
-    from collagekit.device import resolve_device
-    from collagekit.modality import save_signal
-
-    registry = _registry()
-    container = read_container(file)
-    codec = registry.get("codec", str(container.require("codec")))
-    modality = registry.get("modality", str(container.require("modality")))
-    if output.suffix.lower() not in modality.suffixes:
-        raise CollagekitError(f"output {str(output)!r} must end in one of {', '.join(modality.suffixes)}")
-    attrs = container.header.get(SIGNAL_ATTRS, {})
-    if not isinstance(attrs, dict):
-        raise CollagekitError(f"corrupt .clg file: {SIGNAL_ATTRS!r} is not a mapping")
-    if rate is not None:
-        scale = _scale_for_rate(rate, attrs.get("sample_rate"), scale)
-        attrs = {**attrs, "target_rate": rate}
-    decoded = codec.decode(
-        container, registry, scale=scale, device=resolve_device(device or "auto"), options=_options(options)
-    )
-    save_signal(modality, decoded[:1].cpu(), output, attrs, scale)
+    decompress_code(file, output, scale=scale, rate=rate, options=_options(options), device=device, threads=_State.threads, force=force)
     out.print(f"wrote {output}")
-
-
-def _scale_for_rate(rate: int, stored: Any, scale: int) -> int:
-    """``--rate R`` -> the decoding scale: R / stored rate when that is whole (exact), else the next
-    whole multiple above R, which the writer then resamples down to R."""
-    if not isinstance(stored, int) or stored < 1:
-        raise CollagekitError("--rate needs a code that stores a sample rate; this one has none (use --scale)")
-    if scale != 1:
-        raise CollagekitError("give --rate or --scale, not both")
-    if rate > MAX_SCALE * stored:
-        raise CollagekitError(f"--rate {rate} is above {MAX_SCALE} x the stored sample rate {stored} Hz")
-    return -(-rate // stored)
 
 
 @app.command()
 def compress(
-    files: Annotated[list[Path], typer.Argument(help="files to compress; their suffix picks the modality")],
+    files: Annotated[list[Path], typer.Argument(help="files (or folders of files) to compress; their suffix picks the modality")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="the .clg to write (a folder for several files; default: beside each input)")] = None,
-    method: Annotated[str | None, typer.Option("--method", help="codec name (default: the modality's)")] = None,
+    method: Annotated[str | None, typer.Option("--method", help="codec name (default: the modality's); collagekit list codec")] = None,
     quality: Annotated[int | None, typer.Option("--quality", help="codec quality level (higher: more bits)")] = None,
-    options: Annotated[list[str] | None, typer.Option("-O", "--option", help="codec option key=value (repeatable)")] = None,
+    options: Annotated[list[str] | None, typer.Option("-O", "--option", help="codec option key=value (repeatable; collagekit list codec shows them)")] = None,
     model: Annotated[str | None, typer.Option("--model", help="trained model for learned codecs (a name or a file); same as -O model=NAME")] = None,
-    device: DeviceOption = None,
+    device: DeviceOption = "auto",
+    force: ForceOption = False,
 ) -> None:
-    """Compress files into .clg containers (codec options: -O key=value)."""
-    import time
+    """Compress files into .clg containers (codec options: -O key=value).
 
-    from collagekit.container import SIGNAL_ATTRS, SUFFIX, write_container
-    from collagekit.device import resolve_device
-    from collagekit.fileio import check_input
-    from collagekit.modality import DEFAULT_MAX_ELEMENTS, modality_for
-    from collagekit.progress import progress_bar
+    Started by torchrun (torchrun --nproc-per-node N -m collagekit compress ...), every process
+    compresses its share of the files and the first prints the table.
+    """
+    from collagekit.api import compress_files
 
-    registry = _registry()
-    extras = _options(options)
-    if model is not None:
-        extras["model"] = model
-    resolved = resolve_device(device or "auto")
-    if len(files) > 1 and output is not None and output.suffix:
-        raise CollagekitError("with several input files, -o must be a folder")
-    rows = []
-    with progress_bar("compressing", len(files)) as bar:
-        for file in files:
-            check_input(file)
-            modality = modality_for(file, [e.obj for e in registry.entries("modality")])
-            name = method or modality.default_codec
-            compressing = [e.name for e in registry.entries("codec") if hasattr(e.obj, "encode")]
-            if name is None:
-                raise CollagekitError(
-                    f"no default compression method for {modality.name} files; choose --method from: {', '.join(compressing) or 'none installed'}"
-                )
-            codec = registry.get("codec", name)
-            if not hasattr(codec, "encode"):
-                raise CollagekitError(f"codec {name!r} only decodes; choose --method from: {', '.join(compressing)}")
-            if len(files) > 1 or output is None:
-                target = (output or file.parent) / file.with_suffix(SUFFIX).name
-            else:
-                target = output
-            x = modality.load(file, DEFAULT_MAX_ELEMENTS)
-            started = time.perf_counter()
-            container = codec.encode(x, registry, quality=quality, device=resolved, options=extras)
-            container.header[SIGNAL_ATTRS] = modality.read_attributes(file)
-            seconds = time.perf_counter() - started
-            size = write_container(target, container)
-            elements = x[0, 0].numel() if hasattr(x, "shape") and x.ndim > 2 else 0
-            rows.append((file, target, size, size * 8 / elements if elements else float("nan"), seconds))
-            bar.advance()
-    table = Table("input", "output", "bytes", "bits per element", "seconds")
-    for file, target, size, bits, seconds in rows:
-        table.add_row(str(file), str(target), str(size), f"{bits:.4f}", f"{seconds:.2f}")
+    rows = compress_files(
+        files, output, method=method, quality=quality, model=model, options=_options(options),
+        device=device, threads=_State.threads, force=force,
+    )  # fmt: skip
+    if not _is_main_process():
+        return
+    import torch
+
+    table = Table("input", "output", "bytes", "bits per element", "seconds", caption=f"{torch.get_num_threads()} torch threads per process")
+    for row in rows:
+        table.add_row(str(row.input), str(row.output), str(row.bytes), f"{row.bits_per_element:.4f}", f"{row.seconds:.2f}")
     out.print(table)
 
 
-@app.command()
+class _BenchCommand(TyperCommand):
+    """``collagekit bench NAME --help`` shows that benchmark's options."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and any(a in ("--help", "-h") for a in args[1:]):
+            typer.echo(_bench_help(args[0]))
+            ctx.exit()
+        return super().parse_args(ctx, args)
+
+
+def _bench_help(name: str) -> str:
+    from collagekit.config import describe_fields
+
+    benchmark = _registry().get("bench", name)
+    lines = [f"collagekit bench {name} [--data DIR] [--out DIR] [key=value ...]", "", benchmark.description, ""]
+    if benchmark.default_data:
+        lines += [f"Data: --data DIR, default $COLLAGEKIT_DATA/{benchmark.default_data}.", ""]
+    rows = describe_fields(benchmark.options)
+    lines += ["Options (key=value):"] + [f"  {k}: {t} = {d}  {text}".rstrip() for k, t, d, text in rows] if rows else ["No options."]
+    if benchmark.options.__doc__ and benchmark.options.model_config.get("extra") == "allow":
+        lines += ["", benchmark.options.__doc__.strip()]
+    return "\n".join(lines)
+
+
+@app.command(cls=_BenchCommand, context_settings=PASS_THROUGH)
 def bench(
-    name: Annotated[str, typer.Argument(help="benchmark name (see `collagekit list bench`)")],
-    data: Annotated[Path | None, typer.Option("--data", help="data folder (default: ../shared/data/...)")] = None,
-    results: Annotated[Path, typer.Option("--out", help="where to write the results")] = Path("docs/results"),
-    options: Overrides = None,
-    device: DeviceOption = None,
+    name: Annotated[str, typer.Argument(help="benchmark name (collagekit list bench); collagekit bench NAME --help shows its options")],
+    options: Annotated[list[str] | None, typer.Argument(help="the benchmark's options as key=value", show_default=False)] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="data folder (default: $COLLAGEKIT_DATA/<the benchmark's folder>)")] = None,
+    results: Annotated[Path, typer.Option("--out", help="folder for the results (NAME.md, NAME.json; updated in place)")] = BENCH_OUT,
+    device: DeviceOption = "auto",
 ) -> None:
-    """Run a registered benchmark; print its figures and write them under docs/results/."""
-    from collagekit.bench import BenchContext, default_data_root
+    """Run a registered benchmark; print its figures and write them into --out (default ./bench-results)."""
+    from collagekit.bench import BenchContext, data_folder
     from collagekit.device import resolve_device
     from collagekit.recipe import parse_override
 
     benchmark = _registry().get("bench", name)
-    folder = data if data is not None else default_data_root() / benchmark.default_data
-    if not folder.is_dir():
-        raise CollagekitError(f"benchmark data folder {str(folder)!r} does not exist; pass --data DIR")
-    parsed = [parse_override(text) for text in options or []]
-    ctx = BenchContext(data=folder, out=results, device=resolve_device(device or "auto"), overrides=parsed)
+    parsed = [parse_override(text) for text in _as_overrides(options)]
+    chosen = benchmark.parse(parsed)
+    folder = data_folder(data, benchmark.default_data, f"bench {name}") if benchmark.default_data or data else None
+    ctx = BenchContext(data=folder, out=results, device=resolve_device(device), overrides=parsed, options=chosen)
     _print_metrics(benchmark.run(ctx))
+
+
+@app.command()
+def recipes(
+    name: Annotated[str | None, typer.Argument(help="a shipped recipe: print it (or copy it with -o)")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="copy the recipe to this file, to edit and run")] = None,
+    force: ForceOption = False,
+) -> None:
+    """The recipes shipped with collagekit: list them, print one, or copy one out to edit (-o my.yaml)."""
+    from collagekit.fileio import atomic_output, check_outputs
+    from collagekit.recipes import shipped, summary
+    from collagekit.registry import suggest
+
+    known = shipped()
+    if name is None:
+        if output is not None:
+            raise CollagekitError("name the recipe to copy: collagekit recipes NAME -o FILE")
+        table = Table("name", "what it does")
+        for recipe, path in known.items():
+            table.add_row(recipe, summary(path))
+        out.print(table)
+        return
+    if name not in known:
+        raise CollagekitError(f"no shipped recipe {name!r}; shipped: {', '.join(known)}{suggest(name, list(known))}")
+    if output is None:
+        sys.stdout.write(known[name].read_text(encoding="utf-8"))
+        return
+    check_outputs([], [output], force)
+    with atomic_output(output) as tmp:
+        tmp.write_text(known[name].read_text(encoding="utf-8"), encoding="utf-8")
+    out.print(f"wrote {output}: edit it, then: collagekit run {output}")
 
 
 @app.command("plugins")
@@ -287,35 +314,42 @@ def plugins_command() -> None:
     out.print(table)
 
 
-def _field_summary(config_cls) -> str:
-    parts = []
-    for fname, info in config_cls.model_fields.items():
-        if fname in ("name", "task"):
-            continue
-        default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
-        parts.append(f"{fname}={default}")
-    return ", ".join(parts)
+def _fields(model: type | None) -> str:
+    """``name: type = default`` of every field."""
+    from collagekit.config import describe_fields
+
+    if model is None:
+        return ""
+    return ", ".join(f"{name}: {kind} = {default}" for name, kind, default, _ in describe_fields(model)) or "(none)"
+
+
+def _describe(kind: str, obj: Any) -> str:
+    """What ``collagekit list`` shows of a registered thing (read from its declaration: nothing is imported)."""
+    if kind == "codec":
+        encode = getattr(obj, "encode_options", None)
+        compress = "compress: only decodes" if encode is None else f"compress -O: {_fields(encode)}"
+        return f"{compress}\ndecompress: {_fields(getattr(obj, 'decode_options', None))}"
+    if kind == "bench":
+        return f"{obj.description}\noptions: {_fields(obj.options)}"
+    if kind == "modality":
+        return f"{', '.join(obj.suffixes)}\n{obj.description}"
+    return _fields(getattr(obj, "Config", None))
 
 
 @app.command("list")
 def list_command(
     kind: Annotated[str | None, typer.Argument(help="partitioner, pooler, auxiliary, encoder, solver, head, task, modality, codec or bench")] = None,
 ) -> None:
-    """Registered components: name, owning plugin and config fields."""
+    """Registered components and what configures them: config fields, codec and benchmark options (type = default)."""
     from collagekit.registry import KINDS, suggest
 
     registry = _registry()
     if kind is not None and kind not in KINDS:
         raise CollagekitError(f"unknown kind {kind!r}; choose from: {', '.join(KINDS)}{suggest(kind, list(KINDS))}")
-    table = Table("kind", "name", "plugin", "fields")
+    table = Table("kind", "name", "plugin", "fields / options", show_lines=True)
     for k in [kind] if kind else list(KINDS):
         for entry in registry.entries(k):
-            config = getattr(entry.obj, "Config", None)
-            if config is not None:
-                fields = _field_summary(config)
-            else:
-                fields = ", ".join(getattr(entry.obj, "suffixes", ())) or getattr(entry.obj, "description", "")
-            table.add_row(k, entry.name, entry.plugin, fields)
+            table.add_row(k, entry.name, entry.plugin, escape(_describe(k, entry.obj)))
     out.print(table)
 
 

@@ -20,32 +20,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from collagekit.errors import CollagekitError
+from collagekit.fileio import outputs_together
 from collagekit.metrics import write_metrics
 from collagekit.pretrained import ModelStore
-from collagekit.tasks import Task, TaskConfig
-from collagekit.training import TrainingConfig, save_weights, train
+from collagekit.tasks import CodecTrainConfig, Task
+from collagekit.training import save_weights, train
 
-
-class CodecTrainConfig(TaskConfig):
-    data: str | None = Field(None, description="folder of training data (default: the modality's folder under ../shared/data)")
-    out_dir: str = Field(description="checkpoints and the training log")
-    export: str = Field(description="the trained model, ready for --model")
-    model_name: str = Field("custom", description="the model's name, recorded in every file it compresses")
-    model_version: str = Field("1", description="the model's version, recorded likewise")
-    lmbda: float = Field(gt=0, description="rate-distortion trade-off: higher = more bits, better quality")
-    tol: float = Field(1e-3, gt=0, description="fixed-point tolerance while training")
-    max_iter: int = Field(40, ge=1, le=1000, description="fixed-point iterations while training")
-    init: str | None = Field(
-        None,
-        description="start from this trained model's weights (a shipped name or a .safetensors path, same architecture "
-        "as model:) instead of a random start; a checkpoint in out_dir still takes precedence when resuming",
-    )
-    model: BaseModel = Field(description="the architecture (each codec's own Config), stored with the weights")
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
+__all__ = ["CodecTrainConfig", "CodecTrainTask", "TrainingSetup"]
 
 
 @dataclass
@@ -67,21 +51,22 @@ class CodecTrainTask(Task):
     """Train, refuse a non-finite result, and (on rank 0 only) export the weights and the training log."""
 
     store: ClassVar[ModelStore]  # the codec's models: the exported file gets its ``format``; ``init`` is looked up there
+    data_folder: ClassVar[str]  # the data used when the recipe names none: this folder under $COLLAGEKIT_DATA
     config: CodecTrainConfig
-
-    @abstractmethod
-    def default_data(self) -> Path:
-        """The data folder used when the recipe names none."""
 
     @abstractmethod
     def build(self, folder: Path) -> TrainingSetup:
         """The model, objective and batch stream for this config and data folder."""
 
     def run(self) -> dict[str, Any]:
+        from collagekit.bench import data_folder
+
         cfg = self.config
-        folder = Path(cfg.data) if cfg.data else self.default_data()
-        if not folder.is_dir():
-            raise CollagekitError(f"training data folder {str(folder)!r} does not exist; set data: DIR")
+        # out_dir is the run's working folder (checkpoints, log: a rerun resumes there); the export is
+        # the user's file.
+        export, log = cfg.export_path, Path(cfg.out_dir) / "train_metrics.json"
+        self.ctx.check_outputs([cfg.init], [export])
+        folder = data_folder(cfg.data, self.data_folder, f"task {cfg.task}", "data=DIR")
         torch.manual_seed(cfg.training.seed)
         setup = self.build(folder)
         started_from = self._start_from(setup.model) if cfg.init else None
@@ -94,7 +79,7 @@ class CodecTrainTask(Task):
             "train_seconds": round(result.seconds, 1),
             **{k: len(v) if isinstance(v, (list, tuple)) else v for k, v in setup.about.items()},
             **{f"final_{k}": round(v, 4) for k, v in last.items() if k != "step"},
-            "device": str(self.ctx.device),
+            **self.ctx.conditions(),
         }
         if not math.isfinite(metrics.get("final_loss", 0.0)):
             raise CollagekitError("training ended with a non-finite loss")
@@ -117,9 +102,10 @@ class CodecTrainTask(Task):
                 "lmbda": repr(cfg.lmbda),
                 "made_by": json.dumps(made_by),
             }
-            save_weights(setup.model, cfg.export, metadata)
-            write_metrics(Path(cfg.out_dir) / "train_metrics.json", {**metrics, "history": result.history})
-            metrics["export"] = cfg.export
+            with outputs_together() as stage:
+                save_weights(setup.model, stage(export), metadata)
+                write_metrics(stage(log), {**metrics, "history": result.history})
+            metrics["export"] = str(export)
         return metrics
 
     def _start_from(self, model: nn.Module) -> str:

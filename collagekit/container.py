@@ -28,6 +28,7 @@ from collagekit.errors import CollagekitError
 from collagekit.fileio import atomic_output, check_input
 
 if TYPE_CHECKING:
+    from collagekit.config import Options
     from collagekit.registry import Registry
 
 FORMAT = "collagekit"
@@ -54,10 +55,14 @@ class Codec(Protocol):
     """Decodes containers whose header names it. Registered through ``register_codecs``.
 
     ``options`` are the ``key=value`` (or ``--key value``) extras of ``collagekit decompress``, e.g. a
-    point count for point clouds; a codec rejects the ones it does not know with a CollagekitError.
+    point count for point clouds, declared by ``decode_options`` (an :class:`~collagekit.config.Options`
+    model, shown by ``collagekit list codec``) and checked with :func:`~collagekit.config.parse_options`.
+    ``encode_options`` likewise declares ``collagekit compress -O key=value``; None: the codec only decodes.
     """
 
     name: str
+    encode_options: type[Options] | None
+    decode_options: type[Options]
 
     def decode(
         self, container: Container, registry: Registry, *, scale: int, device: torch.device, options: dict[str, Any]
@@ -75,14 +80,6 @@ class CompressingCodec(Codec, Protocol):
     ) -> Container:
         """Compress one loaded datum (what its modality's ``load`` returns) into a container."""
         ...
-
-
-def reject_options(codec: str, options: dict[str, Any], known: tuple[str, ...] = ()) -> None:
-    """One-line error for options a codec does not take."""
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        takes = f"; it takes: {', '.join(known)}" if known else "; it takes none"
-        raise CollagekitError(f"codec {codec!r} does not take the option(s) {', '.join(unknown)}{takes}")
 
 
 def to_bytes(container: Container) -> bytes:

@@ -25,3 +25,12 @@ def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA runs asynchronously): call before reading a timer."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads for torch's operators (None: leave torch's choice). On a shared
+    machine torch's default, one thread per core, can be many times slower than one thread."""
+    if threads is not None:
+        if threads < 1:
+            raise CollagekitError(f"threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import torch
-from pydantic import Field
 from torch import Tensor
 
-from collagekit.interfaces import ComponentConfig, Encoder
+from collagekit.config import FitConfig
+from collagekit.interfaces import Encoder
 from collagekit.operator import CollageParams, GridCollage
 from collagekit.progress import progress_bar
 from collagekit.solver import Solver
@@ -66,11 +66,7 @@ def refine(x: Tensor, collage: GridCollage, solver: Solver, start: Code, setting
 class FitEncoder(Encoder):
     history: list[float]  # the loss after every step of the last encode()
 
-    class Config(ComponentConfig):
-        name: Literal["fit"] = "fit"
-        steps: int = Field(150, ge=0, le=1_000_000, description="Adam steps on the fixed-point loss")
-        collage_steps: int = Field(100, ge=0, le=1_000_000, description="warm-up Adam steps on the collage loss")
-        lr: float = Field(0.05, gt=0, description="Adam learning rate")
+    Config = FitConfig
 
     def encode(self, x: Tensor, collage: GridCollage, solver: Solver) -> CollageParams | SparseParams:
         """x: (b c *spatial) -> fitted parameters (detached)."""

@@ -7,18 +7,16 @@ They work for any number of spatial axes (1 to 3). Modality plugins register con
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
+from collagekit.config import AverageConfig, GridConfig, LearnedPatchesConfig, Size
 from collagekit.errors import CollagekitError
-from collagekit.interfaces import AuxiliaryDomain, ComponentConfig, DomainBlocks, Partitioner, Pooler
+from collagekit.interfaces import AuxiliaryDomain, DomainBlocks, Partitioner, Pooler
 from collagekit.tree import grid_points, level_sizes
-
-Size = PositiveInt | tuple[PositiveInt, ...]
 
 
 def _as_tuple(value: Size, ndim: int, what: str) -> tuple[int, ...]:
@@ -26,20 +24,6 @@ def _as_tuple(value: Size, ndim: int, what: str) -> tuple[int, ...]:
     if len(out) != ndim or any(v < 1 for v in out):
         raise CollagekitError(f"{what} must be a positive int or {ndim} positive ints, got {value!r}")
     return out
-
-
-class GridConfig(ComponentConfig):
-    """Range cells of ``range_size`` tile the signal (padded by edge replication to a multiple of it);
-    domain cells of ``domain_size`` slide with ``domain_stride`` (default: the domain size), or
-    ``domain_size: full`` makes the whole signal the single domain (fractalization, paper section 4.3)."""
-
-    range_size: Size = Field(8, description="range cell size (int, or one per spatial axis)")
-    domain_size: Size | Literal["full"] = Field(16, description="domain cell size, or 'full' for the whole signal")
-    domain_stride: Size | None = Field(None, description="domain step (default: the domain size)")
-    levels: int = Field(
-        1, ge=1, le=8,
-        description="range cell sizes: range_size halved 0 .. levels-1 times (adaptive cells; domains halve with them)",
-    )
 
 
 class GridPartitioner(Partitioner):
@@ -162,8 +146,7 @@ class GridPartitioner(Partitioner):
 class AveragePooler(Pooler):
     """Mean over each block of a domain cell (adaptive when sizes do not divide): non-expansive."""
 
-    class Config(ComponentConfig):
-        name: Literal["average"] = "average"
+    Config = AverageConfig
 
     block_local: ClassVar[bool] = True
     _pools = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
@@ -196,10 +179,7 @@ class LearnedPatches(AuxiliaryDomain):
     adaptive partition see them averaged down to their size.
     """
 
-    class Config(ComponentConfig):
-        name: Literal["learned"] = "learned"
-        count: int = Field(4, ge=1, le=4096, description="number of learned patches")
-        init_std: float = Field(0.1, ge=0, description="standard deviation of the random initial patches")
+    Config = LearnedPatchesConfig
 
     signal_dependent: ClassVar[bool] = False
     _modes = {1: "linear", 2: "bilinear", 3: "trilinear"}

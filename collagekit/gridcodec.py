@@ -18,8 +18,8 @@ import torch
 from pydantic import ValidationError
 from torch import Tensor
 
-from collagekit.config import CollageConfig
-from collagekit.container import Container, reject_options
+from collagekit.config import CollageConfig, Options, parse_options
+from collagekit.container import Container
 from collagekit.errors import CollagekitError
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit import sparse, tree
@@ -36,6 +36,8 @@ OPERATOR_PREFIX = "operator."
 
 class GridCollageCodec:
     name = "grid-collage"
+    encode_options = None  # fitted by the fractalize tasks, not by ``collagekit compress``
+    decode_options = Options
 
     @staticmethod
     def pack(
@@ -97,7 +99,7 @@ class GridCollageCodec:
     def decode(
         self, container: Container, registry: Registry, *, scale: int, device: torch.device, options: dict[str, Any]
     ) -> Tensor:
-        reject_options(self.name, options)
+        parse_options(f"codec {self.name!r}", self.decode_options, options)
         collage, params, solver, shape = self.unpack(container, registry)
         return decode_grid(collage, params, solver, shape, scale, device)
 

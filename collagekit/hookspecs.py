@@ -3,7 +3,9 @@
 Every hook receives a ``register`` callable and calls it once per thing it brings; the host owns the
 registry, so nothing is registered by import side effect and call order never matters. A plugin module
 (the target of an entry point in group ``collagekit``) holds ``@hookimpl`` functions and imports
-nothing heavy at module level: import torch-using modules inside the hook bodies.
+nothing heavy at module level: import torch-using modules inside the hook bodies, or better, register
+:class:`collagekit.lazy.Lazy` stand-ins with the Config declared, so that listing and validating import
+no torch at all.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ Shapes use einops notation: ``b`` batch, ``c`` channels, ``*spatial`` the signal
 audio, two for images), ``n`` domain cells, ``k`` range cells, ``v`` auxiliary cells, ``*d`` a domain
 cell's size, ``*r`` a range cell's size.
 
-Every component is built from a pydantic ``Config`` whose ``name`` literal is its registry key and its
-tag in YAML recipes. Components are ``torch.nn.Module`` s so that the ones that learn (auxiliary
+Every component is built from a pydantic ``Config`` (based on :class:`~collagekit.config.ComponentConfig`,
+declared in a module that imports no torch) whose ``name`` literal is its registry key and its tag in
+YAML recipes. Components are ``torch.nn.Module`` s so that the ones that learn (auxiliary
 patches, encoders) carry parameters and move between devices like any other module.
 """
 
@@ -15,22 +16,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from collagekit.errors import CollagekitError
+from collagekit.config import ComponentConfig
 
 if TYPE_CHECKING:
     from collagekit.operator import CollageParams, GridCollage
     from collagekit.solver import Solver
-
-
-class ComponentConfig(BaseModel):
-    """Base of every component's Config. Subclasses declare ``name: Literal["their-name"] = "their-name"``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
 
 
 class Component(ABC):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from collagekit.errors import CollagekitError
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 DEFAULT_MAX_ELEMENTS = 1 << 26  # 64 M values: a 4k x 4k RGB image is 48 M
 
@@ -23,8 +24,15 @@ class Modality:
     attributes: path -> what ``save`` must be told beside the samples (audio: ``sample_rate``), or
         None for modalities whose files need nothing else. Codecs keep them in the .clg header
         (``signal_attrs``); ``save`` gets them back with ``scale`` — see :func:`save_signal`.
+    from_memory: (data in memory, attrs) -> (1 c *spatial) as ``load`` returns it, for the Python API
+        (:func:`collagekit.compress` of an array, a tensor or a PIL image); None: files only.
+    to_memory: (1 c *spatial) -> the tensor layout users of this kind of data expect (images
+        ``(c h w)`` in [0, 1]); what :func:`collagekit.decompress` returns. None: as decoded.
     fractalize_task: the task ``collagekit fractalize FILE`` runs for this modality's files.
     default_codec: the codec ``collagekit compress FILE`` uses when no ``--method`` is given.
+
+    The callables may be :class:`~collagekit.lazy.Lazy` stand-ins, so that the declaration imports
+    nothing heavy.
     """
 
     name: str
@@ -32,6 +40,8 @@ class Modality:
     load: Callable[[Path, int], Tensor]
     save: Callable[..., None]
     attributes: Callable[[Path], dict[str, Any]] | None = None
+    from_memory: Callable[[Any, dict[str, Any]], Tensor] | None = None
+    to_memory: Callable[[Tensor], Tensor] | None = None
     fractalize_task: str | None = None
     default_codec: str | None = None
     description: str = ""

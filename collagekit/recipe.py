@@ -358,8 +358,8 @@ def validate_data(
         raise CollagekitError(format_errors(exc, data, registry, source, lines or {}, overridden or set())) from None
 
 
-def load_recipe(path: str | Path, registry: Registry, overrides: list[str] = ()) -> Recipe:
-    """Read, override and validate a recipe file; every problem is a :class:`CollagekitError`."""
+def read_recipe(path: str | Path) -> tuple[Any, dict[tuple, int]]:
+    """A recipe file's data (not yet validated) and the line of every key; bad files are one-line errors."""
     path = Path(path)
     if not path.is_file():
         raise CollagekitError(f"recipe {str(path)!r} does not exist")
@@ -377,7 +377,12 @@ def load_recipe(path: str | Path, registry: Registry, overrides: list[str] = ())
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise CollagekitError(f"{path}:{line}: invalid YAML: {problem}") from None
-    data = {} if data is None else data
+    return ({} if data is None else data), lines
+
+
+def load_recipe(path: str | Path, registry: Registry, overrides: list[str] = ()) -> Recipe:
+    """Read, override and validate a recipe file; every problem is a :class:`CollagekitError`."""
+    data, lines = read_recipe(path)
     overridden = apply_overrides(data, list(overrides), registry) if isinstance(data, dict) else set()
     config = validate_data(data, registry, str(path), lines, overridden)
     return Recipe(config=config, source=str(path))

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any
 
 from collagekit.errors import CollagekitError
+from collagekit.lazy import Lazy
 from collagekit.plugins import CORE, PluginManager, load_plugin_manager, report_failure, strict_from_env
 
 # kind -> the hook that fills it
@@ -34,6 +35,10 @@ COMPONENT_KINDS = ("partitioner", "pooler", "auxiliary", "encoder", "solver", "h
 
 @dataclass(frozen=True)
 class Entry:
+    """A registered thing. ``obj`` is what the plugin registered: the thing itself, or a :class:`Lazy`
+    stand-in that answers its declared attributes (a Config, a name, options) without importing it;
+    :meth:`Registry.get` returns the thing itself."""
+
     kind: str
     name: str
     obj: Any
@@ -65,6 +70,8 @@ def key_of(kind: str, obj: Any) -> str:
 
 
 def _expected_base(kind: str) -> type | None:
+    if kind not in (*COMPONENT_KINDS, "task"):
+        return None
     from collagekit import interfaces, solver, tasks
 
     return {
@@ -76,6 +83,12 @@ def _expected_base(kind: str) -> type | None:
         "head": interfaces.LatentHead,
         "task": tasks.Task,
     }.get(kind)
+
+
+def _check_kind(kind: str, obj: Any) -> None:
+    base = _expected_base(kind)
+    if base is not None and not (isinstance(obj, type) and issubclass(obj, base)):
+        raise TypeError(f"register_{kind}: expected a subclass of {base.__name__}, got {obj!r}")
 
 
 def suggest(name: str, choices: list[str]) -> str:
@@ -104,12 +117,12 @@ class Registry:
     def __init__(self, pm: PluginManager) -> None:
         self.pm = pm
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        self._loaded: dict[tuple[str, str], Any] = {}
 
     # ------------------------------------------------------------ filling
     def add(self, kind: str, obj: Any, plugin: str) -> None:
-        base = _expected_base(kind)
-        if base is not None and not (isinstance(obj, type) and issubclass(obj, base)):
-            raise TypeError(f"register_{kind}: expected a subclass of {base.__name__}, got {obj!r}")
+        if not isinstance(obj, Lazy):  # a Lazy one is checked when it is first used
+            _check_kind(kind, obj)
         name = key_of(kind, obj)
         existing = self._entries[kind].get(name)
         if existing is not None:
@@ -156,7 +169,26 @@ class Registry:
         return found
 
     def get(self, kind: str, name: str) -> Any:
-        return self.entry(kind, name).obj
+        """The registered thing itself (a lazily registered one is imported now)."""
+        entry = self.entry(kind, name)
+        if not isinstance(entry.obj, Lazy):
+            return entry.obj
+        key = (kind, name)
+        if key not in self._loaded:
+            try:
+                obj = entry.obj.load()
+                if kind == "codec" and isinstance(obj, type):
+                    obj = obj()  # codecs are stateless objects; a lazy registration may name the class
+                _check_kind(kind, obj)
+            except CollagekitError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - report which plugin's registration is broken
+                raise CollagekitError(
+                    f"plugin {entry.plugin!r} registered {kind} {name!r} as {entry.obj.target}, which does not load: "
+                    + f"{type(exc).__name__}: {exc}".splitlines()[0]
+                ) from exc
+            self._loaded[key] = obj
+        return self._loaded[key]
 
     def build(self, kind: str, config: Any) -> Any:
         """Instantiate the component whose Config ``config`` is."""

@@ -17,16 +17,14 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass
-from typing import Literal
-
 import torch
-from pydantic import Field, model_validator
 from torch import Tensor
 
 from collagekit import sparse, tree
 from collagekit.errors import CollagekitError
 from collagekit.fit import FitSettings, refine
-from collagekit.interfaces import ComponentConfig, Encoder
+from collagekit.config import SearchConfig
+from collagekit.interfaces import Encoder
 from collagekit.operator import GridCollage
 from collagekit.solver import Solver
 from collagekit.sparse import SparseParams
@@ -207,20 +205,7 @@ class SearchEncoder(Encoder):
 
     history: list[float]
 
-    class Config(ComponentConfig):
-        name: Literal["search"] = "search"
-        ranges: int | None = Field(None, ge=1, le=1 << 24, description="range cells (leaves) per channel (the code's size)")
-        range_samples: float | None = Field(None, gt=0, description="or: one range cell per this many samples on average (a size relative to the signal)")
-        split_tol: float = Field(0.02, gt=0, description="without a budget: split cells whose RMS collage error exceeds this (signal units)")
-        steps: int = Field(0, ge=0, le=1_000_000, description="Adam steps on the fixed-point loss after the search")
-        collage_steps: int = Field(0, ge=0, le=1_000_000, description="Adam steps on the collage loss after the search")
-        lr: float = Field(0.01, gt=0, description="Adam learning rate of the refinement")
-
-        @model_validator(mode="after")
-        def _one_budget(self) -> SearchEncoder.Config:
-            if self.ranges is not None and self.range_samples is not None:
-                raise ValueError("give ranges or range_samples, not both")
-            return self
+    Config = SearchConfig
 
     def encode(self, x: Tensor, collage: GridCollage, solver: Solver) -> SparseParams:
         cfg = self.config

@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field
 from torch import Tensor
 
+from collagekit.config import AndersonConfig, Gradient, PicardConfig
 from collagekit.device import resolve_device
-from collagekit.interfaces import Component, ComponentConfig
+from collagekit.interfaces import Component
 
 Method = Literal["picard", "anderson"]
-Gradient = Literal["unrolled", "implicit", "phantom", "none"]
 StepFn = Callable[[Tensor], Tensor]
 
 
@@ -222,15 +221,6 @@ def fixed_point(
     return z_out, stats
 
 
-class SolverConfig(ComponentConfig):
-    tol: float = Field(1e-4, gt=0, description="stop when max |F(z) - z| <= tol")
-    max_iter: int = Field(200, ge=1, le=100_000, description="most operator evaluations per solve")
-    gradient: Gradient = Field("implicit", description="how gradients flow through the solve")
-    backward_tol: float | None = Field(None, gt=0, description="adjoint tolerance (default tol/100)")
-    phantom_steps: int = Field(5, ge=1, le=100)
-    phantom_damping: float = Field(0.5, gt=0, le=1)
-
-
 class Solver(Component):
     """A registered fixed-point solver: the settings of :func:`fixed_point`, bound from a recipe."""
 
@@ -246,17 +236,12 @@ class Solver(Component):
 
 
 class Picard(Solver):
-    class Config(SolverConfig):
-        name: Literal["picard"] = "picard"
+    Config = PicardConfig
 
     method: ClassVar[Method] = "picard"
 
 
 class Anderson(Solver):
-    class Config(SolverConfig):
-        name: Literal["anderson"] = "anderson"
-        memory: int = Field(5, ge=1, le=50, description="past iterates mixed per step")
-        beta: float = Field(1.0, gt=0, le=1, description="mixing (damping) factor")
-        lam: float = Field(1e-6, ge=0, description="relative Tikhonov regularisation of the mixing system")
+    Config = AndersonConfig
 
     method: ClassVar[Method] = "anderson"

@@ -26,13 +26,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
-from collagekit.config import StrictModel
+from collagekit.config import TrainingConfig
 from collagekit.errors import CollagekitError
 from collagekit.fileio import atomic_output
 from collagekit.progress import progress_bar
@@ -41,22 +40,6 @@ WEIGHTS_FILE = "checkpoint.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 RECORD_FILE = "checkpoint.json"
 CHECKPOINT_FORMAT = 1
-
-
-class TrainingConfig(StrictModel):
-    """How to optimise an objective; embed it in a task's config as ``training``."""
-
-    steps: int = Field(1000, ge=1, description="optimiser steps in all (a resumed run continues to this count)")
-    batch_size: int = Field(16, ge=1, description="examples per step on each process")
-    lr: float = Field(1e-3, gt=0, description="peak learning rate")
-    weight_decay: float = Field(0.0, ge=0)
-    lr_schedule: Literal["constant", "cosine"] = "cosine"
-    warmup_steps: int = Field(0, ge=0, description="linear warm-up from 0 to lr")
-    grad_clip: float | None = Field(1.0, gt=0, description="clip the gradient's global norm; null = off")
-    seed: int = 0
-    checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (and one at the end)")
-    log_every: int = Field(25, ge=1, description="steps averaged into one history entry")
-    resume: bool = Field(True, description="continue from the checkpoint in the output folder, if there is one")
 
 
 @dataclass

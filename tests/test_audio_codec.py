@@ -238,7 +238,7 @@ def test_crops_are_deterministic_and_skip_held_out_clips(tmp_path: Path) -> None
 # ---------------------------------------------------------------- recipe and benchmark
 def test_compress_recipe_reports_rate_and_quality(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "o.wav"
-    result = invoke("run", "recipes/audio_compress.yaml", f"input={SPEECH}", f"output={out}", f"code={tmp_path / 'o.clg'}", f"model={tiny_model}",
+    result = invoke("run", "audio_compress", f"input={SPEECH}", f"output={out}", f"code={tmp_path / 'o.clg'}", f"model={tiny_model}",
                     f"metrics={tmp_path / 'm.json'}", "repeats=1")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "m.json").read_text())

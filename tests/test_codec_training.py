@@ -41,14 +41,17 @@ def test_training_recipe_trains_resumes_exports_and_the_model_compresses(kind: s
     for name, source in case["files"].items():
         shutil.copy(DATA / source, data / name)
     out, export = tmp_path / "run", tmp_path / "m.safetensors"
-    common = [str(REPO / "recipes" / case["recipe"]), f"data={data}", f"out_dir={out}", f"export={export}", "model_name=tiny", *case["overrides"], "--device", "cpu"]
+    common = [str(REPO / "collagekit" / "recipes" / case["recipe"]), f"data={data}", f"out_dir={out}", f"export={export}", "model_name=tiny", *case["overrides"], "--device", "cpu"]
 
     first = invoke("run", *common, "training.steps=2", "training.checkpoint_every=2")
     assert first.returncode == 0, first.stderr
     log = json.loads((out / "train_metrics.json").read_text())
     key, count = case["count"]
     assert log["steps"] == 2 and log[key] == count and log["resumed_from"] == 0
-    again = invoke("run", *common, "training.steps=3", "training.checkpoint_every=2")
+    refused = invoke("run", *common, "training.steps=3", "training.checkpoint_every=2")
+    assert refused.returncode == 1 and f"output '{export}' exists; pass --force" in refused.stderr
+    assert json.loads((out / "train_metrics.json").read_text())["steps"] == 2  # refused before any training
+    again = invoke("run", *common, "training.steps=3", "training.checkpoint_every=2", "--force")
     assert again.returncode == 0, again.stderr
     assert json.loads((out / "train_metrics.json").read_text())["resumed_from"] == 2
 
@@ -69,7 +72,7 @@ def test_training_can_start_from_a_trained_model_of_the_same_architecture(tmp_pa
     data = tmp_path / "data"
     data.mkdir()
     shutil.copy(DATA / "kodim05_64.png", data / "photo_a.png")
-    common = [str(REPO / "recipes" / case["recipe"]), f"data={data}", *case["overrides"], "training.steps=1", "--device", "cpu"]
+    common = [str(REPO / "collagekit" / "recipes" / case["recipe"]), f"data={data}", *case["overrides"], "training.steps=1", "--device", "cpu"]
     first = tmp_path / "first.safetensors"
     assert invoke("run", *common, f"out_dir={tmp_path / 'a'}", f"export={first}").returncode == 0
     # One step at a tiny learning rate from the first model: its weights, barely moved (a random start is far away).
@@ -89,6 +92,6 @@ def test_training_can_start_from_a_trained_model_of_the_same_architecture(tmp_pa
 
 
 def test_missing_training_data_is_a_one_line_error(tmp_path: Path) -> None:
-    result = invoke("run", str(REPO / "recipes" / "image_train.yaml"), f"data={tmp_path / 'nowhere'}", f"out_dir={tmp_path}")
+    result = invoke("run", str(REPO / "collagekit" / "recipes" / "image_train.yaml"), f"data={tmp_path / 'nowhere'}", f"out_dir={tmp_path}")
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr

@@ -312,12 +312,12 @@ def test_bad_parameters_give_clear_errors() -> None:
     x = load_image(GREY, 1 << 20)
     codec = PifsCodec()
     for options, match in [
-        ({"search": "fastest"}, "search must be one of"),
+        ({"search": "fastest"}, "option search: Input should be 'exhaustive'"),
         ({"max_range": 12}, "powers of two"),
         ({"min_range": 16, "max_range": 8}, "powers of two"),
         ({"s_max": 1.0}, "s_max"),
-        ({"rms": -1.0}, "positive"),
-        ({"o_bits": "many"}, "integer"),
+        ({"rms": -1.0}, "option rms: Input should be greater than 0"),
+        ({"o_bits": "many"}, "option o_bits: Input should be a valid integer"),
         ({"speed": 3}, "does not take the option"),
     ]:
         with pytest.raises(CollagekitError, match=match):
@@ -343,7 +343,7 @@ def test_cli_compress_and_decompress(tmp_path: Path) -> None:
     with Image.open(tmp_path / "k.png") as image:
         assert image.size == (128, 128) and image.mode == "RGB"
     bad = invoke("compress", str(RGB), "--method", "pifs", "-o", str(tmp_path / "b.clg"), "-O", "search=fast")
-    assert bad.returncode == 1 and bad.stderr.startswith("error: PIFS option search must be one of")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: codec 'pifs' option search: Input should be")
 
 
 def test_bench_rejects_bad_options_and_missing_data(tmp_path: Path) -> None:
@@ -356,7 +356,7 @@ def test_bench_rejects_bad_options_and_missing_data(tmp_path: Path) -> None:
 
 def test_recipe_task_writes_code_image_and_metrics(tmp_path: Path) -> None:
     result = invoke(
-        "run", str(Path(__file__).resolve().parents[1] / "recipes" / "pifs_baseline.yaml"),
+        "run", str(Path(__file__).resolve().parents[1] / "collagekit" / "recipes" / "pifs_baseline.yaml"),
         f"input={RGB}", f"output={tmp_path / 'p.png'}", f"code={tmp_path / 'p.clg'}", f"metrics={tmp_path / 'p.json'}",
     )
     assert result.returncode == 0, result.stderr
@@ -385,3 +385,13 @@ def test_uint8_helpers_are_not_used_on_differences() -> None:
     from collagekit.metrics import psnr_uint8
 
     assert psnr_uint8(a, a - 1) == pytest.approx(10 * math.log10(255**2))
+
+
+def test_the_declared_searches_are_the_implemented_ones() -> None:
+    """The options model (collagekit list codec, recipes) and the search module name the same searches."""
+    import typing
+
+    from collagekit_pifs.config import Search
+    from collagekit_pifs.search import SEARCHES
+
+    assert set(typing.get_args(Search)) == set(SEARCHES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -43,6 +44,11 @@ def register_poolers(register):
     register(MaxPooler)
 '''
 }
+
+
+def _path(root: Path) -> str:
+    """PYTHONPATH with ``root`` first (and whatever the run already had, e.g. a checkout's sources)."""
+    return os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
 
 
 def _install(tmp_path: Path, monkeypatch, dist: str, entry: str, modules: dict[str, str]) -> Path:
@@ -103,7 +109,7 @@ def test_unknown_names_list_choices_and_suggest(fresh_registry) -> None:
 
 def test_cli_survives_a_broken_plugin_with_one_warning_line(tmp_path) -> None:
     root = make_distribution(tmp_path / "site", "collagekit-broken", "0.0.1", {"broken": "collagekit_broken"}, BROKEN)
-    result = run_cli("plugins", env={"PYTHONPATH": str(root)})
+    result = run_cli("plugins", env={"PYTHONPATH": _path(root)})
     assert result.returncode == 0, result.stderr
     warning_lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(warning_lines) == 1
@@ -149,10 +155,10 @@ def register_commands(cli):
 
 def test_register_commands_adds_a_sub_command(tmp_path) -> None:
     root = make_distribution(tmp_path / "site", "collagekit-hello", "1.2.3", {"hello": "collagekit_hello"}, COMMAND_PLUGIN)
-    result = run_cli("hello", "--name", "fern", env={"PYTHONPATH": str(root), "COLLAGEKIT_STRICT_PLUGINS": "1"})
+    result = run_cli("hello", "--name", "fern", env={"PYTHONPATH": _path(root), "COLLAGEKIT_STRICT_PLUGINS": "1"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "hello, fern"
-    listed = run_cli("--help", env={"PYTHONPATH": str(root)})
+    listed = run_cli("--help", env={"PYTHONPATH": _path(root)})
     assert "hello" in listed.stdout
 
 

@@ -1,4 +1,7 @@
-"""Point-cloud IFS plugin: I/O, normalisation, contractive maps, the chaos game, fitting, codec, CLI, bad input."""
+"""Point-cloud IFS plugin: I/O, normalisation, contractive maps, the chaos game, fitting, codec, CLI, bad input.
+
+PLY and XYZ files need no open3d; the tests that need open3d skip, naming why it is not usable (on a
+machine without libusb it fails to load, which ``pytest.importorskip`` does not turn into a skip)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from collagekit.container import read_container, write_container
 from collagekit.errors import CollagekitError
 from collagekit.registry import get_registry
 from collagekit_pointcloud.chamfer import NearestIndex, chamfer, nearest
+from collagekit_pointcloud import o3d
 from collagekit_pointcloud.chaos import chaos_game
 from collagekit_pointcloud.cloudio import Normalisation, label_colours, load_cloud, save_cloud
 from collagekit_pointcloud.fit import FitSettings, fit_ifs
@@ -24,7 +28,7 @@ from collagekit_pointcloud.tasks import sample_cloud
 
 from conftest import invoke
 
-pytest.importorskip("open3d")
+needs_open3d = pytest.mark.skipif(o3d.problem() is not None, reason=f"needs open3d, which does not load here: {o3d.problem()}")
 
 MAX = 1 << 26
 FAST_FIT = ["--fit.steps", "30", "--fit.register_steps", "5", "--fit.sample", "256", "--fit.restarts", "2", "--fit.trials", "2", "--fit.trial_steps", "20"]
@@ -62,28 +66,64 @@ def test_normalisation_round_trip_and_unit_cube() -> None:
         Normalisation.of(torch.ones(4, 3))
 
 
+def _on_box_faces(points: torch.Tensor, size: tuple[float, float, float]) -> bool:
+    """Every point lies on a face of the box [0, size]: one coordinate at its min or max."""
+    on_face = torch.zeros(len(points), dtype=torch.bool)
+    for axis, top in enumerate(size):
+        on_face |= points[:, axis].isclose(torch.tensor(0.0), atol=1e-5) | points[:, axis].isclose(torch.tensor(top), atol=1e-5)
+    return bool(on_face.all())
+
+
+BOX_CORNERS = [(x, y, z) for z in (0, 1) for y in (0, 1) for x in (0, 2)]  # a 2 x 1 x 1 box
+BOX_QUADS = [(0, 2, 3, 1), (4, 5, 7, 6), (0, 1, 5, 4), (2, 6, 7, 3), (0, 4, 6, 2), (1, 3, 7, 5)]
+
+
+def test_ply_meshes_are_sampled_on_the_surface_without_open3d(tmp_path: Path) -> None:
+    """ASCII and big-endian binary PLY meshes with quad faces (split into triangles), read by collagekit itself."""
+    head = "element vertex 8\nproperty float x\nproperty float y\nproperty float z\nelement face 6\nproperty list uchar int vertex_indices\nend_header\n"
+    ascii_body = "".join(f"{x} {y} {z}\n" for x, y, z in BOX_CORNERS) + "".join(f"4 {' '.join(map(str, q))}\n" for q in BOX_QUADS)
+    (tmp_path / "box_ascii.ply").write_text("ply\nformat ascii 1.0\ncomment a box\n" + head + ascii_body)
+    vertices = np.array(BOX_CORNERS, dtype=">f4").tobytes()
+    faces = b"".join(np.array([4], dtype="u1").tobytes() + np.array(q, dtype=">i4").tobytes() for q in BOX_QUADS)
+    (tmp_path / "box_big.ply").write_bytes(("ply\nformat binary_big_endian 1.0\n" + head).encode() + vertices + faces)
+    for name in ("box_ascii.ply", "box_big.ply"):
+        points = load_cloud(tmp_path / name, MAX)[0].T
+        assert points.shape[0] >= 1000 and _on_box_faces(points, (2.0, 1.0, 1.0)), name
+        assert float(points[:, 0].max() - points[:, 0].min()) > 1.9  # spread over the whole box
+
+
+def test_ply_reader_matches_the_shipped_sample_and_refuses_truncation(tmp_path: Path) -> None:
+    raw = sample_cloud().read_bytes()
+    body = raw[raw.index(b"end_header\n") + len(b"end_header\n") :]
+    expected = torch.from_numpy(np.frombuffer(body, dtype="<f4").reshape(-1, 3).copy())
+    assert torch.equal(load_cloud(sample_cloud(), MAX)[0].T, expected)  # every float exactly as stored
+    (tmp_path / "cut.ply").write_bytes(raw[:-100])
+    with pytest.raises(CollagekitError, match="shorter than its PLY header says"):
+        load_cloud(tmp_path / "cut.ply", MAX)
+
+
+@needs_open3d
 def test_mesh_files_are_sampled_on_the_surface(tmp_path: Path) -> None:
     import open3d as o3d
 
     mesh = o3d.geometry.TriangleMesh.create_box(2.0, 1.0, 1.0)
     o3d.io.write_triangle_mesh(str(tmp_path / "box.obj"), mesh)
     points = load_cloud(tmp_path / "box.obj", MAX)[0].T
-    assert points.shape[0] >= 1000
-    # every sample lies on a face of the box: one coordinate at its min or max
-    on_face = (points[:, :1].isclose(torch.tensor(0.0), atol=1e-5) | points[:, :1].isclose(torch.tensor(2.0), atol=1e-5)).any(1)
-    for axis in (1, 2):
-        on_face |= points[:, axis].isclose(torch.tensor(0.0), atol=1e-5) | points[:, axis].isclose(torch.tensor(1.0), atol=1e-5)
-    assert bool(on_face.all())
+    assert points.shape[0] >= 1000 and _on_box_faces(points, (2.0, 1.0, 1.0))
 
 
-def test_missing_open3d_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_open3d_names_the_extra_and_ply_still_works(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import sys
 
-    from collagekit_pointcloud.cloudio import open3d
-
     monkeypatch.setitem(sys.modules, "open3d", None)  # what an absent package looks like to import
-    with pytest.raises(CollagekitError, match=r'pip install "collagekit\[3d\]"'):
-        open3d()
+    o3d.problem.cache_clear()
+    try:
+        (tmp_path / "c.pcd").write_text("# .PCD v0.7\n")
+        with pytest.raises(CollagekitError, match=r'reading .pcd files needs open3d.*pip install "collagekit\[3d\]"'):
+            load_cloud(tmp_path / "c.pcd", MAX)
+        assert load_cloud(_write_ply(tmp_path / "c.ply", np.eye(3) * 2), MAX).shape == (1, 3, 3)
+    finally:
+        o3d.problem.cache_clear()
 
 
 # ------------------------------------------------------------------ maps and the chaos game
@@ -187,21 +227,33 @@ def test_chaos_game_any_count_and_reproducible() -> None:
 
 
 # ------------------------------------------------------------------ distances, partitions, fitting
-def test_nearest_matches_brute_force_both_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nearest_matches_brute_force_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     import collagekit_pointcloud.chamfer as ch
 
     gen = torch.Generator().manual_seed(0)
     a, b = torch.rand(700, 3, generator=gen), torch.rand(900, 3, generator=gen)
     truth = torch.cdist(a.double(), b.double()).square().min(1)
     monkeypatch.setattr(ch, "CHUNK_ELEMENTS", 1000)  # many small chunks
+    monkeypatch.setattr(ch, "KDTREE_WORK", 1 << 40)  # never the KD-tree
     d, i = nearest(a, b)
     assert torch.equal(i, truth.indices) and torch.allclose(d.double(), truth.values, atol=1e-6)
+    assert chamfer(a, a) < 1e-6 and chamfer(a, b) > 1e-4  # float32 rounding of |q|^2 - 2 q.r + |r|^2
+
+
+@needs_open3d
+def test_nearest_matches_brute_force_with_the_kdtree(monkeypatch: pytest.MonkeyPatch) -> None:
+    import collagekit_pointcloud.chamfer as ch
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.rand(700, 3, generator=gen), torch.rand(900, 3, generator=gen)
+    truth = torch.cdist(a.double(), b.double()).square().min(1)
     monkeypatch.setattr(ch, "KDTREE_WORK", 0)  # the open3d KD-tree path
     d, i = nearest(a, b)
     assert torch.equal(i, truth.indices) and torch.allclose(d.double(), truth.values, atol=1e-6)
     assert chamfer(a, a) == 0.0 and chamfer(a, b) > 0
 
 
+@needs_open3d
 def test_nearest_index_builds_its_tree_once_and_matches_nearest(monkeypatch: pytest.MonkeyPatch) -> None:
     import collagekit_pointcloud.chamfer as ch
 
@@ -350,7 +402,7 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[Path, str]]:
         (_write_ply(tmp_path / "one.ply", np.array([[1, 2, 3]])), "single point"),
         (_write_ply(tmp_path / "same.ply", np.ones((50, 3))), "identical"),
         (many, "declares 999,999,999 points"),
-        (garbage, "holds no points"),
+        (garbage, "is not a PLY file"),
     ]
 
 

@@ -10,7 +10,7 @@ from collagekit.errors import CollagekitError
 from collagekit.recipe import apply_override, load_recipe, parse_override, recipe_schema
 from collagekit.registry import get_registry
 
-RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "collagekit" / "recipes").glob("*.yaml"))
 
 
 def test_there_are_recipes() -> None:
@@ -156,5 +156,15 @@ def test_only_a_components_name_switches_components(tmp_path: Path) -> None:
 
 def test_numbers_are_accepted_as_text() -> None:
     """YAML reads ``version: 1`` as a number; a text field takes it as its text."""
-    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "image_train.yaml", get_registry(), ["model_version=2"])
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "collagekit" / "recipes" / "image_train.yaml", get_registry(), ["model_version=2"])
     assert recipe.config.model_version == "2"
+
+
+@pytest.mark.parametrize("name", ["image_train", "audio_train"])
+def test_out_dir_moves_the_training_export(name: str) -> None:
+    from collagekit.recipes import find
+
+    config = load_recipe(find(name), get_registry(), ["out_dir=elsewhere/run"]).config
+    assert config.export_path == Path("elsewhere/run/model.safetensors")
+    config = load_recipe(find(name), get_registry(), ["out_dir=elsewhere/run", "export=mine.safetensors"]).config
+    assert config.export_path == Path("mine.safetensors")

@@ -83,7 +83,7 @@ def test_list_shows_the_partitioner_and_its_plugin(site, tmp_path):
     out = ok(cli(site, "list", "partitioner", cwd=tmp_path, COLLAGEKIT_STRICT_PLUGINS="1"))
     cells = [c.strip() for c in row(out, "partitioner │ stripes").split("│") if c.strip()]
     assert cells[:3] == ["partitioner", "stripes", "stripes"]  # kind, name, owning plugin
-    assert "rows=4" in cells[3] and "cols=8" in cells[3]
+    assert "rows: int = 4" in cells[3] and "cols: int = 8" in cells[3]
     assert "tiles2d" in out  # the first-party partitioner is still there
 
 

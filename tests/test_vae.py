@@ -202,7 +202,7 @@ def test_heads_are_listed() -> None:
     result = invoke("list", "head")
     assert result.returncode == 0, result.stderr
     assert "gaussian-conv" in result.stdout and "gaussian-residual" in result.stdout and "tiles2d" not in result.stdout
-    assert "hidden=64, blocks=2" in result.stdout and "vae" in result.stdout  # fields and the owning plugin
+    assert "hidden: int = 64, blocks: int = 2" in result.stdout and "vae" in result.stdout  # fields and the owning plugin
     plural = invoke("list", "heads")  # kinds are singular, like partitioner; the error says so
     assert plural.returncode == 1 and "did you mean 'head'" in plural.stderr
 
@@ -234,7 +234,7 @@ def test_heads_start_at_the_standard_gaussian_and_see_their_receptive_field(name
 
 
 def _recipe_with(tmp_path: Path, prior: str) -> Path:
-    text = (REPO / "recipes" / "vae_mnist.yaml").read_text()
+    text = (REPO / "collagekit" / "recipes" / "vae_mnist.yaml").read_text()
     old = "  prior:                    # p(w | z): a head from `collagekit list head`\n    name: gaussian-conv\n    hidden: 64\n"
     assert old in text
     path = tmp_path / "vae.yaml"
@@ -251,7 +251,7 @@ def test_recipe_selects_heads_by_name(tmp_path: Path) -> None:
     assert isinstance(model.prior, GaussianResidual) and len(model.prior.blocks) == 3
     assert isinstance(model.posterior, GaussianConv)
     # switching a head by override starts it from that head's defaults
-    config = load_recipe(REPO / "recipes" / "vae_mnist.yaml", registry, ["model.posterior.name=gaussian-residual"]).config.model
+    config = load_recipe(REPO / "collagekit" / "recipes" / "vae_mnist.yaml", registry, ["model.posterior.name=gaussian-residual"]).config.model
     assert config.posterior == GaussianResidual.Config()
 
 
@@ -289,7 +289,7 @@ def trained(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("vae") / "run"
     fields = [f"model.{k}={v}" for k, v in SMALL.items()] + ["model.prior.hidden=8", "model.posterior.hidden=8"]
     result = invoke(
-        "run", str(REPO / "recipes" / "vae_mnist.yaml"), f"data={TINY}", f"output={out}", "train_count=24",
+        "run", str(REPO / "collagekit" / "recipes" / "vae_mnist.yaml"), f"data={TINY}", f"output={out}", "train_count=24",
         "training.steps=4", "training.batch_size=4", "training.log_every=2", *fields, "--device", "cpu",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

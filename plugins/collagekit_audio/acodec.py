@@ -30,32 +30,34 @@ import torch
 from torch import Tensor
 
 from collagekit.codec import CellGrid, decode_latent_groups, encode_latent_groups, latent_container, read_latent_payload
-from collagekit.container import Container, reject_options
+from collagekit.config import parse_options
+from collagekit.container import Container
 from collagekit.errors import CollagekitError
 from collagekit.hypercollage import PARAM_KINDS
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit.pretrained import LoadedModel
 from collagekit.progress import progress_bar
 from collagekit.registry import plugin_versions
+from collagekit_audio.config import AudioCollageOptions
 from collagekit_audio.neural import AudioCollageModel, from_segments, to_segments
 from collagekit_audio.pretrained import STORE
 
 NAME = "audio-collage"
-ENCODE_OPTIONS = ("model",)
-DECODE_OPTIONS = ("model",)
 SOLVER = {"tol": 1e-4, "max_iter": 60}
 CHUNK = 4096  # segments per encoder pass: bounds the feature maps' memory on long clips
 
 
 class AudioCollageCodec:
     name = NAME
+    encode_options = AudioCollageOptions
+    decode_options = AudioCollageOptions
 
     def encode(self, x: Tensor, registry: Any, *, quality: int | None, device: torch.device, options: dict[str, Any]) -> Container:
         """(1 c n) in [0, 1], c = 1 or 2 -> a container (the caller adds the sample rate)."""
-        reject_options(self.name, options, ENCODE_OPTIONS)
+        opts = parse_options(f"codec {self.name!r}", self.encode_options, options)
         if x.ndim != 3 or x.shape[0] != 1 or x.shape[1] not in (1, 2) or x.shape[2] < 1:
             raise CollagekitError(f"{NAME} compresses mono or stereo audio (1 c n, c = 1 or 2), got shape {tuple(x.shape)}")
-        loaded = STORE.load(str(options.get("model") or STORE.for_quality(quality)))
+        loaded = STORE.load(str(opts.model or STORE.for_quality(quality)))
         m = loaded.model.cfg.max_symbol
         q = encode_latents(loaded.model.to(device), x.to(device)).clamp(-m, m).long().cpu()
         data, split, predicted = encode_latent_groups(_groups(loaded.model, q), m, _grids(int(x.shape[1]), loaded.model.ranges))
@@ -64,8 +66,8 @@ class AudioCollageCodec:
 
     def decode(self, container: Container, registry: Any, *, scale: int, device: torch.device, options: dict[str, Any]) -> Tensor:
         """-> (1 c n*scale) in [0, 1]."""
-        reject_options(self.name, options, DECODE_OPTIONS)
-        loaded, q, info = read_code(container, options.get("model"))
+        opts = parse_options(f"codec {self.name!r}", self.decode_options, options)
+        loaded, q, info = read_code(container, opts.model)
         wave = decode_latents(loaded.model, q, info["channels"], info["samples"], scale, device, **info["solver"])
         return ((wave + 1.0) / 2.0).clamp(0.0, 1.0)
 

@@ -20,9 +20,9 @@ from torch import Tensor
 
 from collagekit.errors import CollagekitError
 from collagekit.fileio import atomic_output
-from collagekit.modality import Modality
+from collagekit_audio.config import AUDIO, SUFFIXES
 
-SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+__all__ = ["AUDIO", "SUFFIXES", "audio_attributes", "audio_from_memory", "audio_to_memory", "load_audio", "save_audio"]
 # What each suffix is written as: 16-bit PCM where lossless, the codec's own format otherwise.
 WRITE_FORMATS = {
     ".wav": ("WAV", "PCM_16"),
@@ -108,13 +108,28 @@ def save_audio(z: Tensor, path: Path, *, sample_rate: Any = None, scale: int = 1
             raise CollagekitError(f"cannot write {path} at {rate} Hz as {file_format}/{subtype}: {exc}") from None
 
 
-AUDIO = Modality(
-    name="audio",
-    suffixes=SUFFIXES,
-    load=load_audio,
-    save=save_audio,
-    attributes=audio_attributes,
-    fractalize_task="audio_fractalize",
-    default_codec="audio-collage",
-    description="mono or stereo audio (WAV, FLAC, OGG, MP3) through soundfile",
-)
+
+def audio_from_memory(data: Any, attrs: dict[str, Any]) -> Tensor:
+    """A waveform in memory, in [-1, 1] -> (1 c n) in [0, 1]: a numpy array (n,) or (n c) as soundfile
+    gives it, or a torch tensor (c n) as torchaudio gives it; ``attrs`` must hold its ``sample_rate``."""
+    rate = attrs.get("sample_rate")
+    if set(attrs) != {"sample_rate"} or not isinstance(rate, int) or not 1 <= rate <= MAX_SAMPLE_RATE:
+        raise CollagekitError(f"audio in memory needs its sample_rate (an integer, 1 to {MAX_SAMPLE_RATE} Hz), and nothing else; got {attrs}")
+    if isinstance(data, np.ndarray):
+        wave = torch.from_numpy(np.asarray(data, dtype=np.float32))
+        wave = wave[None] if wave.ndim == 1 else wave.T  # soundfile: (n c)
+    elif isinstance(data, Tensor):
+        wave = data.detach().float().cpu()
+        wave = wave[None] if wave.ndim == 1 else wave  # torchaudio: (c n)
+    else:
+        raise CollagekitError(f"cannot read audio from a {type(data).__name__}; give a path, a numpy array or a tensor")
+    if wave.ndim != 2 or wave.shape[0] not in (1, 2) or wave.shape[1] < 1:
+        raise CollagekitError(f"audio in memory must be mono or stereo: numpy (n,) or (n c), tensor (c n); got shape {tuple(data.shape)}")
+    if not torch.isfinite(wave).all():
+        raise CollagekitError("the waveform holds NaN or infinite samples")
+    return ((wave.clamp(-1.0, 1.0) + 1.0) / 2.0)[None].contiguous()
+
+
+def audio_to_memory(z: Tensor) -> Tensor:
+    """(1 c n) in [0, 1] -> the waveform (c n) in [-1, 1], torchaudio's layout."""
+    return z[0] * 2.0 - 1.0

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from collagekit.bench import BenchContext, Benchmark, write_results
+from collagekit.bench import BenchContext, write_results
 from collagekit.errors import CollagekitError
 from collagekit.metrics import at_rate
 from collagekit.timing import median_time
@@ -109,10 +109,10 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     from collagekit_audio.pretrained import STORE
     from collagekit_audio.train import HELD_OUT
 
-    models = str(ctx.option("models", ",".join(f"{STORE.prefix}{q}" for q in STORE.qualities()))).split(",")
+    models = (ctx.option("models") or ",".join(f"{STORE.prefix}{q}" for q in STORE.qualities())).split(",")
     if models == [""]:
         raise CollagekitError("no Neural Collage audio model is installed; pass models=PATH,...")
-    repeats = int(ctx.option("repeats", 3))
+    repeats = ctx.option("repeats")
     clips = [ctx.data / f"{stem}.flac" for stem in HELD_OUT]
     missing = [str(c) for c in clips if not c.is_file()]
     if missing:
@@ -203,10 +203,3 @@ def _markdown(results: dict[str, Any]) -> str:
                 lines.append(f"| {name} level {p['level']} | {_fmt(p['kbit_per_s'])} | | {_fmt(p['snr_db'])} | {_fmt(p['psnr_db'])} | {_fmt(p['mel_distance_db'])} | | | | |")
     return "\n".join(lines) + "\n"
 
-
-AUDIO_BENCH = Benchmark(
-    name="audio",
-    description="Neural Collage audio models vs MP3 and Vorbis on held-out speech and music: kbit/s, SNR, PSNR, speed",
-    run=run,
-    default_data="audio",
-)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from collagekit.errors import CollagekitError
-from collagekit.grid import GridConfig, GridPartitioner
-from collagekit.interfaces import AuxiliaryDomain, ComponentConfig
+from collagekit.grid import GridPartitioner
+from collagekit.interfaces import AuxiliaryDomain
+from collagekit_audio.config import ReverseConfig, SegmentsConfig, SignTimeConfig
 
 
 class Segments(GridPartitioner):
@@ -18,8 +19,7 @@ class Segments(GridPartitioner):
 
     ndim: ClassVar[int] = 1
 
-    class Config(GridConfig):
-        name: Literal["segments1d"] = "segments1d"
+    Config = SegmentsConfig
 
 
 class SignTime(AuxiliaryDomain):
@@ -31,8 +31,7 @@ class SignTime(AuxiliaryDomain):
     range's bias to absorb.
     """
 
-    class Config(ComponentConfig):
-        name: Literal["sign-time"] = "sign-time"
+    Config = SignTimeConfig
 
     signal_dependent: ClassVar[bool] = True
 
@@ -62,8 +61,7 @@ class TimeReversal(AuxiliaryDomain):
     and a bit less per stored index.
     """
 
-    class Config(ComponentConfig):
-        name: Literal["reverse"] = "reverse"
+    Config = ReverseConfig
 
     signal_dependent: ClassVar[bool] = True
 

@@ -10,16 +10,17 @@ with peak-to-peak range 2 (:func:`collagekit.metrics.psnr_float`); the mel log-s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 
-from collagekit.container import SIGNAL_ATTRS, read_container, write_container
+from collagekit.container import SIGNAL_ATTRS, from_bytes, to_bytes
+from collagekit.fileio import outputs_together
 from collagekit.metrics import psnr_float, snr, write_metrics
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
-from collagekit.tasks import FileTaskConfig, Task
+from collagekit.tasks import Task
 from collagekit.timing import median_time
+from collagekit_audio.config import AudioCompressConfig
 from collagekit_audio.features import mel_distance_db
 
 PCM_SUFFIXES = (".wav", ".flac")
@@ -47,13 +48,7 @@ def read_back(path: Path) -> torch.Tensor:
 
 
 class AudioCompress(Task):
-    class Config(FileTaskConfig):
-        task: Literal["audio_compress"] = "audio_compress"
-        input: str | None = Field(None, description="clip to compress (default: the sample shipped with collagekit_audio)")
-        output: str = Field("compressed.wav", description="the decoded clip, 16-bit PCM (.wav or .flac), measured as stored")
-        quality: int | None = Field(None, ge=1, description="shipped model ac-q<quality> (default: the middle one)")
-        model: str | None = Field(None, description="a shipped model's name or a .safetensors path; overrides quality")
-        repeats: int = Field(3, ge=1, le=50, description="timed runs of encode and decode (the median is reported)")
+    Config = AudioCompressConfig
 
     config: Config
 
@@ -63,7 +58,7 @@ class AudioCompress(Task):
         from collagekit_audio.tasks import sample_audio
 
         cfg, device, registry = self.config, self.ctx.device, self.ctx.registry
-        source, output, code_path = cfg.paths(PCM_SUFFIXES, sample_audio)
+        source, output, code_path = cfg.paths(PCM_SUFFIXES, sample_audio, self.ctx)
         x = AUDIO.load(source, DEFAULT_MAX_ELEMENTS)
         attrs = AUDIO.read_attributes(source)
         options = {"model": cfg.model} if cfg.model else {}
@@ -74,40 +69,43 @@ class AudioCompress(Task):
         encoded = median_time(lambda: codec.encode(x, registry, quality=cfg.quality, device=device, options=options), cfg.repeats, device)
         container = encoded.result
         container.header[SIGNAL_ATTRS] = attrs
-        size = write_container(code_path, container)
+        code = to_bytes(container)
+        size = len(code)
 
-        def decode() -> tuple[Any, torch.Tensor, torch.Tensor]:  # the whole decode of the saved file: entropy decoding + solve
-            loaded, q, info = read_code(read_container(code_path), cfg.model)
+        def decode() -> tuple[Any, torch.Tensor, torch.Tensor]:  # the whole decode of the code file: entropy decoding + solve
+            loaded, q, info = read_code(from_bytes(code, str(code_path)), cfg.model)
             return loaded, q, decode_latents(loaded.model, q, info["channels"], info["samples"], 1, device, **info["solver"])
 
         decoded = median_time(decode, cfg.repeats, device)
         loaded, q, wave = decoded.result
-        AUDIO.save(((wave + 1.0) / 2.0).clamp(0.0, 1.0).cpu(), output, **attrs, scale=1)
-        stored = read_back(output)
         seconds = x.shape[-1] / attrs["sample_rate"]
         encode_s, decode_s = encoded.seconds, decoded.seconds
         bound = float(loaded.model.collage.lipschitz_bound(loaded.model.params(q.float())).max())
-        metrics = {
-            "input": str(source),
-            "output": str(output),
-            "code": str(code_path),
-            "model": loaded.name,
-            "code_bytes": size,
-            "sample_rate": attrs["sample_rate"],
-            "channels": int(x.shape[1]),
-            "seconds": round(seconds, 3),
-            "kbit_per_s": round(size * 8 / seconds / 1000, 3),
-            "payload_kbit_per_s": round(container.tensors["streams"].numel() * 8 / seconds / 1000, 3),
-            "compression_factor": round(x.shape[1] * x.shape[-1] * 2 / size, 2),  # vs 16-bit PCM
-            **waveform_quality(x, stored, attrs["sample_rate"]),
-            "lipschitz_bound": round(bound, 4),
-            "encode_seconds": round(encode_s, 4),
-            "decode_seconds": round(decode_s, 4),
-            "encode_x_realtime": round(seconds / encode_s, 1),
-            "decode_x_realtime": round(seconds / decode_s, 1),
-            "device": str(device),
-        }
-        if cfg.metrics:
-            write_metrics(cfg.metrics, metrics)
+        with outputs_together() as stage:
+            staged = stage(output)
+            AUDIO.save(((wave + 1.0) / 2.0).clamp(0.0, 1.0).cpu(), staged, **attrs, scale=1)
+            stored = read_back(staged)  # quality as stored: the 16-bit file
+            metrics = {
+                "input": str(source),
+                "output": str(output),
+                "code": str(code_path),
+                "model": loaded.name,
+                "code_bytes": size,
+                "sample_rate": attrs["sample_rate"],
+                "channels": int(x.shape[1]),
+                "seconds": round(seconds, 3),
+                "kbit_per_s": round(size * 8 / seconds / 1000, 3),
+                "payload_kbit_per_s": round(container.tensors["streams"].numel() * 8 / seconds / 1000, 3),
+                "compression_factor": round(x.shape[1] * x.shape[-1] * 2 / size, 2),  # vs 16-bit PCM
+                **waveform_quality(x, stored, attrs["sample_rate"]),
+                "lipschitz_bound": round(bound, 4),
+                "encode_seconds": round(encode_s, 4),
+                "decode_seconds": round(decode_s, 4),
+                "encode_x_realtime": round(seconds / encode_s, 1),
+                "decode_x_realtime": round(seconds / decode_s, 1),
+                **self.ctx.conditions(),
+            }
+            stage(code_path).write_bytes(code)
+            if cfg.metrics:
+                write_metrics(stage(cfg.metrics), metrics)
         return metrics
-

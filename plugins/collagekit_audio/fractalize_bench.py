@@ -8,8 +8,8 @@ beside PSNR (peak 2: reads high on any quiet clip), the mel log-spectral distanc
 the scale-2 decode brought back to the clip's rate twice — averaging each pair of samples (which
 the collage maps to the scale-1 attractor exactly) and torchaudio's band-limited resampler.
 
-Options: ``clips=NAME,NAME`` (file stems in the data folder; default: the shipped sample and the audio
-benchmark's two clips), ``seconds=S`` (only the first S seconds of each clip; default: whole clips).
+Options (:class:`collagekit_audio.config.AudioFractalizeBenchOptions`): ``clips`` besides the shipped
+sample (default: the audio benchmark's two), ``seconds`` (only the first S seconds of each clip).
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from typing import Any
 
 import torch
 
-from collagekit.bench import Benchmark, BenchContext, write_results
+from collagekit.bench import BenchContext, write_results
 from collagekit.errors import CollagekitError
 
-DEFAULT_CLIPS = ("speech_librispeech_train-clean-100_6476-57446-0000", "music_brid_M4-01-SA_percussion")
 TARGET_SNR_DB = 15.0
 TARGET_RATIO = 0.25
 
@@ -83,9 +82,8 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     from collagekit_audio.tasks import sample_audio
 
     registry = get_registry()
-    names = str(ctx.option("clips", ",".join(DEFAULT_CLIPS))).split(",")
-    seconds = ctx.option("seconds", None)
-    seconds = None if seconds is None else float(seconds)
+    names = [name for name in ctx.option("clips").split(",") if name]
+    seconds = ctx.option("seconds")
     paths = [sample_audio()]
     for name in names:
         found = sorted(ctx.data.glob(f"{name}.*"))
@@ -126,10 +124,3 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     write_results(ctx.out, "audio_fractalize", "\n".join(lines), {"summary": summary, "clips": rows})
     return summary
 
-
-AUDIO_FRACTALIZE_BENCH = Benchmark(
-    name="audio-fractalize",
-    description="audio fractalization: code size vs 16-bit PCM, SNR/PSNR, mel distance, scale 2, fit time",
-    run=run,
-    default_data="audio",
-)

@@ -16,29 +16,14 @@ from __future__ import annotations
 import math
 
 from einops import rearrange
-from pydantic import Field
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from collagekit.config import StrictModel
 from collagekit.grid import AveragePooler, LearnedPatches
 from collagekit.hypercollage import HyperCollage
 from collagekit.operator import GridCollage
 from collagekit_audio.components import Segments, SignTime
-
-
-class AudioModelConfig(StrictModel):
-    """Architecture of a Neural Collage audio codec (stored in its weights file's metadata)."""
-
-    segment: int = Field(256, ge=16, le=8192, description="segment length in samples: each segment is one collage signal")
-    range_size: int = Field(16, ge=2, le=256, description="range cell length (even, dividing the segment)")
-    domain_size: int = Field(32, ge=2, le=8192, description="domain cell length inside the segment")
-    domain_stride: int = Field(32, ge=1, le=8192, description="step between domain cells")
-    sign_time: bool = Field(False, description="add every domain negated, reversed and both as sources")
-    patches: int = Field(16, ge=1, le=256, description="dataset-level learned patches (auxiliary domains)")
-    width: int = Field(64, ge=8, le=512, description="encoder feature channels")
-    contraction: float = Field(0.9, gt=0, lt=1, description="rho: bound on the collage map's Lipschitz constant")
-    max_symbol: int = Field(255, ge=1, le=2047, description="codes are clamped to [-max_symbol, max_symbol]")
+from collagekit_audio.config import AudioModelConfig
 
 
 class HyperEncoder1d(nn.Module):

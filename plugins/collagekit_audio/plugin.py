@@ -1,54 +1,55 @@
-"""Entry module of the audio plugin: hook implementations only; heavy imports stay inside the hooks."""
+"""Entry module of the audio plugin: hook implementations only. Everything is registered lazily with its
+Config or declaration from :mod:`collagekit_audio.config`, so listing and validating import no torch."""
 
 from __future__ import annotations
 
 from collagekit.hookspecs import Register, hookimpl
+from collagekit.lazy import Lazy
 
 
 @hookimpl
 def register_partitioners(register: Register) -> None:
-    from collagekit_audio.components import Segments
+    from collagekit_audio.config import SegmentsConfig
 
-    register(Segments)
+    register(Lazy("collagekit_audio.components:Segments", Config=SegmentsConfig))
 
 
 @hookimpl
 def register_auxiliaries(register: Register) -> None:
-    from collagekit_audio.components import SignTime, TimeReversal
+    from collagekit_audio.config import ReverseConfig, SignTimeConfig
 
-    register(SignTime)
-    register(TimeReversal)
+    register(Lazy("collagekit_audio.components:SignTime", Config=SignTimeConfig))
+    register(Lazy("collagekit_audio.components:TimeReversal", Config=ReverseConfig))
 
 
 @hookimpl
 def register_modalities(register: Register) -> None:
-    from collagekit_audio.audioio import AUDIO
+    from collagekit_audio.config import AUDIO
 
     register(AUDIO)
 
 
 @hookimpl
 def register_tasks(register: Register) -> None:
-    from collagekit_audio.compress import AudioCompress
-    from collagekit_audio.tasks import AudioFractalize
-    from collagekit_audio.train import AudioTrain
+    from collagekit_audio.config import AudioCompressConfig, AudioFractalizeConfig, AudioTrainConfig
 
-    register(AudioFractalize)
-    register(AudioTrain)
-    register(AudioCompress)
+    register(Lazy("collagekit_audio.tasks:AudioFractalize", Config=AudioFractalizeConfig))
+    register(Lazy("collagekit_audio.train:AudioTrain", Config=AudioTrainConfig))
+    register(Lazy("collagekit_audio.compress:AudioCompress", Config=AudioCompressConfig))
 
 
 @hookimpl
 def register_codecs(register: Register) -> None:
-    from collagekit_audio.acodec import AudioCollageCodec
+    from collagekit_audio.config import AudioCollageOptions
 
-    register(AudioCollageCodec())
+    register(
+        Lazy("collagekit_audio.acodec:AudioCollageCodec", name="audio-collage", encode_options=AudioCollageOptions, decode_options=AudioCollageOptions)
+    )
 
 
 @hookimpl
 def register_benchmarks(register: Register) -> None:
-    from collagekit_audio.bench import AUDIO_BENCH
-    from collagekit_audio.fractalize_bench import AUDIO_FRACTALIZE_BENCH
+    from collagekit_audio.config import AUDIO_BENCH, AUDIO_FRACTALIZE_BENCH
 
     register(AUDIO_BENCH)
     register(AUDIO_FRACTALIZE_BENCH)

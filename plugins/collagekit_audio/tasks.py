@@ -13,13 +13,10 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar
 
-from pydantic import Field
-
-from collagekit.config import CollageConfig, Slot, slot_default
-from collagekit.interfaces import ComponentConfig
-from collagekit.fractalize import GridFractalizeConfig, GridFractalizeTask
+from collagekit.grid_fractalize import GridFractalizeTask
+from collagekit_audio.config import AudioFractalizeConfig
 
 SAMPLE = "speech_1s.flac"
 
@@ -32,20 +29,7 @@ def sample_audio() -> Path:
 class AudioFractalize(GridFractalizeTask):
     modality: ClassVar[str] = "audio"
 
-    class Config(GridFractalizeConfig):
-        task: Literal["audio_fractalize"] = "audio_fractalize"
-        output: str = Field("fractal.wav", description="decoded attractor (at scale x the input's sample rate)")
-        scale: int = Field(1, ge=1, le=16, description="decode at this integer multiple of the input's sample rate")
-        collage: CollageConfig = Field(
-            default_factory=lambda: {
-                "partitioner": {"name": "segments1d", "range_size": 256, "levels": 6, "domain_size": 512, "domain_stride": 64},
-                "auxiliary": [{"name": "reverse"}],
-                "mixing": "sparse",
-                "sources": 1,
-            },
-            validate_default=True,
-        )
-        encoder: Annotated[ComponentConfig, Slot("encoder")] = slot_default("search", range_samples=14, steps=100, lr=0.003)
+    Config = AudioFractalizeConfig
 
     def sample_path(self) -> Path:
         return sample_audio()

@@ -13,17 +13,15 @@ Runs single-process or under ``torchrun`` through :func:`collagekit.training.tra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
-from collagekit.codec_training import CodecTrainConfig, CodecTrainTask, TrainingSetup
+from collagekit.codec_training import CodecTrainTask, TrainingSetup
 from collagekit.errors import CollagekitError
 from collagekit.prior import quantise
-from collagekit.training import TrainingConfig
-from collagekit_audio.neural import AudioCollageModel, AudioModelConfig, from_segments, to_segments
+from collagekit_audio.config import AudioTrainConfig
+from collagekit_audio.neural import AudioCollageModel, from_segments, to_segments
 from collagekit_audio.pretrained import STORE
 
 # The benchmark's clips: never trained on (collagekit bench audio reports on exactly these).
@@ -124,25 +122,11 @@ class ClipCrops:
 class AudioTrain(CodecTrainTask):
     store = STORE
 
-    class Config(CodecTrainConfig):
-        task: Literal["audio_train"] = "audio_train"
-        data: str | None = Field(None, description="folder of speech_*/music_* clips (default: ../shared/data/audio); the benchmark's clips are skipped")
-        out_dir: str = Field("outputs/audio_train", description="checkpoints and the training log")
-        export: str = Field("outputs/audio_train/model.safetensors", description="the trained model, ready for --model")
-        lmbda: float = Field(2000.0, gt=0, description="weight of the waveform MSE: higher = more bits, better quality")
-        spectral: float = Field(0.05, ge=0, description="weight of the multi-resolution STFT loss")
-        speech_fraction: float = Field(0.7, ge=0, le=1, description="share of training crops drawn from speech clips")
-        crop: int = Field(2048, ge=1024, le=1 << 20, description="training crop length in samples (a multiple of the segment; at least the largest STFT size, 1024)")
-        max_iter: int = Field(30, ge=1, le=1000, description="fixed-point iterations while training")
-        model: AudioModelConfig = Field(default_factory=AudioModelConfig)
-        training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(steps=4000, batch_size=8, lr=2e-3, warmup_steps=50, log_every=50, checkpoint_every=250))
+    Config = AudioTrainConfig
 
     config: Config
 
-    def default_data(self) -> Path:
-        from collagekit.bench import default_data_root
-
-        return default_data_root() / "audio"
+    data_folder = "audio"
 
     def build(self, folder: Path) -> TrainingSetup:
         cfg = self.config

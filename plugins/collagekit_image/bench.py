@@ -2,8 +2,8 @@
 uniform recipe and, at the same code size, the adaptive one (section ``fit``), and what one collage step
 costs, dense vs sparse and uniform vs adaptive (section ``step``).
 
-Options: ``section=fit|step|all`` (default all), ``limit=N`` images, ``step_image=NAME``; any other
-``key=value`` overrides the uniform recipe's task (e.g. ``encoder.steps=50``).
+Options (:class:`collagekit_image.config.ImageFitOptions`): ``section=fit|step|all``, ``limit=N`` images,
+``step_image=NAME``; any other ``key=value`` overrides the uniform recipe's task (e.g. ``encoder.steps=50``).
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from typing import Any
 
 import torch
 
-from collagekit.bench import Benchmark, BenchContext, write_results
+from collagekit.bench import BenchContext, write_results
 from collagekit.errors import CollagekitError
 
 CROP = 256
 STEP_CROP = 512
-ADAPTIVE = Path(__file__).resolve().parents[2] / "recipes" / "image_fractalize_adaptive.yaml"
-OPTIONS = ("section", "limit", "step_image")
+OPTIONS = ("section", "limit", "step_image")  # declared in collagekit_image.config.ImageFitOptions
 
 
 def _centre_crop(path: Path, out: Path, size: int) -> None:
@@ -43,11 +42,10 @@ def _fit(data: dict[str, Any], registry) -> dict[str, Any]:
 def _adaptive_at(crop: Path, out: Path, size_limit: int, registry, device: str) -> dict[str, Any]:
     """The adaptive recipe on ``crop`` with the largest leaf budget whose file fits ``size_limit`` bytes
     (a leaf costs about 27 bytes over three planes; start there and shrink until it fits)."""
-    import yaml
+    from collagekit.recipe import override, read_recipe
+    from collagekit.recipes import find
 
-    from collagekit.recipe import override
-
-    base = yaml.safe_load(ADAPTIVE.read_text())
+    base, _ = read_recipe(find("image_fractalize_adaptive"))
     base.update(input=str(crop), output=str(out), code=None, metrics=None, scale=1, device=device)
     budget = size_limit // 27
     while True:
@@ -108,7 +106,7 @@ def fit_section(ctx: BenchContext, registry, images: list[Path]) -> tuple[dict[s
         "",
         f"`collagekit bench image-fit section=fit` on {summary['images']} {summary['crop']} Kodak crops. Uniform:",
         "`image_fractalize` defaults (8x8 ranges, each weighing the whole image and its 7 rotations/flips; fitted by",
-        "gradient descent). Adaptive: `recipes/image_fractalize_adaptive.yaml` (a 16..2 quadtree, one source per",
+        "gradient descent). Adaptive: the shipped recipe `image_fractalize_adaptive` (a 16..2 quadtree, one source per",
         "range, the least-squares search) with the largest budget of ranges whose file is no larger than the uniform",
         "one's. PSNR: the saved .clg decoded at scale 1, 8-bit, whole image (DESIGN section 4). Fit time: one untimed",
         "warm-up fit of each kind first; each image's fit timed once.",
@@ -132,7 +130,7 @@ def step_section(ctx: BenchContext, registry, images: list[Path]) -> tuple[dict[
     from collagekit_image.imageio import load_image
     from collagekit_image.step_cost import measure, markdown
 
-    name = str(ctx.option("step_image", "kodim23.png"))
+    name = ctx.option("step_image")
     path = next((p for p in images if p.name == name), None)
     if path is None:
         raise CollagekitError(f"step_image {name!r} is not in {ctx.data}")
@@ -149,9 +147,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     from collagekit.registry import get_registry
 
     registry = get_registry()
-    section = str(ctx.option("section", "all"))
-    if section not in ("fit", "step", "all"):
-        raise CollagekitError(f"section must be fit, step or all, got {section!r}")
+    section = ctx.option("section")
     images = sorted(ctx.data.glob("kodim*.png"))
     if not images:
         raise CollagekitError(f"no kodim*.png images in {ctx.data}")
@@ -159,7 +155,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     data: dict[str, Any] = {"device": str(ctx.device)}
     summary: dict[str, Any] = {}
     if section in ("fit", "all"):
-        fit_summary, fit_lines, fit_rows = fit_section(ctx, registry, images[: int(ctx.option("limit", 24))])
+        fit_summary, fit_lines, fit_rows = fit_section(ctx, registry, images[: ctx.option("limit")])
         lines += fit_lines
         data.update(fit=fit_summary, images=fit_rows)
         summary.update(fit_summary)
@@ -171,10 +167,3 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     write_results(ctx.out, "image_fit", "\n".join(lines), data)
     return summary
 
-
-IMAGE_FIT = Benchmark(
-    name="image-fit",
-    description="fractalize 256x256 Kodak crops (uniform vs adaptive at equal code size); cost of one collage step",
-    run=run,
-    default_data="kodak",
-)

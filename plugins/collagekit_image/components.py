@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from collagekit.errors import CollagekitError
-from collagekit.grid import GridConfig, GridPartitioner
-from collagekit.interfaces import AuxiliaryDomain, ComponentConfig
+from collagekit.grid import GridPartitioner
+from collagekit.interfaces import AuxiliaryDomain
+from collagekit_image.config import DihedralConfig, TilesConfig
 
 
 class ImageTiles(GridPartitioner):
@@ -17,8 +18,7 @@ class ImageTiles(GridPartitioner):
 
     ndim: ClassVar[int] = 2
 
-    class Config(GridConfig):
-        name: Literal["tiles2d"] = "tiles2d"
+    Config = TilesConfig
 
 
 def dihedral_transforms(x: Tensor) -> list[Tensor]:
@@ -42,8 +42,7 @@ class Dihedral(AuxiliaryDomain):
     Lipschitz bound as signal-dependent sources.
     """
 
-    class Config(ComponentConfig):
-        name: Literal["dihedral"] = "dihedral"
+    Config = DihedralConfig
 
     signal_dependent: ClassVar[bool] = True
 

@@ -3,15 +3,15 @@ saved file, and report bpp, PSNR and timings (metrics JSON in CompressAI's resul
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
-
-from collagekit.container import read_container, write_container
+from collagekit.container import from_bytes, to_bytes
+from collagekit.fileio import outputs_together
 from collagekit.metrics import bits_per_element, psnr, write_metrics
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
-from collagekit.tasks import FileTaskConfig, Task
+from collagekit.tasks import Task
 from collagekit.timing import median_time
+from collagekit_image.config import ImageCompressConfig
 
 
 def compressai_results(name: str, description: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -21,15 +21,7 @@ def compressai_results(name: str, description: str, rows: list[dict[str, Any]]) 
 
 
 class ImageCompress(Task):
-    class Config(FileTaskConfig):
-        task: Literal["image_compress"] = "image_compress"
-        input: str | None = Field(None, description="image to compress (default: the sample shipped with collagekit_image)")
-        output: str = Field("compressed.png", description="the decoded image (PNG keeps it lossless)")
-        metrics: str | None = Field(None, description="optional JSON file for the metrics (CompressAI's results shape)")
-        quality: int | None = Field(None, ge=1, description="shipped model nc-q<quality> (default: the middle one)")
-        model: str | None = Field(None, description="a shipped model's name or a .safetensors path; overrides quality")
-        scale: int = Field(1, ge=1, le=64, description="decode the output at this integer scale")
-        max_pixels: int = Field(40_000_000, ge=1, description="refuse larger images")
+    Config = ImageCompressConfig
 
     config: Config
 
@@ -39,7 +31,7 @@ class ImageCompress(Task):
         from collagekit_image.tasks import sample_image
 
         cfg, device = self.config, self.ctx.device
-        source, output, code_path = cfg.paths(IMAGE.suffixes, sample_image)
+        source, output, code_path = cfg.paths(IMAGE.suffixes, sample_image, self.ctx)
         x = IMAGE.load(source, DEFAULT_MAX_ELEMENTS)
         options: dict[str, Any] = {"max_pixels": cfg.max_pixels}
         if cfg.model:
@@ -49,21 +41,21 @@ class ImageCompress(Task):
         warm = codec.encode(x[..., :64, :64], self.ctx.registry, quality=cfg.quality, device=device, options=options)
         codec.decode(warm, self.ctx.registry, scale=1, device=device, options={"model": cfg.model} if cfg.model else {})
         encoded = median_time(lambda: codec.encode(x, self.ctx.registry, quality=cfg.quality, device=device, options=options), 1, device)
-        size = write_container(code_path, encoded.result)
+        code = to_bytes(encoded.result)
+        size = len(code)
 
         def decode() -> tuple[Any, ...]:
-            # What the saved file decodes to, timing the whole decode (entropy decoding + solve).
-            loaded, latents, info = read_code(read_container(code_path), cfg.model)
+            # What the code file decodes to, timing the whole decode (entropy decoding + solve).
+            loaded, latents, info = read_code(from_bytes(code, str(code_path)), cfg.model)
             return loaded, latents, info, decode_latents(loaded.model, latents, info["channels"], info["spatial"], 1, device, **info["solver"]).clamp(0, 1)
 
         timed = median_time(decode, 1, device)
         loaded, latents, info, decoded = timed.result
         encode_seconds, decode_seconds = encoded.seconds, timed.seconds
         if cfg.scale != 1:
-            decoded_big = decode_latents(loaded.model, latents, info["channels"], info["spatial"], cfg.scale, device, **info["solver"])
-            IMAGE.save(decoded_big.clamp(0, 1).cpu(), output)
+            decoded_big = decode_latents(loaded.model, latents, info["channels"], info["spatial"], cfg.scale, device, **info["solver"]).clamp(0, 1)
         else:
-            IMAGE.save(decoded.cpu(), output)
+            decoded_big = decoded
         pixels = x.shape[2] * x.shape[3]
         planes = {"luma": loaded.model.luma, "chroma": loaded.model.chroma}
         bound = max(float(planes[n].collage.lipschitz_bound(planes[n].params(q.float())).max()) for n, q in latents.items())
@@ -80,9 +72,13 @@ class ImageCompress(Task):
             "encode_seconds": round(encode_seconds, 3),
             "decode_seconds": round(decode_seconds, 3),
             "scale": cfg.scale,
-            "device": str(device),
+            **self.ctx.conditions(),
         }
-        if cfg.metrics:
-            write_metrics(cfg.metrics, compressai_results(f"neural-collage-{loaded.name}", f"collagekit image_compress of {source.name}", [metrics]) | {"image": metrics})
+        with outputs_together() as stage:
+            IMAGE.save(decoded_big.cpu(), stage(output))
+            stage(code_path).write_bytes(code)
+            if cfg.metrics:
+                results = compressai_results(f"neural-collage-{loaded.name}", f"collagekit image_compress of {source.name}", [metrics])
+                write_metrics(stage(cfg.metrics), results | {"image": metrics})
         return metrics
 

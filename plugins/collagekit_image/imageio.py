@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,9 +14,10 @@ from torch import Tensor
 from collagekit.errors import CollagekitError
 from collagekit.fileio import atomic_output
 from collagekit.metrics import to_uint8
-from collagekit.modality import Modality
+from collagekit_image.config import IMAGE, SUFFIXES
 
-SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+__all__ = ["IMAGE", "SUFFIXES", "image_from_memory", "image_to_memory", "load_image", "save_image"]
+
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 WIDE_GREY_MODES = {"I", "I;16", "I;16B", "I;16L"}
 
@@ -43,10 +45,47 @@ def load_image(path: Path, max_elements: int) -> Tensor:
     except OSError as exc:
         raise CollagekitError(f"{path} could not be read as an image: {exc}") from None
     # 16-bit grey keeps its full range (Pillow's own conversion to "L" would clip it at 255).
-    array = np.clip(np.asarray(image, dtype=np.float32) / peak, 0.0, 1.0)
-    tensor = torch.from_numpy(array)
+    return _from_array(np.asarray(image, dtype=np.float32) / peak)
+
+
+def _from_array(array: np.ndarray) -> Tensor:
+    """(h w) or (h w c) floats -> (1 c h w) in [0, 1]."""
+    tensor = torch.from_numpy(np.clip(array, 0.0, 1.0).astype(np.float32))
     tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)
     return tensor[None].contiguous()
+
+
+def image_from_memory(data: Any, attrs: dict[str, Any]) -> Tensor:
+    """An image in memory -> (1 c h w) in [0, 1], c = 1 or 3, in the layout each library uses: a PIL
+    image; a numpy array (h w) or (h w c) as Pillow/imageio give it (uint8 in [0, 255], floats in
+    [0, 1]); a torch tensor (c h w) or (1 c h w) in [0, 1] as torchvision gives it."""
+    if attrs:
+        raise CollagekitError(f"images take no attributes, got {', '.join(attrs)}")
+    if isinstance(data, Image.Image):
+        mode = "L" if data.mode in GREY_MODES - WIDE_GREY_MODES else "RGB"
+        return _from_array(np.asarray(data.convert(mode), dtype=np.float32) / 255.0)
+    if isinstance(data, np.ndarray):
+        if data.ndim == 3 and data.shape[2] == 4:
+            data = data[..., :3]  # alpha is dropped, as for files
+        if not (data.ndim == 2 or (data.ndim == 3 and data.shape[2] in (1, 3))):
+            raise CollagekitError(f"an image array must be (h w) or (h w c) with c = 1 or 3, got shape {data.shape}")
+        if data.dtype == np.uint8:
+            return _from_array(data.astype(np.float32) / 255.0)
+        if not np.issubdtype(data.dtype, np.floating):
+            raise CollagekitError(f"an image array must be uint8 (0..255) or floats in [0, 1], got {data.dtype}")
+        return _from_array(data.astype(np.float32))
+    if isinstance(data, Tensor):
+        x = data.detach().float().cpu()
+        x = x[None] if x.ndim == 3 else x
+        if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
+            raise CollagekitError(f"an image tensor must be (c h w) or (1 c h w) with c = 1 or 3, got shape {tuple(data.shape)}")
+        return x.clamp(0.0, 1.0).contiguous()
+    raise CollagekitError(f"cannot read an image from a {type(data).__name__}; give a path, a PIL image, a numpy array or a tensor")
+
+
+def image_to_memory(z: Tensor) -> Tensor:
+    """(1 c h w) -> (c h w) in [0, 1], torchvision's layout."""
+    return z[0]
 
 
 def save_image(z: Tensor, path: Path) -> None:
@@ -56,13 +95,3 @@ def save_image(z: Tensor, path: Path) -> None:
     with atomic_output(path) as tmp:
         Image.fromarray(np.ascontiguousarray(array)).save(tmp)
 
-
-IMAGE = Modality(
-    name="image",
-    suffixes=SUFFIXES,
-    load=load_image,
-    save=save_image,
-    fractalize_task="image_fractalize",
-    default_codec="neural-collage",
-    description="2D images (grey or RGB) through Pillow",
-)

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from collagekit.bench import Benchmark, BenchContext, write_results
+from collagekit.bench import BenchContext, write_results
 from collagekit.bjontegaard import bd_psnr, bd_rate
 from collagekit.errors import CollagekitError
 from collagekit.metrics import at_rate
@@ -180,24 +180,23 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     from collagekit_image.pretrained import QUALITY_PREFIX, STORE
 
     started = time.perf_counter()
-    images = ctx.option("images", None)
-    images = None if images in (None, "") else str(images)
-    paths = image_paths(ctx.data, images)[: int(ctx.option("limit", 10_000))]
+    images = ctx.option("images")
+    paths = image_paths(ctx.data, images)[: ctx.option("limit")]
     if not paths:
         raise CollagekitError(f"no image files in {ctx.data}")
-    name = str(ctx.option("name", "kodak_validation" if images == "validation" else "kodak"))
-    repeats = int(ctx.option("repeats", 1))
-    models = [m for m in str(ctx.option("models", ",".join(f"{QUALITY_PREFIX}{q}" for q in STORE.qualities()))).split(",") if m]
+    name = ctx.option("name") or ("kodak_validation" if images == "validation" else "kodak")
+    repeats = ctx.option("repeats")
+    models = [m for m in (ctx.option("models") or ",".join(f"{QUALITY_PREFIX}{q}" for q in STORE.qualities())).split(",") if m]
     if not models:
         raise CollagekitError("no Neural Collage model is installed; pass models=PATH[,PATH...]")
-    anchors = [a for a in str(ctx.option("anchors", ",".join(available_anchors()))).split(",") if a]
+    anchors = [a for a in (ctx.option("anchors") or ",".join(available_anchors())).split(",") if a]
     unknown = sorted(set(anchors) - set(SWEEPS))
     if unknown:
         raise CollagekitError(f"unknown anchors {', '.join(unknown)}; choose from: {', '.join(SWEEPS)}")
     missing = sorted(set(anchors) - set(available_anchors()))
     if missing:
         raise CollagekitError(f"anchors {', '.join(missing)} are not available here (Pillow features, or imagecodecs for jpegxl)")
-    with_pifs = bool(ctx.option("pifs", 1))
+    with_pifs = ctx.option("pifs")
     device = ctx.device
     loaded = {model: STORE.load(model) for model in models}  # fail early on an unknown model
     # Untimed warm-up: the first encode/decode pays lazy imports and allocator growth.
@@ -459,9 +458,3 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-KODAK_BENCH = Benchmark(
-    name="kodak",
-    description="Neural Collage codec on Kodak (or --data DIR): BD-rate/BD-PSNR and fixed-rate PSNR vs JPEG, WebP, JPEG 2000, AVIF, JPEG XL, PIFS; times",
-    run=run,
-    default_data="kodak",
-)

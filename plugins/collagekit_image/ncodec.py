@@ -42,42 +42,23 @@ from torch import Tensor
 from collagekit import deblock as deblocking
 from collagekit.codec import CellGrid, decode_latent_groups, encode_latent_groups, latent_container, read_latent_payload
 from collagekit.colour import YCBCR_TO_RGB, rgb_to_ycbcr
-from collagekit.container import Container, reject_options
+from collagekit.config import parse_options
+from collagekit.container import Container
 from collagekit.errors import CollagekitError
 from collagekit.hypercollage import PARAM_KINDS
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit.pretrained import LoadedModel
 from collagekit.progress import progress_bar
 from collagekit.registry import plugin_versions
+from collagekit_image.config import DEFAULT_CHUNK, NeuralCollageDecodeOptions, NeuralCollageEncodeOptions
 from collagekit_image.neural import Layout, NeuralCollageModel, Plane, pad_image
 from collagekit_image.pretrained import STORE
 
 NAME = "neural-collage"
-ENCODE_OPTIONS = ("model", "max_pixels", "chunk", "rdo", "deblock")
-DECODE_OPTIONS = ("model", "tol", "max_iter")
-DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_SOLVER = {"tol": 2e-4, "max_iter": 100}
-DEFAULT_CHUNK = 512  # tiles per encoder pass: bounds the feature maps' memory on large images
 # Parameter kinds whose values follow the signal's local level, so neighbouring range cells predict
 # them: the offsets. (A probe on 6 Kodak images with nc-q2: prediction helps 7 of 504 other latent channels, by ~0.3 %.)
 PREDICTABLE = ("bias",)
-
-
-def _positive(options: dict[str, Any], key: str, default: Any, kind: type) -> Any:
-    value = options.get(key, default)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
-        raise CollagekitError(f"{NAME} option {key} must be a positive {'integer' if kind is int else 'number'}, got {value!r}")
-    return value
-
-
-def _flag(options: dict[str, Any], key: str) -> bool:
-    """An on/off codec option, on by default."""
-    value = options.get(key, True)
-    if not isinstance(value, bool):
-        raise CollagekitError(f"{NAME} option {key} must be true or false, got {value!r}")
-    return value
 
 
 def _rd_weight(loaded: LoadedModel, rdo: bool) -> float | None:
@@ -128,20 +109,20 @@ def _key(plane: str, kind: str) -> str:
 
 class NeuralCollageCodec:
     name = NAME
+    encode_options = NeuralCollageEncodeOptions
+    decode_options = NeuralCollageDecodeOptions
 
     def encode(self, x: Tensor, registry: Any, *, quality: int | None, device: torch.device, options: dict[str, Any]) -> Container:
         """(1 c h w) in [0, 1], c = 1 or 3 -> a container."""
-        reject_options(self.name, options, ENCODE_OPTIONS)
+        opts = parse_options(f"codec {self.name!r}", self.encode_options, options)
         if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
             raise CollagekitError(f"{NAME} compresses grey or RGB images (1 c h w, c = 1 or 3), got shape {tuple(x.shape)}")
-        max_pixels = _positive(options, "max_pixels", DEFAULT_MAX_PIXELS, int)
-        chunk = _positive(options, "chunk", DEFAULT_CHUNK, int)
         h, w = int(x.shape[2]), int(x.shape[3])
-        if h * w > max_pixels:
-            raise CollagekitError(f"the image has {h * w:,} pixels, above the limit of {max_pixels:,} (codec option max_pixels)")
-        loaded = STORE.load(str(options.get("model") or STORE.for_quality(quality)))
-        lmbda = _rd_weight(loaded, _flag(options, "rdo"))
-        latents = encode_latents(loaded.model.to(device), x.to(device), chunk, lmbda)
+        if h * w > opts.max_pixels:
+            raise CollagekitError(f"the image has {h * w:,} pixels, above the limit of {opts.max_pixels:,} (codec option max_pixels)")
+        loaded = STORE.load(str(opts.model or STORE.for_quality(quality)))
+        lmbda = _rd_weight(loaded, opts.rdo)
+        latents = encode_latents(loaded.model.to(device), x.to(device), opts.chunk, lmbda)
         m = loaded.model.cfg.max_symbol
         q = {name: t.clamp(-m, m).long().cpu() for name, t in latents.items()}
         names = {_key(plane, kind): f"{plane}.{kind}" for plane, kind, _ in _groups(loaded.model, x.shape[1])}
@@ -149,7 +130,7 @@ class NeuralCollageCodec:
         grids = _grids(loaded.model, Layout.of((h, w), loaded.model.cfg), x.shape[1])
         data, split_keys, predicted_keys = encode_latent_groups(groups, m, grids)
         fields: dict[str, Any] = {"image": {"channels": int(x.shape[1]), "spatial": [h, w]}, "shapes": {name: list(t.shape) for name, t in q.items()}}
-        deblock = fit_deblock(loaded.model, q, x, device) if _flag(options, "deblock") else None
+        deblock = fit_deblock(loaded.model, q, x, device) if opts.deblock else None
         if deblock is not None:
             fields["deblock"] = deblock
         coded = (data, [names[k] for k in split_keys], [names[k] for k in predicted_keys])
@@ -157,11 +138,11 @@ class NeuralCollageCodec:
 
     def decode(self, container: Container, registry: Any, *, scale: int, device: torch.device, options: dict[str, Any]) -> Tensor:
         """-> (1 c h*scale w*scale) in [0, 1]."""
-        reject_options(self.name, options, DECODE_OPTIONS)
-        loaded, latents, info = read_code(container, options.get("model"))
+        opts = parse_options(f"codec {self.name!r}", self.decode_options, options)
+        loaded, latents, info = read_code(container, opts.model)
         solver = dict(info["solver"])
-        solver["tol"] = _positive(options, "tol", solver["tol"], float)
-        solver["max_iter"] = _positive(options, "max_iter", solver["max_iter"], int)
+        solver["tol"] = opts.tol or solver["tol"]
+        solver["max_iter"] = opts.max_iter or solver["max_iter"]
         return decode_latents(loaded.model, latents, info["channels"], info["spatial"], scale, device, **solver, deblock=info["deblock"]).clamp(0.0, 1.0)
 
 

@@ -19,37 +19,15 @@ from dataclasses import dataclass
 
 import torch
 from einops import rearrange
-from pydantic import Field
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from collagekit.config import StrictModel
 from collagekit.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from collagekit.grid import AveragePooler, LearnedPatches
 from collagekit.hypercollage import HyperCollage
 from collagekit.operator import GridCollage
 from collagekit_image.components import Dihedral, ImageTiles
-
-
-class PlaneConfig(StrictModel):
-    """One plane's collage and encoder (luma and chroma each have one)."""
-
-    tile: int = Field(32, ge=8, le=256, description="tile size: each tile is one collage signal")
-    range_size: int = Field(8, ge=2, le=64, description="range cell size (a power of two)")
-    domain_size: int = Field(16, ge=2, le=256, description="domain cell size inside the tile")
-    domain_stride: int = Field(8, ge=1, le=256, description="step between domain cells")
-    dihedral: bool = Field(False, description="add the 7 rotations/flips of every domain as sources")
-    patches: int = Field(16, ge=1, le=256, description="dataset-level learned patches (auxiliary domains)")
-    width: int = Field(64, ge=8, le=512, description="encoder feature channels")
-    contraction: float = Field(0.9, gt=0, lt=1, description="rho: bound on the collage map's Lipschitz constant")
-
-
-class ModelConfig(StrictModel):
-    """Architecture of a Neural Collage image codec (stored in its weights file's metadata)."""
-
-    luma: PlaneConfig = Field(default_factory=PlaneConfig)
-    chroma: PlaneConfig = Field(default_factory=PlaneConfig)
-    max_symbol: int = Field(255, ge=1, le=2047, description="codes are clamped to [-max_symbol, max_symbol]")
+from collagekit_image.config import ModelConfig, PlaneConfig
 
 
 class HyperEncoder(nn.Module):

@@ -1,53 +1,59 @@
-"""Entry module of the image plugin: hook implementations only; heavy imports stay inside the hooks."""
+"""Entry module of the image plugin: hook implementations only. Everything is registered lazily with its
+Config or declaration from :mod:`collagekit_image.config`, so listing and validating import no torch."""
 
 from __future__ import annotations
 
 from collagekit.hookspecs import Register, hookimpl
+from collagekit.lazy import Lazy
 
 
 @hookimpl
 def register_partitioners(register: Register) -> None:
-    from collagekit_image.components import ImageTiles
+    from collagekit_image.config import TilesConfig
 
-    register(ImageTiles)
+    register(Lazy("collagekit_image.components:ImageTiles", Config=TilesConfig))
 
 
 @hookimpl
 def register_auxiliaries(register: Register) -> None:
-    from collagekit_image.components import Dihedral
+    from collagekit_image.config import DihedralConfig
 
-    register(Dihedral)
+    register(Lazy("collagekit_image.components:Dihedral", Config=DihedralConfig))
 
 
 @hookimpl
 def register_modalities(register: Register) -> None:
-    from collagekit_image.imageio import IMAGE
+    from collagekit_image.config import IMAGE
 
     register(IMAGE)
 
 
 @hookimpl
 def register_tasks(register: Register) -> None:
-    from collagekit_image.compress import ImageCompress
-    from collagekit_image.tasks import ImageFractalize
-    from collagekit_image.train import ImageTrain
+    from collagekit_image.config import ImageCompressConfig, ImageFractalizeConfig, ImageTrainConfig
 
-    register(ImageFractalize)
-    register(ImageTrain)
-    register(ImageCompress)
+    register(Lazy("collagekit_image.tasks:ImageFractalize", Config=ImageFractalizeConfig))
+    register(Lazy("collagekit_image.train:ImageTrain", Config=ImageTrainConfig))
+    register(Lazy("collagekit_image.compress:ImageCompress", Config=ImageCompressConfig))
 
 
 @hookimpl
 def register_codecs(register: Register) -> None:
-    from collagekit_image.ncodec import NeuralCollageCodec
+    from collagekit_image.config import NeuralCollageDecodeOptions, NeuralCollageEncodeOptions
 
-    register(NeuralCollageCodec())
+    register(
+        Lazy(
+            "collagekit_image.ncodec:NeuralCollageCodec",
+            name="neural-collage",
+            encode_options=NeuralCollageEncodeOptions,
+            decode_options=NeuralCollageDecodeOptions,
+        )
+    )
 
 
 @hookimpl
 def register_benchmarks(register: Register) -> None:
-    from collagekit_image.bench import IMAGE_FIT
-    from collagekit_image.kodak import KODAK_BENCH
+    from collagekit_image.config import IMAGE_FIT, KODAK_BENCH
 
     register(IMAGE_FIT)
     register(KODAK_BENCH)

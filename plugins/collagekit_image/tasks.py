@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
-from pydantic import Field
-
-from collagekit.config import CollageConfig
-from collagekit.fractalize import GridFractalizeConfig, GridFractalizeTask
+from collagekit.grid_fractalize import GridFractalizeTask
+from collagekit_image.config import ImageFractalizeConfig
 
 SAMPLE = "kodim23_256.png"
 
@@ -22,16 +20,7 @@ def sample_image() -> Path:
 class ImageFractalize(GridFractalizeTask):
     modality: ClassVar[str] = "image"
 
-    class Config(GridFractalizeConfig):
-        task: Literal["image_fractalize"] = "image_fractalize"
-        output: str = Field("fractal.png", description="decoded attractor (PNG keeps it lossless)")
-        collage: CollageConfig = Field(
-            default_factory=lambda: {
-                "partitioner": {"name": "tiles2d", "range_size": 8, "domain_size": "full"},
-                "auxiliary": [{"name": "dihedral"}],
-            },
-            validate_default=True,
-        )
+    Config = ImageFractalizeConfig
 
     def sample_path(self) -> Path:
         return sample_image()

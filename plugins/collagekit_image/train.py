@@ -12,18 +12,15 @@ Runs single-process or under ``torchrun`` through :func:`collagekit.training.tra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
-
 import numpy as np
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
-from collagekit.codec_training import CodecTrainConfig, CodecTrainTask, TrainingSetup
+from collagekit.codec_training import CodecTrainTask, TrainingSetup
 from collagekit.errors import CollagekitError
 from collagekit.prior import quantise
-from collagekit.training import TrainingConfig
-from collagekit_image.neural import Layout, ModelConfig, NeuralCollageModel, pad_unit
+from collagekit_image.config import ImageTrainConfig
+from collagekit_image.neural import Layout, NeuralCollageModel, pad_unit
 from collagekit_image.pretrained import STORE
 from collagekit_image.validation import validation_names
 
@@ -107,26 +104,11 @@ class CropStream:
 class ImageTrain(CodecTrainTask):
     store = STORE
 
-    class Config(CodecTrainConfig):
-        task: Literal["image_train"] = "image_train"
-        data: str | None = Field(None, description="folder of training images (default: ../shared/data/train_images); never Kodak")
-        out_dir: str = Field("outputs/image_train", description="checkpoints and the training log")
-        export: str = Field("outputs/image_train/model.safetensors", description="the trained model, ready for --model")
-        lmbda: float = Field(0.01, gt=0, description="rate-distortion trade-off: higher = more bits, better quality")
-        quantiser: Literal["ste", "noise"] = Field("ste", description="how the distortion term sees quantisation")
-        crop: int = Field(128, ge=64, le=1024, description="training crop size (a multiple of 2 x the chroma tile)")
-        hold_out_validation: bool = Field(
-            True, description="skip the validation split's files (collagekit_image/validation_images.txt): design decisions are judged on them"
-        )
-        model: ModelConfig = Field(default_factory=ModelConfig)
-        training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(steps=2000, batch_size=16, lr=1e-3, warmup_steps=100, log_every=50, checkpoint_every=500))
+    Config = ImageTrainConfig
 
     config: Config
 
-    def default_data(self) -> Path:
-        from collagekit.bench import default_data_root
-
-        return default_data_root() / "train_images"
+    data_folder = "train_images"
 
     def build(self, folder: Path) -> TrainingSetup:
         cfg = self.config

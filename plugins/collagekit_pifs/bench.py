@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from collagekit.bench import Benchmark, BenchContext, write_results
+from collagekit.bench import BenchContext, write_results
 from collagekit.errors import CollagekitError
 from collagekit.metrics import at_rate
 from collagekit.timing import median_time
@@ -287,9 +287,8 @@ def _markdown(summary: dict[str, Any], grey, colour, searches: list[str], repeat
 
 def run(ctx: BenchContext) -> dict[str, Any]:
     torch.manual_seed(0)
-    repeats = int(ctx.option("repeats", 3))
-    limit = int(ctx.option("limit", 24))
-    searches = str(ctx.option("searches", "exhaustive,classified,nearest")).split(",")
+    repeats, limit = ctx.option("repeats"), ctx.option("limit")
+    searches = ctx.option("searches").split(",")
     from collagekit_pifs.search import SEARCHES
 
     unknown = [s for s in searches if s not in SEARCHES]
@@ -301,7 +300,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     if missing:
         raise CollagekitError(f"missing Kodak images: {', '.join(missing)}; pass --data DIR")
     grey_paths = grey_paths[: min(limit, len(grey_paths))]
-    colour_paths = sorted(ctx.data.glob("kodim*.png"))[: limit if int(ctx.option("colour", 1)) else 0]
+    colour_paths = sorted(ctx.data.glob("kodim*.png"))[: limit if ctx.option("colour") else 0]
     device = ctx.device
     load_start = os.getloadavg()[0]
     # Untimed warm-up: the first encode pays one-time costs (lazy imports, allocator, thread pool).
@@ -320,10 +319,3 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     write_results(ctx.out, "pifs", markdown, {"summary": summary, "grey": grey, "colour": colour})
     return summary
 
-
-PIFS_BENCH = Benchmark(
-    name="pifs",
-    description="PIFS on Kodak: bpp, PSNR at 0.5 bpp, encode/decode time, exhaustive vs classified vs nearest search, JPEG",
-    run=run,
-    default_data="kodak",
-)

@@ -113,10 +113,3 @@ class PifsParams:
         except CollagekitError as exc:
             raise CollagekitError(f"corrupt .clg file: {exc}") from None
 
-
-def lipschitz_bound(params: PifsParams, s_codes: Tensor) -> float:
-    """Sup-norm Lipschitz constant of the decoding map: max |s| over the stored codes."""
-    if s_codes.numel() == 0:
-        return 0.0
-    return float(params.s_value(s_codes).abs().max())
-

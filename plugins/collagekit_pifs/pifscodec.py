@@ -18,26 +18,24 @@ from torch import Tensor
 
 from collagekit.codec import as_tensor, decode_symbols, encode_symbols, from_tensor
 from collagekit.colour import rgb_to_ycbcr, ycbcr_to_rgb
-from collagekit.container import Container, reject_options
+from collagekit.config import parse_options
+from collagekit.container import Container
 from collagekit.errors import CollagekitError
 from collagekit.gridcodec import solve_grid
 from collagekit.solver import Anderson, Picard, SolverStats
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit.registry import plugin_versions
 from collagekit_pifs import bitstream
+from collagekit_pifs.config import DEFAULT_SEARCH, DEFAULT_SIZE_EXPONENT, PifsDecodeOptions, PifsEncodeOptions
 from collagekit_pifs.decoder import as_collage, as_sparse
 from collagekit_pifs.encoder import encode_channel, pad_image, padded_size, top_size
 from collagekit_pifs.params import PifsParams
 from collagekit_pifs.search import SEARCHES
 
-ENCODE_OPTIONS = ("rms", "size_exponent", "search", "colour", "chroma", "max_range", "min_range", "domain_stride", "s_bits", "o_bits", "s_max")
-DECODE_OPTIONS = ("solver", "tol", "max_iter")
 COLOURS = ("ycbcr", "rgb")
 SOLVERS = ("anderson", "picard")
 SOLVER_CLASSES = {"anderson": Anderson, "picard": Picard}
 DEFAULT_QUALITY = 50
-DEFAULT_SEARCH = "nearest"  # as good as exhaustive to ~0.06 dB at >10x the speed (docs/results/pifs.md)
-DEFAULT_SIZE_EXPONENT = -0.75  # bigger blocks get a stricter target: measured +0.4 dB at 0.5 bpp on Kodak
 DEFAULT_SOLVER = {"method": "picard", "tol": 1e-4, "max_iter": 200}
 
 
@@ -78,12 +76,14 @@ def params_from_options(options: dict[str, Any]) -> PifsParams:
 
 class PifsCodec:
     name = "pifs"
+    encode_options = PifsEncodeOptions
+    decode_options = PifsDecodeOptions
 
     def encode(
         self, x: Tensor, registry: Any, *, quality: int | None, device: torch.device, options: dict[str, Any]
     ) -> Container:
         """(1 c h w) in [0, 1], c = 1 or 3 -> a container."""
-        reject_options(self.name, options, ENCODE_OPTIONS)
+        options = parse_options(f"codec {self.name!r}", self.encode_options, options).model_dump(exclude_none=True)
         if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
             raise CollagekitError(f"PIFS compresses grey or RGB images (1 c h w, c = 1 or 3), got shape {tuple(x.shape)}")
         params = params_from_options(options)
@@ -112,7 +112,7 @@ class PifsCodec:
         self, container: Container, registry: Any, *, scale: int, device: torch.device, options: dict[str, Any]
     ) -> Tensor:
         """-> (1 c h*scale w*scale) in [0, 1]."""
-        reject_options(self.name, options, DECODE_OPTIONS)
+        options = parse_options(f"codec {self.name!r}", self.decode_options, options).model_dump(exclude_none=True)
         codes, params, info = read_code(container)
         solver = dict(info["solver"])
         solver["method"] = _choice(options, "solver", solver["method"], SOLVERS)

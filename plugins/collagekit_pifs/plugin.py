@@ -1,26 +1,28 @@
-"""Entry module of the PIFS plugin: hook implementations only; heavy imports stay inside the hooks."""
+"""Entry module of the PIFS plugin: hook implementations only. Everything is registered lazily with its
+Config or declaration from :mod:`collagekit_pifs.config`, so listing and validating import no torch."""
 
 from __future__ import annotations
 
 from collagekit.hookspecs import Register, hookimpl
+from collagekit.lazy import Lazy
 
 
 @hookimpl
 def register_codecs(register: Register) -> None:
-    from collagekit_pifs.pifscodec import PifsCodec
+    from collagekit_pifs.config import PifsDecodeOptions, PifsEncodeOptions
 
-    register(PifsCodec())
+    register(Lazy("collagekit_pifs.pifscodec:PifsCodec", name="pifs", encode_options=PifsEncodeOptions, decode_options=PifsDecodeOptions))
 
 
 @hookimpl
 def register_tasks(register: Register) -> None:
-    from collagekit_pifs.tasks import PifsCompress
+    from collagekit_pifs.config import PifsCompressConfig
 
-    register(PifsCompress)
+    register(Lazy("collagekit_pifs.tasks:PifsCompress", Config=PifsCompressConfig))
 
 
 @hookimpl
 def register_benchmarks(register: Register) -> None:
-    from collagekit_pifs.bench import PIFS_BENCH
+    from collagekit_pifs.config import PIFS_BENCH
 
     register(PIFS_BENCH)

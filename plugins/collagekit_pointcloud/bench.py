@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from collagekit.bench import Benchmark, BenchContext, write_results
+from collagekit.bench import BenchContext, write_results
 from collagekit.errors import CollagekitError
 
 THRESHOLD = 1e-3  # Chamfer-L2 target in the unit cube
@@ -32,16 +32,9 @@ TIME_LIMIT = 60.0  # seconds per fit
 
 def _settings(ctx: BenchContext) -> Any:
     """FitSettings with any of its fields given as options (``steps=100 trials=2``)."""
-    from collagekit_pointcloud.fit import FitSettings
+    from collagekit_pointcloud.config import FitSettings
 
-    from pydantic import ValidationError
-
-    given = {name: ctx.option(name, None) for name in FitSettings.model_fields}
-    try:
-        return FitSettings(**{k: v for k, v in given.items() if v is not None})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise CollagekitError(f"bench ifs: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    return FitSettings(**{name: ctx.option(name) for name in FitSettings.model_fields})
 
 
 def _known_targets(count: int) -> list[tuple[str, Any]]:
@@ -58,7 +51,7 @@ def _known(ctx: BenchContext, rows: list[dict[str, Any]]) -> dict[str, Any]:
     from collagekit_pointcloud.fit import FitSettings, fit_ifs
     from collagekit_pointcloud.targets import unit_cube
 
-    count, points = int(ctx.option("targets", 50)), int(ctx.option("points", 10_000))
+    count, points = ctx.option("targets"), ctx.option("points")
     settings = _settings(ctx)
     # Untimed warm-up: one-time costs (lazy imports, allocator, thread pools) stay out of the timings.
     warm = unit_cube(chaos_game(_known_targets(0)[0][1], 2000)[0]).to(ctx.device)
@@ -100,7 +93,7 @@ def _speed(ctx: BenchContext) -> dict[str, Any]:
     from collagekit_pointcloud.chaos import chaos_game
     from collagekit_pointcloud.targets import random_ifs, sierpinski_tetrahedron
 
-    n, repeats = int(ctx.option("speed_points", 20_000_000)), int(ctx.option("repeats", 5))
+    n, repeats = ctx.option("speed_points"), ctx.option("repeats")
     result = {}
     for name, ifs in (("sierpinski (K=4)", sierpinski_tetrahedron()), ("random (K=7)", random_ifs(0, maps=7))):
         chaos_game(ifs, n, device=ctx.device)  # warm-up, excluded
@@ -127,11 +120,11 @@ def _scans(ctx: BenchContext, rows: list[dict[str, Any]]) -> list[Path]:
     from collagekit_pointcloud.ifscodec import render
     from collagekit_pointcloud.png import render_panels
 
-    files = sorted(ctx.data.glob("*.ply"))[: int(ctx.option("scans", 2))]
+    files = sorted(ctx.data.glob("*.ply"))[: ctx.option("scans")]
     if not files:
         raise CollagekitError(f"no .ply clouds in {ctx.data}")
-    ks = [int(k) for k in ctx.option("ks", [2, 4, 8])]
-    pictures = ctx.option("pictures", str(ctx.out.parent / "images"))
+    ks = ctx.option("ks")
+    pictures = ctx.option("pictures") or str(ctx.out.parent / "images")
     drawn: list[Path] = []
     for path in files:
         xyz = load_cloud(path, 1 << 26)[0, :3].T.contiguous()
@@ -161,7 +154,7 @@ def _load() -> float:
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
-    parts = ctx.option("parts", ["known", "speed", "scans"])
+    parts = ctx.option("parts")
     parts = [parts] if isinstance(parts, str) else list(parts)
     known_rows: list[dict[str, Any]] = []
     scan_rows: list[dict[str, Any]] = []
@@ -190,7 +183,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         lines += [
             f"## Known fractals: {k['passed']} / {k['targets']} within Chamfer ≤ {THRESHOLD:g} and ≤ {TIME_LIMIT:g} s",
             "",
-            f"Fitted from {int(ctx.option('points', 10_000)):,} attractor points; the fitter is told the number of maps K",
+            f"Fitted from {ctx.option('points'):,} attractor points; the fitter is told the number of maps K",
             "and sees only the points (never the seeds that made the random IFS). *floor*: the Chamfer between two",
             "independent samples of the true attractor, the best a perfect fit can score.",
             f"{k['within_chamfer']} / {k['targets']} are within the Chamfer target whatever the time.",
@@ -231,10 +224,3 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             flat[f"{key}.{sub}"] = value
     return flat
 
-
-IFS_BENCH = Benchmark(
-    name="ifs",
-    description="3D IFS: fit known fractals (Chamfer, time), chaos-game speed, real scans as K grows",
-    run=run,
-    default_data="pointclouds",
-)

@@ -33,11 +33,13 @@ def _nearest_chunked(query: Tensor, ref: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _kdtree(ref: Tensor):  # -> open3d NearestNeighborSearch | None
-    """An open3d KD-tree over (m 3) points, or None without open3d."""
-    try:
-        import open3d.core as o3c
-    except ImportError:
+    """An open3d KD-tree over (m 3) points, or None where open3d cannot be loaded."""
+    from collagekit_pointcloud import o3d
+
+    if o3d.problem() is not None:
         return None
+    import open3d.core as o3c
+
     nns = o3c.nns.NearestNeighborSearch(o3c.Tensor.from_numpy(ref.detach().float().cpu().contiguous().numpy()))
     nns.knn_index()
     return nns

@@ -24,10 +24,10 @@ from torch import Tensor
 
 from collagekit.errors import CollagekitError
 from collagekit.progress import progress_bar
+from collagekit_pointcloud.config import MAX_POINTS
 from collagekit_pointcloud.ifs import IFS
 from collagekit_pointcloud.threads import one_cpu_thread
 
-MAX_POINTS = 1 << 28  # 268 M points: 3.2 GB of float32 coordinates
 MAX_BURN_IN = 200
 
 

@@ -1,4 +1,8 @@
-"""Point-cloud files through open3d (the ``3d`` extra), checked input, and the unit-cube normalisation.
+"""Point-cloud files, checked input, and the unit-cube normalisation.
+
+PLY (ASCII or binary, points or meshes) and the XYZ text formats are read and written by collagekit
+itself (:mod:`collagekit_pointcloud.ply`), so they work on any machine; PCD, PTS and the OBJ, STL and
+OFF meshes go through open3d (the ``3d`` extra) where it can be loaded.
 
 A loaded cloud is a ``(1 c n)`` float32 tensor (the modality convention ``(1 c *spatial)`` with the
 points as the one spatial axis): ``c = 3`` coordinates in the file's own units, or ``c = 6`` with RGB
@@ -18,26 +22,15 @@ from torch import Tensor
 
 from collagekit.errors import CollagekitError
 from collagekit.fileio import atomic_output
-from collagekit.modality import Modality
+from collagekit_pointcloud import o3d
+from collagekit_pointcloud.config import CLOUD_SUFFIXES, MESH_SUFFIXES, POINTCLOUD, SUFFIXES
+from collagekit_pointcloud.ply import read_ply, write_ply
 
-CLOUD_SUFFIXES = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts")
-MESH_SUFFIXES = (".obj", ".stl", ".off")
-SUFFIXES = CLOUD_SUFFIXES + MESH_SUFFIXES
-COLOUR_SUFFIXES = (".ply", ".pcd", ".xyzrgb", ".pts")
+__all__ = ["POINTCLOUD", "SUFFIXES", "cloud_from_memory", "cloud_to_memory", "load_cloud", "save_cloud"]
+
+TEXT_COLUMNS = {".xyz": 3, ".xyzn": 6, ".xyzrgb": 6}  # x y z, then normals or RGB in [0, 1]
 MAX_FILE_BYTES = 2 << 30  # 2 GiB
 MESH_SAMPLES = 50_000  # points sampled from a mesh (at least as many as it has vertices)
-
-
-def open3d() -> Any:
-    """The open3d module, or a one-line error that names the extra to install."""
-    try:
-        import open3d as o3d
-    except ImportError as exc:
-        raise CollagekitError(
-            f'point clouds need open3d, which is not usable here ({exc}); install it with: pip install "collagekit[3d]"'
-        ) from None
-    o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
-    return o3d
 
 
 # ------------------------------------------------------------------ normalisation
@@ -69,22 +62,6 @@ class Normalisation:
 
 
 # ------------------------------------------------------------------ loading
-def _ply_vertex_count(path: Path) -> int | None:
-    """The vertex count declared in a PLY header (read before open3d allocates anything)."""
-    with path.open("rb") as f:
-        head = f.read(65536)
-    if not head.startswith(b"ply"):
-        return None
-    for line in head.split(b"end_header")[0].splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == b"element" and parts[1] == b"vertex":
-            try:
-                return int(parts[2])
-            except ValueError:
-                return None
-    return None
-
-
 def _sample_mesh(vertices: np.ndarray, triangles: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     """Area-weighted uniform samples on a triangle mesh: (count 3)."""
     tri = vertices[triangles]  # f 3 3
@@ -100,6 +77,32 @@ def _sample_mesh(vertices: np.ndarray, triangles: np.ndarray, count: int, seed: 
     return a + u[:, None] * (b - a) + v[:, None] * (c - a)
 
 
+def _mesh_points(path: Path, vertices: np.ndarray, triangles: np.ndarray, max_points: int) -> np.ndarray:
+    if triangles.max(initial=-1) >= len(vertices) or triangles.min(initial=0) < 0:
+        raise CollagekitError(f"{path}: the mesh's faces index vertices that do not exist")
+    if not np.isfinite(vertices).all():
+        raise CollagekitError(f"{path} holds NaN or infinite coordinates")
+    return _sample_mesh(vertices, triangles, min(max_points, max(MESH_SAMPLES, len(vertices))))
+
+
+def _read_text(path: Path, suffix: str, max_points: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """x y z per line (.xyz), then normals (.xyzn) or RGB in [0, 1] (.xyzrgb)."""
+    columns = TEXT_COLUMNS[suffix]
+    with path.open("rb") as f:
+        lines = sum(1 for line in f if line.strip())
+    if lines > max_points:
+        raise CollagekitError(f"{path} has {lines:,} points, above the limit of {max_points:,} (max_elements / 3)")
+    try:
+        table = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except ValueError as exc:
+        raise CollagekitError(f"{path} is not a {suffix} file of numbers ({exc})") from None
+    if table.size == 0:
+        return np.empty((0, 3)), None
+    if table.shape[1] < columns:
+        raise CollagekitError(f"{path}: a {suffix} line needs {columns} numbers, got {table.shape[1]}")
+    return table[:, :3], (table[:, 3:6] if suffix == ".xyzrgb" else None)
+
+
 def load_cloud(path: Path, max_elements: int) -> Tensor:
     """A point-cloud or mesh file -> (1 c n) float32, c = 3 or 6 (RGB in [0, 1]); every problem is one line."""
     path = Path(path)
@@ -110,28 +113,28 @@ def load_cloud(path: Path, max_elements: int) -> Tensor:
     if size > MAX_FILE_BYTES:
         raise CollagekitError(f"{path} is {size:,} bytes, above the {MAX_FILE_BYTES:,}-byte limit for point clouds")
     max_points = max(1, max_elements // 3)
-    declared = _ply_vertex_count(path) if suffix == ".ply" else None
-    if declared is not None and declared > max_points:
-        raise CollagekitError(f"{path} declares {declared:,} points, above the limit of {max_points:,} (max_elements / 3)")
-    o3d = open3d()
     colours = None
-    mesh = o3d.io.read_triangle_mesh(str(path)) if suffix in MESH_SUFFIXES or suffix == ".ply" else None
-    if mesh is not None and len(mesh.triangles) > 0:
-        vertices, triangles = np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.triangles)
-        if triangles.max(initial=-1) >= len(vertices) or triangles.min(initial=0) < 0:
-            raise CollagekitError(f"{path}: the mesh's faces index vertices that do not exist")
-        if not np.isfinite(vertices).all():
-            raise CollagekitError(f"{path} holds NaN or infinite coordinates")
-        points = _sample_mesh(vertices, triangles, min(max_points, max(MESH_SAMPLES, len(vertices))))
-    elif suffix in MESH_SUFFIXES:
-        raise CollagekitError(f"{path} could not be read as a mesh (no triangles found)")
+    if suffix == ".ply":
+        ply = read_ply(path, max_points)
+        points, colours = ply.vertices, ply.colours
+        if ply.triangles is not None:
+            points, colours = _mesh_points(path, points, ply.triangles, max_points), None
+    elif suffix in TEXT_COLUMNS:
+        points, colours = _read_text(path, suffix, max_points)
     else:
-        cloud = o3d.io.read_point_cloud(str(path))
-        points = np.asarray(cloud.points, dtype=np.float64)
-        if cloud.has_colors() and len(cloud.colors) == len(points):
-            colours = np.asarray(cloud.colors, dtype=np.float64)
+        open3d = o3d.load(f"reading {suffix} files")
+        mesh = open3d.io.read_triangle_mesh(str(path)) if suffix in MESH_SUFFIXES else None
+        if mesh is not None and len(mesh.triangles) > 0:
+            points = _mesh_points(path, np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.triangles), max_points)
+        elif suffix in MESH_SUFFIXES:
+            raise CollagekitError(f"{path} could not be read as a mesh (no triangles found)")
+        else:
+            cloud = open3d.io.read_point_cloud(str(path))
+            points = np.asarray(cloud.points, dtype=np.float64)
+            if cloud.has_colors() and len(cloud.colors) == len(points):
+                colours = np.asarray(cloud.colors, dtype=np.float64)
     if len(points) == 0:
-        raise CollagekitError(f"{path} holds no points (empty, or not a {suffix} file open3d can read)")
+        raise CollagekitError(f"{path} holds no points (empty, or not a {suffix} file that can be read)")
     if len(points) > max_points:
         raise CollagekitError(f"{path} has {len(points):,} points, above the limit of {max_points:,} (max_elements / 3)")
     if not np.isfinite(points).all():
@@ -153,14 +156,45 @@ def save_cloud(data: Tensor, path: Path) -> None:
         raise CollagekitError(f"cannot write point clouds as {suffix!r}; use one of {', '.join(CLOUD_SUFFIXES)}")
     if data.ndim != 3 or data.shape[0] != 1 or data.shape[1] not in (3, 6) or data.shape[2] < 1:
         raise CollagekitError(f"a point cloud to save must be (1 c n) with c = 3 or 6, got {tuple(data.shape)}")
-    o3d = open3d()
-    array = data[0].detach().double().cpu().numpy().T
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.ascontiguousarray(array[:, :3])))
-    if array.shape[1] == 6:
-        cloud.colors = o3d.utility.Vector3dVector(np.ascontiguousarray(np.clip(array[:, 3:], 0, 1)))
+    array = data[0].detach().double().cpu().numpy().T  # (n c)
+    points, colours = array[:, :3], (np.clip(array[:, 3:], 0, 1) if array.shape[1] == 6 else None)
     with atomic_output(path) as tmp:
-        if not o3d.io.write_point_cloud(str(tmp), cloud, write_ascii=False, compressed=False):
-            raise CollagekitError(f"open3d could not write {path}")
+        if suffix == ".ply":
+            write_ply(tmp, points, colours)
+        elif suffix in (".xyz", ".xyzrgb"):
+            rgb = colours if colours is not None else np.zeros_like(points)
+            np.savetxt(tmp, points if suffix == ".xyz" else np.concatenate([points, rgb], 1), fmt="%.9g")
+        else:
+            open3d = o3d.load(f"writing {suffix} files")
+            cloud = open3d.geometry.PointCloud(open3d.utility.Vector3dVector(np.ascontiguousarray(points)))
+            if colours is not None:
+                cloud.colors = open3d.utility.Vector3dVector(np.ascontiguousarray(colours))
+            if not open3d.io.write_point_cloud(str(tmp), cloud, write_ascii=False, compressed=False):
+                raise CollagekitError(f"open3d could not write {path}")
+
+
+def cloud_from_memory(data: Any, attrs: dict[str, Any]) -> Tensor:
+    """Points in memory, (n 3) or (n 6) with RGB in [0, 1] appended (a numpy array or a tensor, open3d's
+    ``np.asarray(cloud.points)`` layout) -> (1 c n) float32, checked like a file's points."""
+    if attrs:
+        raise CollagekitError(f"point clouds take no attributes, got {', '.join(attrs)}")
+    if isinstance(data, Tensor):
+        data = data.detach().cpu().numpy()
+    if not isinstance(data, np.ndarray):
+        raise CollagekitError(f"cannot read points from a {type(data).__name__}; give a path, a numpy array or a tensor (n 3)")
+    if data.ndim != 2 or data.shape[1] not in (3, 6) or len(data) < 2:
+        raise CollagekitError(f"points in memory must be (n 3) or (n 6) with n >= 2, got shape {data.shape}")
+    table = data.astype(np.float64)
+    if not np.isfinite(table).all():
+        raise CollagekitError("the points hold NaN or infinite values")
+    if np.ptp(table[:, :3], axis=0).max() == 0:
+        raise CollagekitError(f"all {len(table):,} points are identical: there is no shape to fit")
+    return torch.from_numpy(table.astype(np.float32)).T[None].contiguous()
+
+
+def cloud_to_memory(z: Tensor) -> Tensor:
+    """(1 c n) -> (n c): points in rows, RGB in [0, 1] after x y z when c = 6."""
+    return z[0].T
 
 
 def label_colours(labels: Tensor, maps: int) -> Tensor:
@@ -179,12 +213,3 @@ def _hsv_to_rgb(h: float, s: float, v: float) -> Tensor:
     rgb = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
     return torch.tensor(rgb, dtype=torch.float64)
 
-
-POINTCLOUD = Modality(
-    name="pointcloud",
-    suffixes=SUFFIXES,
-    load=load_cloud,
-    save=save_cloud,
-    fractalize_task="pointcloud_fractalize",
-    description="3D point clouds (PLY/PCD/XYZ/PTS) and meshes (PLY/OBJ/STL/OFF) through open3d",
-)

@@ -27,43 +27,17 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from collagekit.progress import progress_bar
 from collagekit_pointcloud.chamfer import NearestIndex, cover_loss, nearest
 from collagekit_pointcloud.chaos import chaos_game
+from collagekit_pointcloud.config import FitSettings
 from collagekit_pointcloud.ifs import IFS, SIGMA_MAX, ContractiveMaps
 from collagekit_pointcloud.partition import KMeans, Octree
 from collagekit_pointcloud.threads import one_cpu_thread
 
-
-class FitSettings(BaseModel):
-    """How hard to fit. Defaults fit a 10k-point cloud with 2-8 maps in seconds on a 2-core CPU."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    sample: int = Field(1024, ge=16, le=1 << 16, description="points of the cloud used per fitting step")
-    restarts: int = Field(32, ge=1, le=256, description="initial rotations/reflections tried per map")
-    register_steps: int = Field(60, ge=0, le=10_000, description="per-map registration steps (Adam)")
-    steps: int = Field(300, ge=0, le=100_000, description="joint refinement steps (Adam)")
-    lr: float = Field(0.02, gt=0, le=1.0, description="Adam learning rate (cosine-decayed)")
-    attractor_weight: float = Field(1.0, ge=0, description="weight of the attractor Chamfer next to the collage Chamfer")
-    depth: int = Field(4, ge=1, le=32, description="map applications the attractor gradient flows through")
-    trials: int | None = Field(
-        None,
-        ge=1,
-        le=64,
-        description="initialisations (partition + restarts) tried, the best is refined; default: 32 // K, between 4 and 8 "
-        "(a trial costs about K times one map's work, and few maps leave more wrong basins)",
-    )
-    trial_steps: int = Field(100, ge=0, le=10_000, description="refinement steps that judge each trial")
-    trial_sigma_max: float = Field(
-        0.85,
-        gt=0,
-        le=SIGMA_MAX,
-        description="bound on ‖A_k‖₂ while initialising and judging trials (the final refinement allows up to 0.98)",
-    )
-    check: int = Field(25, ge=1, le=10_000, description="steps between measurements of the attractor Chamfer (the best state is kept)")
+__all__ = ["FitResult", "FitSettings", "fit_ifs"]
 
 
 @dataclass

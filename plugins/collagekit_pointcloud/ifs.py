@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from collagekit.errors import CollagekitError
+from collagekit_pointcloud.config import SIGMA_MAX
 
-SIGMA_MAX = 0.98  # largest singular value a fitted map can reach: ‖A‖₂ < 0.98
 
 
 @dataclass

@@ -15,11 +15,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from collagekit.container import Container, reject_options
+from collagekit.config import parse_options
+from collagekit.container import Container
 from collagekit.errors import CollagekitError
 from collagekit.registry import Registry
-from collagekit_pointcloud.chaos import MAX_POINTS, chaos_game
+from collagekit_pointcloud.chaos import chaos_game
 from collagekit_pointcloud.cloudio import Normalisation, label_colours
+from collagekit_pointcloud.config import MAX_POINTS, IFSDecodeOptions
 from collagekit_pointcloud.ifs import IFS
 
 MAX_MAPS = 255
@@ -87,18 +89,16 @@ def render(ifs: IFS, normalisation: Normalisation, points: int, seed: int, devic
 
 class IFSCodec:
     name = "ifs"
+    encode_options = None  # fitted by the pointcloud_fractalize task, not by ``collagekit compress``
+    decode_options = IFSDecodeOptions
 
     def decode(
         self, container: Container, registry: Registry, *, scale: int, device: torch.device, options: dict[str, Any]
     ) -> Tensor:
-        reject_options(self.name, options, ("points", "seed"))
+        opts = parse_options(f"codec {self.name!r}", self.decode_options, options)
         ifs, normalisation, default_points, seed = unpack(container)
-        try:
-            points = int(options.get("points", default_points))
-            seed = int(options.get("seed", seed))
-        except (TypeError, ValueError):
-            raise CollagekitError("codec 'ifs': points and seed must be integers") from None
-        points *= scale
+        points = (opts.points or default_points) * scale
+        seed = seed if opts.seed is None else opts.seed
         if not 1 <= points <= MAX_POINTS:
             raise CollagekitError(f"codec 'ifs': the number of points must be between 1 and {MAX_POINTS:,}, got {points:,}")
         return render(ifs, normalisation, points, seed, device)

@@ -7,18 +7,19 @@ into equal-size range cells that tile an array and merge back exactly (``ranges`
 with ``(b c *spatial)`` tensors); a point set has no grid, its cells have different sizes, and the
 domain is always the whole cloud. So a point-cloud partitioner is a plain pydantic-configured component
 of the ``pointcloud_fractalize`` task (``partitioner: {name: kmeans}``), selected by its ``name``
-literal like every other component, without bending the grid interface.
+literal like every other component, without bending the grid interface. The module imports torch only
+inside ``split``, so the task's Config validates without it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor
 
-from collagekit_pointcloud.chamfer import nearest
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 
 class KMeans(BaseModel):
@@ -30,6 +31,10 @@ class KMeans(BaseModel):
 
     def split(self, points: Tensor, k: int, generator: torch.Generator) -> Tensor:
         """(n 3) -> (n,) cell index in [0, k); every cell is non-empty when n >= k."""
+        import torch
+
+        from collagekit_pointcloud.chamfer import nearest
+
         n = points.shape[0]
         first = int(torch.randint(n, (1,), generator=generator))
         centres = [points[first]]
@@ -61,6 +66,8 @@ class Octree(BaseModel):
     name: Literal["octree"] = "octree"
 
     def split(self, points: Tensor, k: int, generator: torch.Generator) -> Tensor:
+        import torch
+
         labels = torch.zeros(points.shape[0], dtype=torch.long, device=points.device)
         for new in range(1, k):
             counts = torch.bincount(labels, minlength=new)
@@ -81,6 +88,8 @@ class Octree(BaseModel):
 
 def _fill_empty(labels: Tensor, points: Tensor, k: int) -> Tensor:
     """Give every empty cell one point from the largest cell, so that every map has something to cover."""
+    import torch
+
     for cell in range(k):
         counts = torch.bincount(labels, minlength=k)
         if counts[cell] == 0:

@@ -1,37 +1,39 @@
-"""Entry module of the point-cloud plugin: hook implementations only; heavy imports stay inside the hooks.
+"""Entry module of the point-cloud plugin: hook implementations only. Everything is registered lazily with
+its Config or declaration from :mod:`collagekit_pointcloud.config`, so listing and validating import no torch.
 
-open3d (the ``3d`` extra) is imported only when a cloud is read or written, so the plugin loads, and
-``collagekit plugins`` works, without it; reading a cloud then fails with a line naming the extra.
+PLY and XYZ files need nothing beyond the core dependencies; open3d (the ``3d`` extra) is imported only
+when a PCD, PTS, OBJ, STL or OFF file is read or written, and its absence is a line naming the extra.
 """
 
 from __future__ import annotations
 
 from collagekit.hookspecs import Register, hookimpl
+from collagekit.lazy import Lazy
 
 
 @hookimpl
 def register_modalities(register: Register) -> None:
-    from collagekit_pointcloud.cloudio import POINTCLOUD
+    from collagekit_pointcloud.config import POINTCLOUD
 
     register(POINTCLOUD)
 
 
 @hookimpl
 def register_tasks(register: Register) -> None:
-    from collagekit_pointcloud.tasks import PointCloudFractalize
+    from collagekit_pointcloud.config import PointCloudFractalizeConfig
 
-    register(PointCloudFractalize)
+    register(Lazy("collagekit_pointcloud.tasks:PointCloudFractalize", Config=PointCloudFractalizeConfig))
 
 
 @hookimpl
 def register_codecs(register: Register) -> None:
-    from collagekit_pointcloud.ifscodec import IFSCodec
+    from collagekit_pointcloud.config import IFSDecodeOptions
 
-    register(IFSCodec())
+    register(Lazy("collagekit_pointcloud.ifscodec:IFSCodec", name="ifs", encode_options=None, decode_options=IFSDecodeOptions))
 
 
 @hookimpl
 def register_benchmarks(register: Register) -> None:
-    from collagekit_pointcloud.bench import IFS_BENCH
+    from collagekit_pointcloud.config import IFS_BENCH
 
     register(IFS_BENCH)

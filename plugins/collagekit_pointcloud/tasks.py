@@ -6,21 +6,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Collection
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import torch
-from pydantic import Field
+from torch import Tensor
 
-from collagekit.container import read_container, write_container
+from collagekit.container import from_bytes, to_bytes
 from collagekit.errors import CollagekitError
-from collagekit.metrics import write_metrics
-from collagekit.modality import DEFAULT_MAX_ELEMENTS
-from collagekit.tasks import FileTaskConfig, Task
-from collagekit_pointcloud.chaos import MAX_POINTS
-from collagekit_pointcloud.fit import FitSettings
-from collagekit_pointcloud.partition import PointPartitioner
+from collagekit.tasks import Coded, FractalizeTask
+from collagekit_pointcloud.config import CLOUD_SUFFIXES, MAX_POINTS, PointCloudFractalizeConfig
 
 SAMPLE = "bunny_3k.ply"
 EVAL_POINTS = 20_000  # points on each side of the reported Chamfer distance
@@ -31,38 +28,39 @@ def sample_cloud() -> Path:
     return Path(str(files("collagekit_pointcloud") / "samples" / SAMPLE))
 
 
-class PointCloudFractalize(Task):
-    class Config(FileTaskConfig):
-        task: Literal["pointcloud_fractalize"] = "pointcloud_fractalize"
-        input: str | None = Field(None, description="cloud or mesh to fractalize (default: the shipped sample)")
-        output: str = Field("fractal.ply", description="the rendered attractor, coloured by map (.ply keeps colours)")
-        png: str | None = Field(None, description="optional PNG picture of the attractor")
-        maps: int = Field(8, ge=1, le=64, description="K: the number of affine maps")
-        points: int | None = Field(None, ge=1, le=MAX_POINTS, description="points to render (default: as many as the input)")
-        scale: int = Field(1, ge=1, le=64, description="multiplies the rendered point count (points x scale)")
-        max_elements: int = Field(DEFAULT_MAX_ELEMENTS, ge=3, description="refuse clouds with more coordinates")
-        up: Literal["x", "y", "z"] = Field("y", description="the cloud's vertical axis, for the PNG view")
-        partitioner: PointPartitioner = Field(default_factory=lambda: {"name": "kmeans"}, validate_default=True)
-        fit: FitSettings = Field(default_factory=FitSettings, description="how hard to fit")
+class PointCloudFractalize(FractalizeTask):
+    modality: ClassVar[str] = "pointcloud"
+    Config = PointCloudFractalizeConfig
+    config: PointCloudFractalizeConfig
 
-    config: Config
+    def sample_path(self) -> Path:
+        return sample_cloud()
 
-    def run(self) -> dict[str, Any]:
+    def output_suffixes(self) -> Collection[str]:
+        return CLOUD_SUFFIXES  # meshes are read, never written
+
+    def other_outputs(self) -> list[str | None]:
+        if self.config.png and Path(self.config.png).suffix.lower() != ".png":
+            raise CollagekitError(f"png {self.config.png!r} must end in .png")
+        return [self.config.png]
+
+    def write_others(self, stage: Callable[[str | Path], Path], coded: Coded) -> None:
+        if self.config.png:
+            from collagekit_pointcloud.png import render_png
+
+            render_png(coded.decoded, stage(self.config.png), up=self.config.up)
+
+    def fractalize(self, x: Tensor, attrs: dict[str, Any]) -> Coded:
         from collagekit_pointcloud.chamfer import chamfer
-        from collagekit_pointcloud.cloudio import POINTCLOUD, Normalisation, save_cloud
+        from collagekit_pointcloud.cloudio import Normalisation
         from collagekit_pointcloud.fit import fit_ifs
         from collagekit_pointcloud.ifscodec import IFSCodec, pack, render, unpack
 
         cfg, device = self.config, self.ctx.device
-        settings = cfg.fit
-        source, output, code_path = cfg.paths((".ply", ".pcd", ".xyz", ".xyzrgb", ".pts"), sample_cloud)
-        if cfg.png and Path(cfg.png).suffix.lower() != ".png":
-            raise CollagekitError(f"png {cfg.png!r} must end in .png")
-        cloud = POINTCLOUD.load(source, cfg.max_elements)  # (1 c n)
-        xyz = cloud[0, :3].T.contiguous()  # (n 3), file units
+        xyz = x[0, :3].T.contiguous()  # (n 3), file units
         n = xyz.shape[0]
         if cfg.maps > n:
-            raise CollagekitError(f"{source} has {n} points, fewer than the {cfg.maps} maps asked for")
+            raise CollagekitError(f"the cloud has {n} points, fewer than the {cfg.maps} maps asked for")
         points = (cfg.points or n) * cfg.scale
         if points > MAX_POINTS:
             raise CollagekitError(f"{points:,} points to render is above the limit of {MAX_POINTS:,}")
@@ -71,30 +69,22 @@ class PointCloudFractalize(Task):
 
         generator = torch.Generator().manual_seed(cfg.seed)
         started = time.perf_counter()
-        result = fit_ifs(unit, cfg.maps, settings, generator, cfg.partitioner)
+        result = fit_ifs(unit, cfg.maps, cfg.fit, generator, cfg.partitioner)
         fit_seconds = time.perf_counter() - started
 
-        code_bytes = write_container(code_path, pack(result.ifs, normalisation, points, cfg.seed, self.ctx.versions()))
-        # Everything below comes from the saved file, not the in-memory fit.
-        ifs, saved_norm, saved_points, seed = unpack(read_container(code_path))
+        code = to_bytes(pack(result.ifs, normalisation, points, cfg.seed, self.ctx.versions()))
+        # Everything below comes from the code file's bytes, not the in-memory fit.
+        ifs, saved_norm, saved_points, seed = unpack(from_bytes(code))
         started = time.perf_counter()
-        rendered = IFSCodec().decode(read_container(code_path), self.ctx.registry, scale=1, device=device, options={})
+        rendered = IFSCodec().decode(from_bytes(code), self.ctx.registry, scale=1, device=device, options={})
         render_seconds = time.perf_counter() - started
-        save_cloud(rendered, output)
-        if cfg.png:
-            from collagekit_pointcloud.png import render_png
-
-            render_png(rendered, cfg.png, up=cfg.up)
 
         # Chamfer of the attractor to the cloud, both in the cloud's unit cube (DESIGN section 4).
         eval_gen = torch.Generator().manual_seed(cfg.seed + 1)
         reference = unit.cpu()[torch.randperm(n, generator=eval_gen)[:EVAL_POINTS]]
         attractor = saved_norm.forward(render(ifs, saved_norm, min(EVAL_POINTS, max(n, 1000)), seed + 1, device)[0, :3].T)
         metrics = {
-            "input": str(source),
-            "output": str(output),
-            "code": str(code_path),
-            "code_bytes": code_bytes,
+            "code_bytes": len(code),
             "input_points": n,
             "maps": ifs.maps,
             "points": saved_points,
@@ -103,10 +93,8 @@ class PointCloudFractalize(Task):
             "lipschitz_max": round(float(ifs.lipschitz().max()), 4),
             "fit_seconds": round(fit_seconds, 2),
             "render_seconds": round(render_seconds, 3),
-            "device": str(device),
+            **self.ctx.conditions(),
         }
         if cfg.png:
             metrics["png"] = cfg.png
-        if cfg.metrics:
-            write_metrics(cfg.metrics, metrics)
-        return metrics
+        return Coded(code, rendered, metrics)

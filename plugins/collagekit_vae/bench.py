@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from collagekit.bench import BenchContext, Benchmark, write_results
+from collagekit.bench import BenchContext, write_results
 from collagekit.errors import CollagekitError
 from collagekit.timing import median_time
 
@@ -44,7 +44,7 @@ SECTION_ORDER = ("shipped", "sweep")  # then the others, by name
 def _model_files(ctx: BenchContext) -> list[str | Path]:
     from collagekit_vae.store import SHIPPED
 
-    folder = ctx.option("models", None)
+    folder = ctx.option("models")
     if folder is None:
         return list(SHIPPED)
     files = sorted(Path(str(folder)).rglob("model.safetensors"))
@@ -54,7 +54,7 @@ def _model_files(ctx: BenchContext) -> list[str | Path]:
 
 
 def _section(ctx: BenchContext) -> str:
-    name = str(ctx.option("section", "shipped" if ctx.option("models", None) is None else "sweep"))
+    name = ctx.option("section") or ("shipped" if ctx.option("models") is None else "sweep")
     if not SECTION_NAME.fullmatch(name):
         raise CollagekitError(f"section={name!r}: use 1 to 40 lower-case letters, digits, '-' or '_' (it names the figures)")
     return name
@@ -165,19 +165,16 @@ def _gaps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def run(ctx: BenchContext) -> dict[str, Any]:
     from collagekit.registry import get_registry
     from collagekit_vae.evaluate import evaluate
-    from collagekit_vae.mnist import TRAIN_COUNT, fixed_binarization, split
+    from collagekit_vae.mnist import fixed_binarization, split
     from collagekit_vae.model import count_parameters
     from collagekit_vae.sample import magnification_figure
     from collagekit_vae.store import load_model
 
     section = _section(ctx)
-    note = ctx.option("note", "")
-    if not isinstance(note, str):  # options are read as YAML: "a: b" is a mapping
-        raise CollagekitError(f"note= must be plain text, YAML read it as a {type(note).__name__}: avoid ': ' or quote the whole note")
+    note = ctx.option("note")
     earlier = _earlier_sections(ctx.out / "vae.json")  # before the long part: a bad file fails fast
-    samples = int(ctx.option("samples", 1))
-    repeats = int(ctx.option("repeats", 3))
-    x = fixed_binarization(split(ctx.data, int(ctx.option("train_count", TRAIN_COUNT)))[1])
+    samples, repeats = ctx.option("samples"), ctx.option("repeats")
+    x = fixed_binarization(split(ctx.data, ctx.option("train_count"))[1])
     registry = get_registry()
     rows: list[dict[str, Any]] = []
     collage_at_one = None
@@ -276,10 +273,3 @@ def _section_markdown(name: str, results: dict[str, Any]) -> list[str]:
         lines += ["", f"![magnification]({figures['magnification']})"]
     return lines
 
-
-VAE_BENCH = Benchmark(
-    name="vae",
-    description="Collage VAE vs conv VAE on MNIST: test rate, distortion, ELBO; β sweep plot; magnification figure (one section per run)",
-    run=run,
-    default_data="mnist",
-)

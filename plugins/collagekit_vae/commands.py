@@ -18,10 +18,12 @@ def add_commands(cli: Any) -> None:
         seed: Annotated[int, typer.Option("--seed", help="the same seed draws the same codes at every scale")] = 0,
         figure: Annotated[Path | None, typer.Option("--figure", help="also write a 1x / 4x / 40x vs bicubic figure here")] = None,
         device: Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda")] = None,
+        force: Annotated[bool, typer.Option("--force", "-y", help="replace existing output files")] = False,
     ) -> None:
         """Sample a trained VAE at --scale x its training resolution (28 x 28) and save a PNG grid."""
         from collagekit.device import resolve_device
         from collagekit.errors import CollagekitError
+        from collagekit.fileio import check_outputs
         from collagekit.registry import get_registry
         from collagekit_vae.sample import (
             check_budget,
@@ -35,6 +37,7 @@ def add_commands(cli: Any) -> None:
         for path in (output, figure):
             if path is not None and path.suffix.lower() != ".png":
                 raise CollagekitError(f"output {str(path)!r} must end in .png")
+        check_outputs([checkpoint], [output, figure], force)
         check_budget(n, scale)
         model, info = load_model(checkpoint, get_registry())
         if scale != 1 and model.config.decoder != "collage":

@@ -9,13 +9,13 @@ it starts as N(0, softplus(0)^2) everywhere: the prior and the posterior agree a
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any
 
 import torch.nn.functional as F
-from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from collagekit.interfaces import ComponentConfig, LatentHead
+from collagekit.interfaces import LatentHead
+from collagekit_vae.config import GaussianConvConfig, GaussianResidualConfig
 
 SD_FLOOR = 1e-4  # keeps log(sd) finite in the KL when a head pushes its raw output far negative
 SD_AT_ZERO = math.log(2.0) + SD_FLOOR  # the sd a zero raw output gives: softplus(0) + SD_FLOOR
@@ -36,19 +36,8 @@ def zero_output(layer: nn.Conv2d) -> nn.Conv2d:
 class GaussianConv(LatentHead):
     """conv k x k -> GELU -> conv 1 x 1: each cell's Gaussian reads its k x k neighbourhood (k = 1: the cell only)."""
 
-    class Config(ComponentConfig):
-        name: Literal["gaussian-conv"] = "gaussian-conv"
-        hidden: int = Field(64, ge=4, le=1024, description="hidden channels")
-        kernel: int = Field(3, ge=1, le=7, description="size of the first convolution (odd: the grid keeps its size)")
-
-        @field_validator("kernel")
-        @classmethod
-        def _odd(cls, kernel: int) -> int:
-            if kernel % 2 == 0:
-                raise ValueError(f"must be odd so that the grid keeps its size, got {kernel}")
-            return kernel
-
-    config: Config
+    Config = GaussianConvConfig
+    config: Any
 
     def bind(self, features: int, latent: int) -> None:
         k, hidden = self.config.kernel, self.config.hidden
@@ -81,12 +70,8 @@ class GaussianResidual(LatentHead):
     default :class:`GaussianConv` reads its 3 x 3 neighbourhood. The blocks start as the identity.
     """
 
-    class Config(ComponentConfig):
-        name: Literal["gaussian-residual"] = "gaussian-residual"
-        hidden: int = Field(64, ge=4, le=1024, description="hidden channels")
-        blocks: int = Field(2, ge=1, le=16, description="residual blocks (3x3 then 1x1 convolution each)")
-
-    config: Config
+    Config = GaussianResidualConfig
+    config: Any
 
     def bind(self, features: int, latent: int) -> None:
         hidden = self.config.hidden

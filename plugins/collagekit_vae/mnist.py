@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 from collagekit.errors import CollagekitError
+from collagekit_vae.config import TRAIN_COUNT
 
 IMAGES_FILE = "t10k-images-idx3-ubyte.gz"
-TRAIN_COUNT = 9000
 IDX_UBYTE_3D = 0x00000803  # unsigned bytes, three dimensions: count, rows, columns
 MAX_IMAGES = 1_000_000  # refuse headers that promise more (an unbounded allocation otherwise)
 

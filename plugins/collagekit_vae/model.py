@@ -22,19 +22,18 @@ the range-cell grid (7 x 7 for 28 x 28 images with 4 x 4 range cells).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from pydantic import Field
 from torch import Tensor, nn
 
-from collagekit.config import CollageConfig, Slot, StrictModel, slot_default
 from collagekit.errors import CollagekitError
-from collagekit.interfaces import ComponentConfig, LatentHead
+from collagekit.interfaces import LatentHead
 from collagekit.operator import CollageParams, GridCollage
 from collagekit.solver import Solver
+from collagekit_vae.config import VAEConfig
 from collagekit_vae.heads import SD_AT_ZERO, gaussian
 
 if TYPE_CHECKING:
@@ -42,36 +41,6 @@ if TYPE_CHECKING:
 
 IMAGE_SIZE = (28, 28)
 GRID = (7, 7)  # the encoder trunk's feature map: two stride-2 convolutions of 28 x 28
-
-
-class VAEConfig(StrictModel):
-    """The model: encoder width, latent sizes, and which likelihood decodes the lower latent."""
-
-    decoder: Literal["collage", "conv"] = Field("collage", description="collage fixed point, or the conv baseline")
-    width: int = Field(32, ge=4, le=512, description="channels of the first encoder convolution (then 2x)")
-    z_dim: int = Field(32, ge=1, le=1024, description="size of the top (global) latent z")
-    prior: Annotated[ComponentConfig, Slot("head")] = slot_default("gaussian-conv")
-    posterior: Annotated[ComponentConfig, Slot("head")] = slot_default("gaussian-conv")
-    conv_latent: int = Field(16, ge=1, le=1024, description="latent channels per cell of the conv baseline")
-    code_latent: int = Field(
-        0, ge=0, le=1024,
-        description="collage decoder: latent channels per cell that a small conv network maps to the collage code "
-        "(0: the latent is the code itself, one channel per collage parameter)",
-    )  # fmt: skip
-    residual_posterior: bool = Field(
-        False, description="q(w | x, z) as an offset and a factor on p(w | z) (NVAE's residual normal), not a free Gaussian"
-    )
-    collage: CollageConfig = Field(
-        default_factory=lambda: {
-            "partitioner": {"name": "tiles2d", "range_size": 4, "domain_size": 8, "domain_stride": 4},
-            # Dataset-level patches give each 4x4 cell stroke detail that pooled 8x8 domains lack
-            # (test ELBO -128.1 -> -110.9 nats at beta 1, docs/results/vae.md).
-            "auxiliary": [{"name": "learned", "count": 16}],
-            "contraction": 0.9,
-        },
-        validate_default=True,
-    )
-    solver: Annotated[ComponentConfig, Slot("solver")] = slot_default("anderson", tol=1e-3, max_iter=60, gradient="implicit")
 
 
 # ---------------------------------------------------------------- Gaussians
