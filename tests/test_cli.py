@@ -207,7 +207,7 @@ def test_list_codec_shows_each_codecs_options_with_types_and_defaults() -> None:
 
 def test_benchmark_options_are_declared_shown_and_checked(tmp_path: Path) -> None:
     help_text = invoke("bench", "kodak", "--help")
-    assert help_text.returncode == 0 and "limit: int = 24" in help_text.stdout and "pifs: bool = True" in help_text.stdout
+    assert help_text.returncode == 0 and "limit: int = 10000" in help_text.stdout and "pifs: bool = True" in help_text.stdout
     assert "$COLLAGEKIT_DATA/kodak" in help_text.stdout
     unknown = invoke("bench", "kodak", "limt=2", "--data", str(tmp_path))
     assert unknown.returncode == 1 and unknown.stderr.startswith("error: bench 'kodak' does not take the option(s) limt; it takes: limit,")

@@ -30,7 +30,7 @@ def photos(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def results(photos: Path, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("results")
-    result = invoke("bench", "kodak", "--data", str(photos), "--out", str(out), f"anchors={','.join(ANCHORS)}", "name=mine", "--device", "cpu")
+    result = invoke("bench", "kodak", "--data", str(photos), "--out", str(out), f"anchors={','.join(ANCHORS)}", "results=mine", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert {p.name for p in out.iterdir()} >= {"mine.md", "mine.json"}
     return json.loads((out / "mine.json").read_text()) | {"markdown": (out / "mine.md").read_text()}
@@ -77,14 +77,14 @@ def test_an_image_list_selects_files_and_a_missing_one_is_a_clear_error(photos: 
     listing = tmp_path / "list.txt"
     listing.write_text("# one of the two\nface.bmp\n")
     out = tmp_path / "res"
-    result = invoke("bench", "kodak", "--data", str(photos), "--out", str(out), f"images={listing}", "anchors=jpeg", "pifs=0", "models=nc-q2")
+    result = invoke("bench", "kodak", "--data", str(photos), "--out", str(out), f"images={listing}", "anchors=jpeg", "pifs=false", "models=nc-q2")
     assert result.returncode == 0, result.stderr
     assert [r["image"] for r in json.loads((out / "kodak.json").read_text())["images"]] == ["face.bmp"]
 
     listing.write_text("face.bmp\nmissing.png\n")
-    result = invoke("bench", "kodak", "--data", str(photos), "--out", str(tmp_path / "res2"), f"images={listing}", "anchors=jpeg", "pifs=0")
+    result = invoke("bench", "kodak", "--data", str(photos), "--out", str(tmp_path / "res2"), f"images={listing}", "anchors=jpeg", "pifs=false")
     assert result.returncode != 0 and "error:" in result.stderr and "missing.png" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "res2").exists()
     # The validation split names files of train_images: elsewhere it is refused the same way.
-    result = invoke("bench", "kodak", "--data", str(photos), "--out", str(tmp_path / "res3"), "images=validation", "anchors=jpeg", "pifs=0")
+    result = invoke("bench", "kodak", "--data", str(photos), "--out", str(tmp_path / "res3"), "images=validation", "anchors=jpeg", "pifs=false")
     assert result.returncode != 0 and "--data" in result.stderr

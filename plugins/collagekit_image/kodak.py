@@ -13,7 +13,7 @@ section 4).
 * Anchors, each swept over its quality setting from below 0.1 bpp (where the codec can) to above 1 bpp:
   Pillow JPEG (``optimize=True``), WebP (``method=6``), JPEG 2000 (``mct=1``, rate sweep), AVIF (one
   thread), JPEG XL (libjxl through ``imagecodecs``, distance sweep, one thread), each if installed; PIFS
-  via the ``pifs`` codec (nearest-neighbour search, an RMS sweep; ``pifs=0`` skips it).
+  via the ``pifs`` codec (nearest-neighbour search, an RMS sweep; ``pifs=false`` skips it).
 * BD-PSNR and BD-rate of Neural Collage against every anchor (:mod:`collagekit.bjontegaard`, PCHIP):
   per image over the bpp interval both curves cover within 0.1-1.0 bpp, then the mean over the images
   where that interval exists (the headline); also on the set's mean curves ("curve of means"). And
@@ -24,7 +24,7 @@ section 4).
   encode time against the PIFS sweep's encode time interpolated (in log-time) at the same PSNR.
 
 Options: ``limit=N`` (first N images), ``repeats=R``, ``models=...``, ``anchors=jpeg,webp,...``,
-``pifs=0``, ``images=validation|FILE``, ``name=STEM`` (results file names; default ``kodak``, or
+``pifs=false``, ``images=validation|FILE``, ``results=STEM`` (results file names; default ``kodak``, or
 ``kodak_validation`` with ``images=validation``).
 """
 
@@ -184,7 +184,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     paths = image_paths(ctx.data, images)[: ctx.option("limit")]
     if not paths:
         raise CollagekitError(f"no image files in {ctx.data}")
-    name = ctx.option("name") or ("kodak_validation" if images == "validation" else "kodak")
+    name = ctx.option("results") or ("kodak_validation" if images == "validation" else "kodak")
     repeats = ctx.option("repeats")
     models = [m for m in (ctx.option("models") or ",".join(f"{QUALITY_PREFIX}{q}" for q in STORE.qualities())).split(",") if m]
     if not models:
