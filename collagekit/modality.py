@@ -53,5 +53,7 @@ def modality_for(path: str | Path, modalities: list[Modality]) -> Modality:
     for modality in modalities:
         if suffix in modality.suffixes:
             return modality
+    from collagekit.registry import choose_from
+
     known = sorted({s for m in modalities for s in m.suffixes})
-    raise CollagekitError(f"no installed modality reads {suffix or 'files without a suffix'!r} files; known: {', '.join(known)}")
+    raise CollagekitError(f"no installed modality reads {suffix or 'files without a suffix'!r} files; {choose_from('modality', known)}")
