@@ -9,12 +9,24 @@ A ``.clg`` file is a safetensors file (tensors only, nothing executable) whose m
 A codec registered under the header's ``codec`` name decodes it; the modality named in the header
 saves the decoded signal. Reading checks sizes before allocating and turns every malformation into a
 one-line :class:`CollagekitError`.
+
+Integrity: a second metadata entry ``crc32`` holds the CRC-32 (8 hex digits) of the header's JSON
+text followed by the tensor data, so a damaged byte anywhere in a file (a shape, a setting, a weight)
+is refused rather than decoded into something else. Files written before it existed carry no
+``crc32`` and still decode, unchecked; any other metadata entry is refused (a damaged key name must
+not pass for an old file). The CRC guards against damage, not against forgery: anyone can recompute it.
+
+Header values are checked before use with :func:`header_int`, :func:`header_number` and
+:func:`header_shape` (type, finiteness, range), and tensors with :meth:`Container.tensor` (dtype and
+shape): a header is data from anywhere.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,6 +49,9 @@ SUFFIX = ".clg"
 SIGNAL_ATTRS = "signal_attrs"
 MAX_FILE_BYTES = 1 << 30
 MAX_HEADER_BYTES = 1 << 22
+MAX_HEADER_DEPTH = 32  # nesting of the JSON header; collagekit's own headers use 4 levels
+CHECKSUM = "crc32"  # the metadata entry beside FORMAT
+MAX_TENSOR_DIMS = 8
 
 
 @dataclass
@@ -48,6 +63,49 @@ class Container:
         if key not in self.header:
             raise CollagekitError(f"corrupt .clg file: the header has no {key!r}")
         return self.header[key]
+
+    def tensor(self, key: str, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> Tensor:
+        """The tensor ``key``, refused unless it has exactly this shape and dtype (a float32 tensor
+        relabelled int32 has the same bytes and would otherwise be read as other numbers)."""
+        t = self.tensors.get(key)
+        if t is None or tuple(t.shape) != tuple(shape) or t.dtype != dtype:
+            found = "missing" if t is None else f"{str(t.dtype).removeprefix('torch.')} {tuple(t.shape)}"
+            raise CollagekitError(f"corrupt .clg file: tensor {key!r} should be {str(dtype).removeprefix('torch.')} {tuple(shape)}, found {found}")
+        if t.dtype.is_floating_point and not bool(torch.isfinite(t).all()):
+            raise CollagekitError(f"corrupt .clg file: tensor {key!r} holds NaN or infinite values")
+        return t
+
+
+# ---------------------------------------------------------------- header values
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def header_int(value: Any, what: str, lo: int, hi: int) -> int:
+    """A header integer in ``[lo, hi]`` (not a bool, not a float that happens to be whole)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise CollagekitError(f"corrupt .clg file: {what} must be an integer from {lo:,} to {hi:,}, got {_shown(value)}")
+    return value
+
+
+def header_number(value: Any, what: str, lo: float, hi: float) -> float:
+    """A finite header number in ``[lo, hi]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
+        raise CollagekitError(f"corrupt .clg file: {what} must be a number from {lo:g} to {hi:g}, got {_shown(value)}")
+    return float(value)
+
+
+def header_shape(value: Any, what: str, ndim: int | tuple[int, ...], max_elements: int) -> tuple[int, ...]:
+    """A list of ``ndim`` positive integers (``ndim``: a count or the allowed counts) whose product is at
+    most ``max_elements``."""
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if not isinstance(value, list) or len(value) not in allowed:
+        raise CollagekitError(f"corrupt .clg file: {what} must be a list of {' or '.join(map(str, allowed))} sizes, got {_shown(value)}")
+    shape = tuple(header_int(v, what, 1, max_elements) for v in value)
+    if math.prod(shape) > max_elements:
+        raise CollagekitError(f"corrupt .clg file: {what} {list(shape)} holds more than {max_elements:,} values")
+    return shape
 
 
 class Codec(Protocol):
@@ -89,7 +147,48 @@ def to_bytes(container: Container) -> bytes:
     header = {"format": FORMAT, "version": VERSION, **container.header}
     tensors = {k: v.detach().contiguous().cpu() for k, v in container.tensors.items()}
     # Compact JSON: the header counts in every honest bits-per-pixel figure.
-    return save_tensors(tensors, metadata={FORMAT: json.dumps(header, sort_keys=True, separators=(",", ":"))})
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    # The data section does not depend on the metadata: serialise once without it to checksum it.
+    data = _data_section(save_tensors(tensors))
+    return save_tensors(tensors, metadata={FORMAT: text, CHECKSUM: _checksum(text, data)})
+
+
+def _data_section(blob: bytes) -> bytes:
+    (header_len,) = struct.unpack("<Q", blob[:8])
+    return blob[8 + header_len :]
+
+
+def _checksum(header: str, data: bytes) -> str:
+    return f"{zlib.crc32(data, zlib.crc32(header.encode())):08x}"
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion (a hostile header may nest thousands deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_HEADER_DEPTH:
+            break
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"non-finite number {text}")
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"non-finite number {text}")
+
+
+def _sizes(value: Any) -> bool:
+    """Whether a safetensors shape or offset pair is a list of non-negative integers."""
+    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
 
 
 def write_container(path: str | Path, container: Container) -> int:
@@ -112,11 +211,20 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> Container:
     try:
         raw = json.loads(data[8 : 8 + header_len])
         meta = raw.get("__metadata__") or {}
-        header = json.loads(meta[FORMAT])
+        text = meta[FORMAT]
+        # Infinity, NaN and numbers too large for a float (1e999) are never valid header values.
+        header = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise bad("its header is nested too deeply") from None
     except (ValueError, KeyError, TypeError, AttributeError):
         raise bad("no collagekit header") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise bad("no collagekit header")
+    if _depth(header) > MAX_HEADER_DEPTH:
+        raise bad(f"its header is nested more than {MAX_HEADER_DEPTH} levels deep")
+    unknown = sorted(set(meta) - {FORMAT, CHECKSUM})
+    if unknown:
+        raise bad(f"unknown metadata {', '.join(map(repr, unknown))} (damaged?)")
     version = header.get("version")
     if version != VERSION:
         raise bad(f"format version {version!r} is not supported by this collagekit (reads version {VERSION})")
@@ -124,15 +232,15 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> Container:
     for name, spec in raw.items():
         if name == "__metadata__":
             continue
-        try:
-            start, end = spec["data_offsets"]
-            count = 1
-            for dim in spec["shape"]:
-                count *= int(dim)
-        except (KeyError, TypeError, ValueError):
-            raise bad(f"tensor {name!r} is described wrongly") from None
-        if not 0 <= start <= end <= len(data) - 8 - header_len or count < 0:
+        offsets = spec.get("data_offsets") if isinstance(spec, dict) else None
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        if not (_sizes(offsets) and len(offsets) == 2 and _sizes(shape) and len(shape) <= MAX_TENSOR_DIMS):
+            raise bad(f"tensor {name!r} is described wrongly")
+        start, end = offsets
+        if not start <= end <= len(data) - 8 - header_len:
             raise bad(f"tensor {name!r} lies outside the file (truncated?)")
+    if CHECKSUM in meta and meta[CHECKSUM] != _checksum(text, data[8 + header_len :]):
+        raise bad("its checksum does not match its contents (the file is damaged)")
     try:
         tensors = load_tensors(data)
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types

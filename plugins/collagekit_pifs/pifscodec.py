@@ -10,15 +10,15 @@ The search runs on the CPU for now (it is plain batched tensor code, but has not
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from collagekit import budget
 from collagekit.codec import as_tensor, decode_symbols, encode_symbols, from_tensor
 from collagekit.colour import rgb_to_ycbcr, ycbcr_to_rgb
-from collagekit.container import Container, reject_options
+from collagekit.container import Container, header_int, header_shape, reject_options
 from collagekit.errors import CollagekitError
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit.registry import plugin_versions
@@ -146,13 +146,12 @@ def read_code(container: Container) -> tuple[list, PifsParams, dict[str, Any]]:
 
     params = PifsParams.from_header(container.require("pifs"))
     signal = container.require("signal")
-    try:
-        channels = int(signal["channels"])
-        spatial = tuple(int(v) for v in signal["spatial"])
-    except (KeyError, TypeError, ValueError):
-        raise bad("the signal's shape is malformed") from None
-    if channels not in (1, 3) or len(spatial) != 2 or min(spatial) < 1 or channels * math.prod(spatial) > DEFAULT_MAX_ELEMENTS:
-        raise bad(f"implausible PIFS image shape {(channels, *spatial)}")
+    if not isinstance(signal, dict):
+        raise bad("the signal's shape is malformed")
+    channels = header_int(signal.get("channels"), "signal.channels", 1, 3)
+    spatial = header_shape(signal.get("spatial"), "signal.spatial", 2, DEFAULT_MAX_ELEMENTS // channels)
+    if channels == 2:
+        raise bad("a PIFS image has 1 or 3 channels, not 2")
     colour = container.require("colour")
     if (channels == 1) != (colour == "grey") or colour not in ("grey", *COLOURS):
         raise bad(f"colour {colour!r} does not fit {channels} channel(s)")
@@ -197,11 +196,28 @@ def decode_image(
     elements = len(codes) * h * w * scale * scale
     if elements > DEFAULT_MAX_ELEMENTS:
         raise CollagekitError(f"decoding at scale {scale} needs {elements:,} values, above the limit of {DEFAULT_MAX_ELEMENTS:,}")
+    budget.check(decode_bytes(len(codes), info["padded"], scale, method), f"decoding at scale {scale}", "use a smaller scale")
     z, stats = solve(codes, params, info["padded"], info["top"], scale, device, method=method, tol=tol, max_iter=max_iter)
     z = z[..., : h * scale, : w * scale]
     if info["colour"] == "ycbcr":
         z = ycbcr_to_rgb(z)
     return z.clamp(0.0, 1.0), stats
+
+
+# Bytes per decoded value (all channels, padded size): the map (an int64 gather index, float32
+# contrast and brightness), the index temporaries of building one level of one channel (int64 corner
+# and offset grids), and per float32 value of the iterate: the solver's buffers, the pooled and
+# gathered iterate, the colour transform and the writer's copies.
+MAP_BYTES = 16
+LEVEL_BYTES = 64
+STEP_COPIES = 3
+
+
+def decode_bytes(channels: int, padded: tuple[int, int], scale: int, method: str) -> int:
+    """Peak working memory of :func:`decode_image` and writing the result."""
+    values = channels * padded[0] * padded[1] * scale * scale
+    copies = budget.solver_copies({"method": method}) + STEP_COPIES + budget.SAVE_COPIES
+    return MAP_BYTES * values + LEVEL_BYTES * values // channels + budget.FLOAT * copies * values
 
 
 def contraction_bound(codes: list, params: PifsParams) -> float:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
+from collagekit import budget
 from collagekit.container import read_container, write_container
 from collagekit.errors import CollagekitError
 from collagekit.metrics import write_metrics
@@ -51,7 +52,7 @@ class PointCloudFractalize(Task):
         from collagekit_pointcloud.chamfer import chamfer
         from collagekit_pointcloud.cloudio import POINTCLOUD, Normalisation, save_cloud
         from collagekit_pointcloud.fit import fit_ifs
-        from collagekit_pointcloud.ifscodec import IFSCodec, pack, render, unpack
+        from collagekit_pointcloud.ifscodec import RENDER_BYTES_PER_POINT, IFSCodec, pack, render, unpack
 
         cfg, device = self.config, self.ctx.device
         settings = cfg.fit
@@ -66,6 +67,7 @@ class PointCloudFractalize(Task):
         points = (cfg.points or n) * cfg.scale
         if points > MAX_POINTS:
             raise CollagekitError(f"{points:,} points to render is above the limit of {MAX_POINTS:,}")
+        budget.check(RENDER_BYTES_PER_POINT * points, f"rendering {points:,} points", "ask for fewer points")
         normalisation = Normalisation.of(xyz)
         unit = normalisation.forward(xyz).to(device)
 
