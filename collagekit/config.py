@@ -32,10 +32,15 @@ def slot_default(name: str, **fields: Any) -> Any:
     return Field(default_factory=lambda: {"name": name, **fields}, validate_default=True)
 
 
+# Seeds are 64-bit for torch's generators; tasks derive a few more seeds by adding small numbers.
+MAX_SEED = 2**63 - 1
+
+
 class StrictModel(BaseModel):
     # Unknown keys are errors (typos must not pass silently); a number where text is expected is taken
     # as its text, as YAML users expect (``version: 1``, ``model_version=2`` on the command line).
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    # Infinity and NaN are never a setting (``lr: .inf`` would fit NaNs).
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, allow_inf_nan=False)
 
 
 class CollageConfig(StrictModel):

@@ -1,8 +1,19 @@
-"""Output files appear whole or not at all."""
+"""Output files appear whole or not at all.
+
+A file is written to a hidden temporary beside it, ``.<stem>.<pid>.<random>.part<suffix>``, and moved
+into place only when complete. An error, Ctrl-C or SIGTERM (the CLI turns it into an exception)
+removes the temporary; SIGKILL or a power cut cannot be caught and leave it behind. Such leftovers
+never pass for outputs (hidden, ``.part`` in the name), and the next write of the same output removes
+those whose process (the pid in the name) no longer runs on this machine; ``rm .*.part.*`` in the
+output folder removes them by hand.
+"""
 
 from __future__ import annotations
 
+import glob
 import os
+import re
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,23 +27,48 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
 
     The temporary file keeps ``path``'s suffix so writers that pick a format by suffix (Pillow) work.
+    An OSError while writing (no permission, disk full) is a one-line CollagekitError.
     """
     path = Path(path)
     if path.is_dir():
         raise CollagekitError(f"output {str(path)!r} is a directory; give a file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_parts(path)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}.", suffix=f".part{path.suffix}", dir=path.parent)
     except OSError as exc:
-        raise CollagekitError(f"cannot create the folder for {str(path)!r}: {exc.strerror}") from None
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+        raise CollagekitError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
         os.replace(tmp, path)
+    except OSError as exc:
+        raise CollagekitError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _remove_stale_parts(path: Path) -> None:
+    """Remove temporaries of ``path`` left by killed runs: those whose pid no longer runs here."""
+    pattern = re.compile(rf"\.{re.escape(path.stem)}\.(\d+)\.[^.]+\.part{re.escape(path.suffix)}")
+    for leftover in path.parent.glob(f".{glob.escape(path.stem)}.*.part{glob.escape(path.suffix)}"):
+        match = pattern.fullmatch(leftover.name)
+        if match and not _running(int(match.group(1))):
+            leftover.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: alive
+    return True
 
 
 def check_input(path: str | Path, what: str = "input") -> Path:
@@ -48,3 +84,29 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextmanager
+def native_output() -> Iterator[list[str]]:
+    """Capture what native libraries print on file descriptors 1 and 2 while the block runs (open3d's
+    ``RPly: ...`` and ``[Open3D Error]``, libmpg123's notes): the yielded list receives the non-empty
+    lines when the block ends, for the caller to fold into its own one-line message or to drop."""
+    lines: list[str] = []
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no standard streams at all: nothing to capture
+        yield lines
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            lines.extend(line.strip() for line in sink.read().decode(errors="replace").splitlines() if line.strip())

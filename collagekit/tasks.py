@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 
-from collagekit.config import StrictModel
+from collagekit.config import MAX_SEED, StrictModel
 from collagekit.errors import CollagekitError
 from collagekit.registry import Registry
 
@@ -20,7 +20,7 @@ class TaskConfig(StrictModel):
     """Base of every task's Config. Subclasses declare ``task: Literal["their-name"] = "their-name"``."""
 
     task: str
-    seed: int = Field(0, description="random seed for everything the task draws")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed for everything the task draws")
     device: str = Field("auto", description="auto | cpu | cuda[:N]")
 
 

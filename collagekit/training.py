@@ -32,7 +32,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from collagekit.config import StrictModel
+from collagekit.config import MAX_SEED, StrictModel
 from collagekit.errors import CollagekitError
 from collagekit.fileio import atomic_output
 from collagekit.progress import progress_bar
@@ -53,7 +53,7 @@ class TrainingConfig(StrictModel):
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     warmup_steps: int = Field(0, ge=0, description="linear warm-up from 0 to lr")
     grad_clip: float | None = Field(1.0, gt=0, description="clip the gradient's global norm; null = off")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the data stream and initialisation")
     checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (and one at the end)")
     log_every: int = Field(25, ge=1, description="steps averaged into one history entry")
     resume: bool = Field(True, description="continue from the checkpoint in the output folder, if there is one")

@@ -33,6 +33,9 @@ def load_image(path: Path, max_elements: int) -> Tensor:
                     f"{path} has {width}x{height}x{channels} values, above the limit of {max_elements:,}"
                 )
             peak = 65535.0 if image.mode in WIDE_GREY_MODES else 255.0
+            if image.mode in ("I", "F"):
+                image.load()
+                _check_range(path, image.mode, np.asarray(image), peak)
             if peak == 255.0:
                 image = image.convert("L" if channels == 1 else "RGB")
             image.load()
@@ -47,6 +50,22 @@ def load_image(path: Path, max_elements: int) -> Tensor:
     tensor = torch.from_numpy(array)
     tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)
     return tensor[None].contiguous()
+
+
+def _check_range(path: Path, mode: str, raw: np.ndarray, peak: float) -> None:
+    """32-bit integer and float pixels can hold anything: refuse values outside [0, peak] (or not finite)
+    instead of clipping them into a flat image."""
+    if raw.size == 0:
+        return
+    if not np.isfinite(raw).all():
+        raise CollagekitError(f"{path} holds NaN or infinite pixel values")
+    lo, hi = raw.min(), raw.max()
+    if lo < 0 or hi > peak:
+        kind = "32-bit integer" if mode == "I" else "floating-point"
+        raise CollagekitError(
+            f"{path} is a {kind} image with values from {lo:g} to {hi:g}; collagekit reads values 0 to {peak:g} "
+            f"({'16-bit' if mode == 'I' else '8-bit'} levels): rescale it, e.g. to a 16-bit PNG"
+        )
 
 
 def save_image(z: Tensor, path: Path) -> None:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from collagekit.errors import CollagekitError
-from collagekit.fileio import atomic_output
+from collagekit.fileio import atomic_output, native_output
 from collagekit.modality import Modality
 
 CLOUD_SUFFIXES = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts")
@@ -115,7 +115,8 @@ def load_cloud(path: Path, max_elements: int) -> Tensor:
         raise CollagekitError(f"{path} declares {declared:,} points, above the limit of {max_points:,} (max_elements / 3)")
     o3d = open3d()
     colours = None
-    mesh = o3d.io.read_triangle_mesh(str(path)) if suffix in MESH_SUFFIXES or suffix == ".ply" else None
+    with native_output() as chatter:  # open3d's readers print their own complaints ("RPly: ...")
+        mesh = o3d.io.read_triangle_mesh(str(path)) if suffix in MESH_SUFFIXES or suffix == ".ply" else None
     if mesh is not None and len(mesh.triangles) > 0:
         vertices, triangles = np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.triangles)
         if triangles.max(initial=-1) >= len(vertices) or triangles.min(initial=0) < 0:
@@ -124,14 +125,16 @@ def load_cloud(path: Path, max_elements: int) -> Tensor:
             raise CollagekitError(f"{path} holds NaN or infinite coordinates")
         points = _sample_mesh(vertices, triangles, min(max_points, max(MESH_SAMPLES, len(vertices))))
     elif suffix in MESH_SUFFIXES:
-        raise CollagekitError(f"{path} could not be read as a mesh (no triangles found)")
+        raise CollagekitError(f"{path} could not be read as a mesh (no triangles found{_said(chatter)})")
     else:
-        cloud = o3d.io.read_point_cloud(str(path))
+        with native_output() as more:
+            cloud = o3d.io.read_point_cloud(str(path))
+        chatter += more
         points = np.asarray(cloud.points, dtype=np.float64)
         if cloud.has_colors() and len(cloud.colors) == len(points):
             colours = np.asarray(cloud.colors, dtype=np.float64)
     if len(points) == 0:
-        raise CollagekitError(f"{path} holds no points (empty, or not a {suffix} file open3d can read)")
+        raise CollagekitError(f"{path} holds no points (empty, or not a {suffix} file open3d can read{_said(chatter)})")
     if len(points) > max_points:
         raise CollagekitError(f"{path} has {len(points):,} points, above the limit of {max_points:,} (max_elements / 3)")
     if not np.isfinite(points).all():
@@ -159,8 +162,15 @@ def save_cloud(data: Tensor, path: Path) -> None:
     if array.shape[1] == 6:
         cloud.colors = o3d.utility.Vector3dVector(np.ascontiguousarray(np.clip(array[:, 3:], 0, 1)))
     with atomic_output(path) as tmp:
-        if not o3d.io.write_point_cloud(str(tmp), cloud, write_ascii=False, compressed=False):
-            raise CollagekitError(f"open3d could not write {path}")
+        with native_output() as chatter:
+            written = o3d.io.write_point_cloud(str(tmp), cloud, write_ascii=False, compressed=False)
+        if not written:
+            raise CollagekitError(f"open3d could not write {path}{_said(chatter)}")
+
+
+def _said(chatter: list[str]) -> str:
+    """What open3d printed, folded into our one line (its first message)."""
+    return f"; open3d said: {chatter[0]}" if chatter else ""
 
 
 def label_colours(labels: Tensor, maps: int) -> Tensor:
