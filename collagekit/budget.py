@@ -183,14 +183,15 @@ def collage_decode_bytes(geometry: CollageGeometry, batch: int, scale: int, solv
 
 def collage_fit_bytes(geometry: CollageGeometry, batch: int, solver: Mapping[str, Any]) -> int:
     """Peak working memory of fitting ``batch`` signals' parameters by gradient descent through the
-    fixed point (implicit gradients): the forward solve, two one-step graphs, the adjoint solve, and
-    the parameters with their gradients and Adam's two moments."""
+    fixed point (implicit gradients): one solve's buffers at a time (the forward solve's, then the
+    adjoint solve's), two one-step graphs kept for backward and one step running, and the parameters
+    with their gradients and Adam's two moments."""
     signal = batch * geometry.padded()
     step = signal * STEP_COPIES + 2 * batch * (geometry.dependent + geometry.constant) * geometry.cell
     step += batch * geometry.domains * geometry.domain_cell
     weights = batch * geometry.ranges * geometry.dependent * 3
     values = (
-        2 * signal * solver_copies(solver)  # the forward solve's buffers, then the adjoint solve's
+        signal * solver_copies(solver)
         + 3 * (step + weights)  # two graphs kept for backward, and one step running
         + 4 * batch * geometry.params()  # parameters, gradients, Adam's moments
         + SAVE_COPIES * signal

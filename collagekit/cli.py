@@ -160,8 +160,14 @@ def decompress(
 
     registry = _registry()
     container = read_container(file)
-    codec = registry.get("codec", str(container.require("codec")))
-    modality = registry.get("modality", str(container.require("modality")))
+    for kind in ("codec", "modality"):
+        name = container.require(kind)
+        if not isinstance(name, str) or name not in registry.names(kind):
+            makers = container.header.get("created_by")
+            writers = ", ".join(f"{k} {v}" for k, v in makers.items()) if isinstance(makers, dict) else "unknown"
+            raise CollagekitError(f"this file needs the {kind} {str(name)[:40]!r}, which no loaded plugin provides; it was written by: {writers[:200]}")
+    codec = registry.get("codec", container.header["codec"])
+    modality = registry.get("modality", container.header["modality"])
     if output.suffix.lower() not in modality.suffixes:
         raise CollagekitError(f"output {str(output)!r} must end in one of {', '.join(modality.suffixes)}")
     attrs = container.header.get(SIGNAL_ATTRS, {})
@@ -322,8 +328,9 @@ def schema() -> None:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    if issubclass(category, PluginLoadWarning):
-        sys.stderr.write(f"warning: {message}\n")
+    """Warnings read like errors: one ``warning: ...`` line (with COLLAGEKIT_DEBUG, Python's own format)."""
+    if issubclass(category, PluginLoadWarning) or os.environ.get("COLLAGEKIT_DEBUG", "") in ("", "0"):
+        sys.stderr.write(f"warning: {_one_line(str(message))}\n")
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
 

@@ -11,8 +11,8 @@ saves the decoded signal. Reading checks sizes before allocating and turns every
 one-line :class:`CollagekitError`.
 
 Integrity: a second metadata entry ``crc32`` holds the CRC-32 (8 hex digits) of the header's JSON
-text followed by the tensor data, so a damaged byte anywhere in a file (a shape, a setting, a weight)
-is refused rather than decoded into something else. Files written before it existed carry no
+text, the tensors' descriptions (name, dtype, shape, offsets) and the tensor data, so a damaged byte
+anywhere in a file (a shape, a setting, a weight) is refused rather than decoded into something else. Files written before it existed carry no
 ``crc32`` and still decode, unchecked; any other metadata entry is refused (a damaged key name must
 not pass for an old file). The CRC guards against damage, not against forgery: anyone can recompute it.
 
@@ -148,18 +148,19 @@ def to_bytes(container: Container) -> bytes:
     tensors = {k: v.detach().contiguous().cpu() for k, v in container.tensors.items()}
     # Compact JSON: the header counts in every honest bits-per-pixel figure.
     text = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    # The data section does not depend on the metadata: serialise once without it to checksum it.
-    data = _data_section(save_tensors(tensors))
-    return save_tensors(tensors, metadata={FORMAT: text, CHECKSUM: _checksum(text, data)})
+    # The tensor table and data do not depend on the metadata: serialise once without it to checksum them.
+    plain = save_tensors(tensors)
+    (table_len,) = struct.unpack("<Q", plain[:8])
+    table = json.loads(plain[8 : 8 + table_len])
+    return save_tensors(tensors, metadata={FORMAT: text, CHECKSUM: _checksum(text, table, plain[8 + table_len :])})
 
 
-def _data_section(blob: bytes) -> bytes:
-    (header_len,) = struct.unpack("<Q", blob[:8])
-    return blob[8 + header_len :]
-
-
-def _checksum(header: str, data: bytes) -> str:
-    return f"{zlib.crc32(data, zlib.crc32(header.encode())):08x}"
+def _checksum(header: str, table: dict[str, Any], data: bytes) -> str:
+    """CRC-32 of the header text, every tensor's description (name, dtype, shape, place) and the data."""
+    described = "".join(
+        f"{name}\0{spec['dtype']}\0{spec['shape']}\0{spec['data_offsets']}\n" for name, spec in sorted(table.items()) if name != "__metadata__"
+    )
+    return f"{zlib.crc32(data, zlib.crc32((header + described).encode())):08x}"
 
 
 def _depth(value: Any) -> int:
@@ -175,15 +176,19 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+class NonFinite(ValueError):
+    """A header number that is not finite (its text is the message)."""
+
+
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"non-finite number {text}")
+        raise NonFinite(text[:40])
     return value
 
 
 def _no_constant(text: str) -> Any:
-    raise ValueError(f"non-finite number {text}")
+    raise NonFinite(text)
 
 
 def _sizes(value: Any) -> bool:
@@ -214,8 +219,10 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> Container:
         text = meta[FORMAT]
         # Infinity, NaN and numbers too large for a float (1e999) are never valid header values.
         header = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
-    except RecursionError:
-        raise bad("its header is nested too deeply") from None
+    except RecursionError:  # deeper than Python's json parser goes: far above the limit
+        raise bad(f"its header is nested more than {MAX_HEADER_DEPTH} levels deep") from None
+    except NonFinite as exc:
+        raise bad(f"its header holds the non-finite number {exc}") from None
     except (ValueError, KeyError, TypeError, AttributeError):
         raise bad("no collagekit header") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
@@ -234,12 +241,13 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> Container:
             continue
         offsets = spec.get("data_offsets") if isinstance(spec, dict) else None
         shape = spec.get("shape") if isinstance(spec, dict) else None
-        if not (_sizes(offsets) and len(offsets) == 2 and _sizes(shape) and len(shape) <= MAX_TENSOR_DIMS):
+        dtype = spec.get("dtype") if isinstance(spec, dict) else None
+        if not (isinstance(dtype, str) and _sizes(offsets) and len(offsets) == 2 and _sizes(shape) and len(shape) <= MAX_TENSOR_DIMS):
             raise bad(f"tensor {name!r} is described wrongly")
         start, end = offsets
         if not start <= end <= len(data) - 8 - header_len:
             raise bad(f"tensor {name!r} lies outside the file (truncated?)")
-    if CHECKSUM in meta and meta[CHECKSUM] != _checksum(text, data[8 + header_len :]):
+    if CHECKSUM in meta and meta[CHECKSUM] != _checksum(text, raw, data[8 + header_len :]):
         raise bad("its checksum does not match its contents (the file is damaged)")
     try:
         tensors = load_tensors(data)

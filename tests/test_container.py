@@ -94,7 +94,7 @@ def test_tampered_shapes_are_caught(valid_file: bytes) -> None:
         _decode(to_bytes(container))
     container = from_bytes(valid_file)
     container.header["collage"]["partitioner"]["name"] = "nonesuch"
-    with pytest.raises(CollagekitError, match="needs the partitioner 'nonesuch', which no installed plugin provides"):
+    with pytest.raises(CollagekitError, match="needs the partitioner 'nonesuch', which no loaded plugin provides; it was written by: collagekit test"):
         _decode(to_bytes(container))
     container = from_bytes(valid_file)
     del container.header["collage"]["pooler"]
