@@ -213,6 +213,9 @@ def mutate_file(data, blob: bytes) -> tuple[bytes, str, bool]:
         path = data.draw(st.sampled_from(paths), label="path")
         delete = data.draw(st.booleans(), label="delete") and isinstance(path[-1], str)
         value = None if delete else data.draw(hostile_values(), label="value")
+        if not delete and data.draw(st.integers(0, 4), label="add a key?") == 0:  # a new key beside the chosen one
+            mappings = [p[:-1] for p in paths if isinstance(p[-1], str)]
+            path = (*data.draw(st.sampled_from(mappings), label="in"), data.draw(st.sampled_from(["scale", "z", "path", "name", "extra"]), label="key"))
         _set(parsed.header, path, value, delete)
         try:
             return parsed.to_bytes(), f"header {'.'.join(map(str, path))} {'deleted' if delete else '= ' + repr(value)[:80]}", False

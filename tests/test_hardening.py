@@ -213,6 +213,7 @@ def _ifs_container() -> Container:
         ("pifs", ("signal", "spatial"), [64.0, 64], "signal.spatial must be an integer"),
         ("grid-collage", ("signal", "spatial"), Deep(1000), "nested more than 32 levels"),
         ("ifs", ("normalisation", "extent"), 1e308, "normalisation.extent must be a number from 0 to 1e+30"),
+        ("audio-collage", ("signal_attrs", "scale"), 2, "its signal attributes hold 'scale'"),
     ],
 )
 def test_hostile_header_values_are_one_line_errors(tmp_path: Path, seeds: dict[str, Path], codec, path, value, message) -> None:
