@@ -93,6 +93,7 @@ def prepare(tmp: Path) -> None:
     sliding = ["collage.partitioner.domain_size=16", "collage.partitioner.domain_stride=8", "collage.auxiliary=[{name: learned, count: 8}]"]
     _collagekit("fractalize", str(DATA / "kodim05_64.png"), "-o", str(tmp / "slide.png"), *sliding, *FAST_FIT)
     _collagekit("compress", str(image), "-o", str(tmp / "nc.clg"))
+    _collagekit("compress", str(image), "-o", str(tmp / "nc_plain.clg"), "-O", "rdo=false")  # keeps the domain weights: longer solves
     _collagekit("compress", str(image), "-o", str(tmp / "pifs.clg"), "--method", "pifs")
     _collagekit("compress", str(DATA / "trumpet_stereo_100ms.flac"), "-o", str(tmp / "audio.clg"))
 
@@ -115,10 +116,15 @@ def cases(tmp: Path, quick: bool) -> list[dict[str, Any]]:
         out.append({"name": f"fractalize fit + decode, {image}", "args": args, "warm": warm})
     for scale in (1, 4) if quick else (1, 2, 4):
         out.append(decode(f"neural-collage 256x256 RGB, scale {scale}", "nc.clg", ".png", scale))
+    for scale in () if quick else (1, 4):
+        out.append(decode(f"neural-collage 256x256 RGB without rate-distortion choice (rdo=false), scale {scale}", "nc_plain.clg", ".png", scale))
     for scale in (1, 4) if quick else (1, 4, 8):
         out.append(decode(f"pifs 256x256 RGB, scale {scale}", "pifs.clg", ".png", scale))
     for scale in (1, 16) if quick else (1, 16, 64):
         out.append(decode(f"audio-collage 0.1 s stereo 44.1 kHz, scale {scale}", "audio.clg", ".wav", scale))
+    for n, scale in ((16, 8),) if quick else ((16, 8), (64, 16)):
+        args = ["sample", "mnist", "--n", str(n), "--scale", str(scale), "-o", str(tmp / "samples.png")]
+        out.append({"name": f"Collage VAE, {n} samples at scale {scale}", "args": args, "warm": ["sample", "mnist", "--n", "4", "-o", str(tmp / "warm.png")]})
     return out
 
 

@@ -15,6 +15,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from collagekit import budget
 from collagekit.errors import CollagekitError
 from collagekit.fileio import atomic_output
 from collagekit.metrics import to_uint8
@@ -32,6 +33,11 @@ def decode_chunked(model: HierarchicalVAE, w: Tensor, scale: int) -> Tensor:
     return torch.cat([model.decode(chunk, scale).cpu() for chunk in w.split(step)])
 
 
+# Peak bytes per output value of sampling: the float32 samples, their float64 copies on the way to
+# 8 bits, the 8-bit tiles and the grid's canvas; on top, one chunk's decode (solver buffers included).
+OUTPUT_BYTES_PER_VALUE = 4 + 16 + 2
+
+
 def check_budget(n: int, scale: int, max_elements: int = DEFAULT_MAX_ELEMENTS) -> None:
     if not 1 <= n <= MAX_SAMPLES:
         raise CollagekitError(f"--n must lie in 1..{MAX_SAMPLES}, got {n}")
@@ -40,6 +46,8 @@ def check_budget(n: int, scale: int, max_elements: int = DEFAULT_MAX_ELEMENTS) -
         raise CollagekitError(
             f"{n} samples at scale {scale} are {values:,} pixels, above the limit of {max_elements:,}; use fewer or a smaller scale"
         )
+    chunk = budget.FLOAT * (budget.solver_copies({"method": "anderson"}) + budget.STEP_COPIES) * min(values, CHUNK_VALUES)
+    budget.check(OUTPUT_BYTES_PER_VALUE * values + chunk, f"drawing {n} samples at scale {scale}", "draw fewer or use a smaller scale")
 
 
 def sample(model: HierarchicalVAE, n: int, scale: int = 1, seed: int = 0) -> Tensor:
