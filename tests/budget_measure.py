@@ -88,6 +88,7 @@ def prepare(tmp: Path) -> None:
 
     image = REPO / "plugins" / "collagekit_image" / "samples" / "kodim23_256.png"
     Image.open(image).resize((128, 128)).save(tmp / "rgb128.png")
+    Image.open(image).resize((512, 512)).save(tmp / "rgb512.png")
     Image.open(image).convert("L").save(tmp / "grey256.png")
     _collagekit("fractalize", str(DATA / "kodim05_64.png"), "-o", str(tmp / "frac.png"), *FAST_FIT)
     sliding = ["collage.partitioner.domain_size=16", "collage.partitioner.domain_stride=8", "collage.auxiliary=[{name: learned, count: 8}]"]
@@ -109,7 +110,7 @@ def cases(tmp: Path, quick: bool) -> list[dict[str, Any]]:
         out.append(decode(f"grid-collage 64x64 RGB, full domain + dihedral, scale {scale}", "frac.clg", ".png", scale))
     for scale in (1, 8) if quick else (1, 8, 16):
         out.append(decode(f"grid-collage 64x64 RGB, 16-px domains every 8 + 8 learned patches, scale {scale}", "slide.clg", ".png", scale))
-    for image in (("rgb128.png",) if quick else ("rgb128.png", "grey256.png", "kodim23_256.png")):
+    for image in (("rgb128.png",) if quick else ("rgb128.png", "grey256.png", "kodim23_256.png", "rgb512.png")):
         source = tmp / image if image != "kodim23_256.png" else REPO / "plugins" / "collagekit_image" / "samples" / image
         args = ["fractalize", str(source), "-o", str(tmp / f"fit_{image}"), *FAST_FIT]
         warm = ["fractalize", str(DATA / "kodim15_grey_48x40.png"), "-o", str(tmp / "warm.png"), *FAST_FIT]

@@ -332,11 +332,22 @@ def degenerate_audio(data, folder: Path) -> Path:
 
 
 # ---------------------------------------------------------------- running one example
+PROC = Path("/proc/self/status").exists()  # Linux: memory is measured; elsewhere it reads 0
+
+
 def _kib(field: str) -> int:
+    if not PROC:
+        return 0
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+def _reset_peak() -> None:
+    """Make the kernel's peak-RSS mark (VmHWM) the current RSS."""
+    if PROC:
+        Path("/proc/self/clear_refs").write_text("5")
 
 
 @dataclass
@@ -361,7 +372,7 @@ def run_cli(args: list[str]) -> Outcome:
         os.dup2(fd_err.fileno(), 2)
         out, err = io.StringIO(), io.StringIO()
         before = _kib("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")
+        _reset_peak()
         started = time.perf_counter()
         try:
             with redirect_stdout(out), redirect_stderr(err):
@@ -608,8 +619,8 @@ def run(classes: list[str], examples: int, seed: int | None) -> dict[str, Any]:
             else:
                 stats = fuzz_degenerate(name_.split(":")[1], work, settings_)
             results[name_] = {**stats.as_json(), "seconds": round(time.perf_counter() - started, 1)}
-    return {"classes": results, "baseline_mib": round(baseline, 1), "peak_mib": round(_kib("VmPeak") / 1024, 1),
-            "limit": LIMIT, "examples_per_class": examples, "seed": seed}
+    return {"classes": results, "baseline_mib": round(baseline, 1), "peak_rss_mib": round(_kib("VmHWM") / 1024, 1),
+            "memory_measured": PROC, "limit": LIMIT, "examples_per_class": examples, "seed": seed}
 
 
 def child_environment() -> dict[str, str]:

@@ -26,7 +26,7 @@ def test_every_hostile_input_ends_cleanly(fuzzed: dict, name: str) -> None:
     result = fuzzed["classes"][name]
     assert result["failure"] is None, result["failure"]
     assert result["examples"] == EXAMPLES
-    assert result["max_mib"] <= LIMIT_MIB + SLACK_MIB
+    assert result["max_mib"] <= LIMIT_MIB + SLACK_MIB  # measured where /proc exists (Linux), else 0
 
 
 def test_the_fuzzer_reaches_both_outcomes(fuzzed: dict) -> None:

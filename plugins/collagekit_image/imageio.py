@@ -45,8 +45,11 @@ def load_image(path: Path, max_elements: int) -> Tensor:
         raise CollagekitError(f"{path} is not an image that Pillow can read safely") from None
     except OSError as exc:
         raise CollagekitError(f"{path} could not be read as an image: {exc}") from None
-    # 16-bit grey keeps its full range (Pillow's own conversion to "L" would clip it at 255).
-    array = np.clip(np.asarray(image, dtype=np.float32) / peak, 0.0, 1.0)
+    # 16-bit grey keeps its full range (Pillow's own conversion to "L" would clip it at 255). In place:
+    # one float32 copy of a large image, not three.
+    array = np.array(image, dtype=np.float32)
+    array /= peak
+    np.clip(array, 0.0, 1.0, out=array)
     tensor = torch.from_numpy(array)
     tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)
     return tensor[None].contiguous()
