@@ -85,7 +85,7 @@ class GridCollageCodec:
         # Sizes first, from the config alone: building the operator allocates its learned cells.
         geometry = CollageGeometry.of_config(collage_cfg, registry, spatial)
         need = collage_decode_bytes(geometry, channels, 1, solver_cfg.model_dump())
-        budget.check(need, "decoding this code", "it cannot be decoded within the limit")
+        budget.check(need, "decoding this code", "decode it on a machine with more memory")
         collage = collage_cfg.build(registry)
         solver = registry.build("solver", solver_cfg)
         state = {k[len(OPERATOR_PREFIX) :]: v for k, v in container.tensors.items() if k.startswith(OPERATOR_PREFIX)}
