@@ -163,9 +163,7 @@ def decompress(
     for kind in ("codec", "modality"):
         name = container.require(kind)
         if not isinstance(name, str) or name not in registry.names(kind):
-            makers = container.header.get("created_by")
-            writers = ", ".join(f"{k} {v}" for k, v in makers.items()) if isinstance(makers, dict) else "unknown"
-            raise CollagekitError(f"this file needs the {kind} {str(name)[:40]!r}, which no loaded plugin provides; it was written by: {writers[:200]}")
+            raise CollagekitError(f"this file needs the {kind} {str(name)[:40]!r}, which no loaded plugin provides; it was written by: {container.writers()}")
     codec = registry.get("codec", container.header["codec"])
     modality = registry.get("modality", container.header["modality"])
     if output.suffix.lower() not in modality.suffixes:

@@ -64,6 +64,12 @@ class Container:
             raise CollagekitError(f"corrupt .clg file: the header has no {key!r}")
         return self.header[key]
 
+    def writers(self) -> str:
+        """``"core 0.1.0, image 0.1.0"``: the plugins the header says wrote the file (for error messages)."""
+        makers = self.header.get("created_by")
+        text = ", ".join(f"{k} {v}" for k, v in makers.items()) if isinstance(makers, dict) else "unknown"
+        return text if len(text) <= 200 else text[:197] + "..."
+
     def tensor(self, key: str, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> Tensor:
         """The tensor ``key``, refused unless it has exactly this shape and dtype (a float32 tensor
         relabelled int32 has the same bytes and would otherwise be read as other numbers)."""

@@ -136,8 +136,7 @@ def _install_hint(container: Container, providers: Any, kind: str, name: Any) ->
             f"it comes from plugin {provider['plugin']!r} of the distribution {provider['distribution']} {provider['version']}: "
             f"install it (pip install {provider['distribution']}), or check {ENV_SELECT} if it is installed"
         )
-    writers = ", ".join(f"{k} {v}" for k, v in dict(container.header.get("created_by") or {}).items())
-    return f"it was written by: {writers}"
+    return f"it was written by: {container.writers()}"
 
 
 def decode_grid(
