@@ -221,16 +221,21 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> Container:
         raise bad("the header length is out of range (truncated or not a .clg file)")
     try:
         raw = json.loads(data[8 : 8 + header_len])
-        meta = raw.get("__metadata__") or {}
-        text = meta[FORMAT]
+    except (ValueError, RecursionError):
+        raise bad("its table of contents is not valid JSON (damaged, or not a .clg file)") from None
+    meta = raw.get("__metadata__") if isinstance(raw, dict) else None
+    if not isinstance(meta, dict) or not isinstance(meta.get(FORMAT), str):
+        raise bad("no collagekit header")
+    text = meta[FORMAT]
+    try:
         # Infinity, NaN and numbers too large for a float (1e999) are never valid header values.
         header = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
     except RecursionError:  # deeper than Python's json parser goes: far above the limit
         raise bad(f"its header is nested more than {MAX_HEADER_DEPTH} levels deep") from None
     except NonFinite as exc:
         raise bad(f"its header holds the non-finite number {exc}") from None
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise bad("no collagekit header") from None
+    except ValueError:
+        raise bad("its header is not valid JSON (damaged)") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise bad("no collagekit header")
     if _depth(header) > MAX_HEADER_DEPTH:

@@ -416,7 +416,7 @@ def category(line: str) -> str:
     """An error line without its particulars (paths, numbers), for counting kinds of refusal."""
     text = re.sub(r"\S*/\S+", "PATH", line)
     text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
-    text = re.sub(r"-?[0-9][0-9.,e+-]*", "N", text)
+    text = re.sub(r"(?<![A-Za-z])-?[0-9][0-9.,e+-]*", "N", text)
     return text[:110]
 
 
