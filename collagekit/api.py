@@ -218,8 +218,12 @@ def decompress(
     registry, resolved = _start(device, threads)
     source = _as_path(code)
     container = code if isinstance(code, Container) else load_code(code)
-    codec = registry.get("codec", str(container.require("codec")))
-    mod = registry.get("modality", str(container.require("modality")))
+    for kind in ("codec", "modality"):
+        name = container.require(kind)
+        if not isinstance(name, str) or name not in registry.names(kind):
+            raise CollagekitError(f"this file needs the {kind} {str(name)[:40]!r}, which no loaded plugin provides; it was written by: {container.writers()}")
+    codec = registry.get("codec", container.header["codec"])
+    mod = registry.get("modality", container.header["modality"])
     if output is not None:
         if Path(output).suffix.lower() not in mod.suffixes:
             raise CollagekitError(f"output {str(output)!r} must end in one of {', '.join(mod.suffixes)}")
@@ -380,15 +384,16 @@ def _encode(
     options: dict[str, Any], device: torch.device,
 ) -> bytes:  # fmt: skip
     from collagekit.container import SIGNAL_ATTRS, to_bytes
+    from collagekit.registry import choose_from
 
     compressing = [e.name for e in registry.entries("codec") if getattr(e.obj, "encode_options", None) is not None]
     name = method or mod.default_codec
     if name is None:
         raise CollagekitError(
-            f"no default compression method for {mod.name} data; choose a method from: {', '.join(compressing) or 'none installed'}"
+            f"no default compression method for {mod.name} data; method: {choose_from('codec', compressing)}"
         )
     if name in registry.names("codec") and name not in compressing:
-        raise CollagekitError(f"codec {name!r} only decodes; choose a method from: {', '.join(compressing)}")
+        raise CollagekitError(f"codec {name!r} only decodes; method: {choose_from('codec', compressing)}")
     codec = registry.get("codec", name)
     container = codec.encode(x, registry, quality=quality, device=device, options=options)
     container.header[SIGNAL_ATTRS] = attrs

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -308,8 +310,9 @@ def plugins_command() -> None:
     """Installed plugins, their versions and the hooks they implement."""
     registry = _registry()
     table = Table("plugin", "distribution", "version", "hooks", "status")
-    for info in registry.pm.info.values():
+    for info in [*registry.pm.info.values(), *registry.pm.disabled]:
         status = "ok" if info.error is None else f"failed: {info.error}"
+        status += "".join(f"; {note}" for note in info.notes)
         table.add_row(info.name, info.dist, info.version, ", ".join(info.hooks), status)
     out.print(table)
 
@@ -362,8 +365,9 @@ def schema() -> None:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    if issubclass(category, PluginLoadWarning):
-        sys.stderr.write(f"warning: {message}\n")
+    """Warnings read like errors: one ``warning: ...`` line (with COLLAGEKIT_DEBUG, Python's own format)."""
+    if issubclass(category, PluginLoadWarning) or os.environ.get("COLLAGEKIT_DEBUG", "") in ("", "0"):
+        sys.stderr.write(f"warning: {_one_line(str(message))}\n")
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
 
@@ -389,22 +393,82 @@ def _add_plugin_commands() -> None:
             report_failure(pm.info[impl.plugin_name], exc, strict=False)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that cleanup (temporary files) runs as for Ctrl-C."""
+
+
+def _terminate(signum: int, frame: Any) -> None:  # noqa: ARG001 - the signal module's signature
+    raise Terminated
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+# Click's exception classes, from typer's public BadParameter: recent typer vendors its own copy of Click.
+UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _usage_error(exc: Any) -> str:
+    """Click's usage error as one line that says where to read more."""
+    where = exc.ctx.command_path if exc.ctx is not None else "collagekit"
+    return f"{_one_line(exc.format_message())} (see '{where} --help')"
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """An allocation the budget did not foresee failed (Python's, or torch's CPU or CUDA allocator)."""
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and any(s in str(exc) for s in ("can't allocate memory", "out of memory"))
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
+    """Run the CLI: every user mistake ends as one ``error: ...`` line and a non-zero exit status (2
+    for command-line usage, Click's convention; 1 otherwise), SIGTERM like Ctrl-C (cleanly, 143)."""
     previous, warnings.showwarning = warnings.showwarning, _show_warning
     debug = os.environ.get("COLLAGEKIT_DEBUG", "") not in ("", "0")
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_sigterm = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         _add_plugin_commands()
-        app(args=argv, prog_name="collagekit")
-    except CollagekitError as exc:
+        code = app(args=argv, prog_name="collagekit", standalone_mode=False)
+    except UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # a bare command prints its help
+        elif debug:
+            raise
+        else:
+            sys.stderr.write(f"error: {_usage_error(exc)}\n")
+        raise SystemExit(exc.exit_code) from None
+    except (ClickException, CollagekitError) as exc:
         if debug:
             raise
-        sys.stderr.write(f"error: {exc}\n")
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
+        message = exc.format_message() if isinstance(exc, ClickException) else str(exc)
+        sys.stderr.write(f"error: {_one_line(message)}\n")
+        raise SystemExit(getattr(exc, "exit_code", 1) if isinstance(exc, ClickException) else 1) from None
+    except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("interrupted\n")
         raise SystemExit(130) from None
+    except Terminated:
+        sys.stderr.write("terminated\n")
+        raise SystemExit(143) from None
+    except (MemoryError, RuntimeError) as exc:
+        if debug or not _out_of_memory(exc):
+            raise
+        from collagekit.budget import ENV_LIMIT
+
+        first = _one_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        sys.stderr.write(f"error: out of memory ({first[:200]}); this machine has less free memory than {ENV_LIMIT} allows: lower it\n")
+        raise SystemExit(1) from None
     finally:
         warnings.showwarning = previous
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+    if code == 130:  # typer turns Ctrl-C into exit status 130
+        sys.stderr.write("interrupted\n")
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -40,12 +40,17 @@ def slot_default(name: str, **fields: Any) -> Any:
     return Field(default_factory=lambda: {"name": name, **fields}, validate_default=True)
 
 
+# Seeds are 64-bit for torch's generators; tasks derive a few more seeds by adding small numbers.
+MAX_SEED = 2**63 - 1
+
+
 # Every model builds its validator when first used, not when its class is defined: listing components
 # and options (collagekit list) reads the fields only, and ~60 models would cost ~0.3 s to build.
 class StrictModel(BaseModel):
     # Unknown keys are errors (typos must not pass silently); a number where text is expected is taken
     # as its text, as YAML users expect (``version: 1``, ``model_version=2`` on the command line).
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, defer_build=True)
+    # Infinity and NaN are never a setting (``lr: .inf`` would fit NaNs).
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, allow_inf_nan=False, defer_build=True)
 
 
 class ComponentConfig(BaseModel):
@@ -172,7 +177,7 @@ class TrainingConfig(StrictModel):
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     warmup_steps: int = Field(0, ge=0, description="linear warm-up from 0 to lr")
     grad_clip: float | None = Field(1.0, gt=0, description="clip the gradient's global norm; null = off")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the data stream and initialisation")
     checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (and one at the end)")
     log_every: int = Field(25, ge=1, description="steps averaged into one history entry")
     resume: bool = Field(True, description="continue from the checkpoint in the output folder, if there is one")

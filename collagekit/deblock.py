@@ -36,6 +36,8 @@ def _features(x: Tensor, cell: int, tile: int, scale: int) -> Iterator[Tensor]:
             f = torch.zeros_like(x)
             for axis in spatial:
                 n = x.shape[axis]
+                if n <= cell * scale:
+                    continue  # a signal no longer than one cell along this axis has no border on it
                 pos = torch.arange(cell * scale, n, cell * scale, device=x.device)
                 pos = pos[(pos % (tile * scale) == 0) == tile_borders]
                 if not len(pos):

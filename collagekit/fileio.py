@@ -1,9 +1,20 @@
 """A user's files are safe: outputs never replace inputs or (without ``force``) existing files, and
-they appear whole, together, or not at all."""
+they appear whole, together, or not at all.
+
+A file is written to a hidden temporary beside it, ``.<stem>.<pid>.<random>.part<suffix>``, and moved
+into place only when complete. An error, Ctrl-C or SIGTERM (the CLI turns it into an exception)
+removes the temporary; SIGKILL or a power cut cannot be caught and leave it behind. Such leftovers
+never pass for outputs (hidden, ``.part`` in the name), and the next write of the same output removes
+those whose process (the pid in the name) no longer runs on this machine; ``rm .*.part.*`` in the
+output folder removes them by hand.
+"""
 
 from __future__ import annotations
 
+import glob
 import os
+import re
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -71,7 +82,11 @@ def outputs_together() -> Iterator[Callable[[str | Path], Path]]:
         except OSError as exc:
             raise CollagekitError(f"cannot create the folder for {str(path)!r}: {exc.strerror}") from None
         made.extend(missing)
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+        try:
+            _remove_stale_parts(path)
+            fd, name = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}.", suffix=f".part{path.suffix}", dir=path.parent)
+        except OSError as exc:
+            raise CollagekitError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
         os.close(fd)
         staged.append((Path(name), path))
         return Path(name)
@@ -80,8 +95,11 @@ def outputs_together() -> Iterator[Callable[[str | Path], Path]]:
     try:
         yield stage
         for tmp, path in staged:
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
-            os.replace(tmp, path)
+            try:
+                os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise CollagekitError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
         done = True
     finally:
         for tmp, _ in staged:
@@ -101,7 +119,55 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         yield stage(path)
 
 
+def _remove_stale_parts(path: Path) -> None:
+    """Remove temporaries of ``path`` left by killed runs: those whose pid no longer runs here."""
+    pattern = re.compile(rf"\.{re.escape(path.stem)}\.(\d+)\.[^.]+\.part{re.escape(path.suffix)}")
+    for leftover in path.parent.glob(f".{glob.escape(path.stem)}.*.part{glob.escape(path.suffix)}"):
+        match = pattern.fullmatch(leftover.name)
+        if match and not _running(int(match.group(1))):
+            leftover.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs here (in doubt: yes, and its temporary is left alone)."""
+    if pid == os.getpid() or os.name != "posix":  # elsewhere os.kill(pid, 0) would end the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: alive
+    return True
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextmanager
+def native_output() -> Iterator[list[str]]:
+    """Capture what native libraries print on file descriptors 1 and 2 while the block runs (open3d's
+    ``RPly: ...`` and ``[Open3D Error]``, libmpg123's notes): the yielded list receives the non-empty
+    lines when the block ends, for the caller to fold into its own one-line message or to drop."""
+    lines: list[str] = []
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no standard streams at all: nothing to capture
+        yield lines
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            lines.extend(line.strip() for line in sink.read().decode(errors="replace").splitlines() if line.strip())

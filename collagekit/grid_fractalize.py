@@ -12,8 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
+from collagekit import budget
+from collagekit.budget import CollageGeometry, collage_decode_bytes, collage_fit_bytes
 from collagekit.container import SIGNAL_ATTRS, from_bytes, to_bytes
 from collagekit.errors import CollagekitError
 from collagekit.gridcodec import GridCollageCodec, decode_grid
@@ -42,12 +45,22 @@ class GridFractalizeTask(FractalizeTask):
                 f"{cfg.max_elements:,}; use a smaller scale or raise max_elements"
             )
 
+        # Memory is checked from the sizes alone, before the operator (and its learned cells) exists.
+        geometry = CollageGeometry.of_config(cfg.collage, registry, tuple(x.shape[2:]))
+        signals = x.shape[0] * x.shape[1]
+        size = "x".join(map(str, x.shape[1:]))
+        budget.check(collage_fit_bytes(geometry, signals, cfg.solver.model_dump()), f"fitting a {size} signal", "use a smaller input or larger range cells")
+        need = collage_decode_bytes(geometry, signals, cfg.scale, cfg.solver.model_dump(), output=out_elements)
+        budget.check(need, f"decoding at scale {cfg.scale}", "use a smaller scale")
+
         collage = cfg.collage.build(registry).to(device)
         encoder = registry.build("encoder", cfg.encoder).to(device)
         solver = registry.build("solver", cfg.solver)
         started = time.perf_counter()
         params = encoder.encode(x, collage, solver)
         fit_seconds = time.perf_counter() - started
+        if not all(bool(torch.isfinite(t).all()) for t in params):
+            raise CollagekitError("the fit diverged (its parameters are NaN or infinite); lower encoder.lr or use fewer steps")
 
         container = GridCollageCodec.pack(
             modality=self.modality,
@@ -57,6 +70,7 @@ class GridFractalizeTask(FractalizeTask):
             solver=solver,
             signal_shape=tuple(x.shape[1:]),
             created_by=self.ctx.versions(),
+            registry=registry,
         )
         container.header[SIGNAL_ATTRS] = attrs
         code = to_bytes(container)

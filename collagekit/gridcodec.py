@@ -18,8 +18,10 @@ import torch
 from pydantic import ValidationError
 from torch import Tensor
 
+from collagekit import budget
+from collagekit.budget import CollageGeometry, collage_decode_bytes
 from collagekit.config import CollageConfig, Options, parse_options
-from collagekit.container import Container
+from collagekit.container import Container, header_int, header_shape
 from collagekit.errors import CollagekitError
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit import sparse, tree
@@ -27,7 +29,8 @@ from collagekit.codec import as_tensor, decode_symbols, encode_symbols, from_ten
 from collagekit.operator import CollageParams, GridCollage
 from collagekit.sparse import SparseParams
 from collagekit.progress import progress_bar
-from collagekit.registry import Registry
+from collagekit.plugins import ENV_SELECT
+from collagekit.registry import Registry, component_providers
 from collagekit.solver import Solver, SolverStats
 
 PARAM_PREFIX = "params."
@@ -49,8 +52,11 @@ class GridCollageCodec:
         solver: Solver,
         signal_shape: tuple[int, ...],
         created_by: dict[str, str],
+        registry: Registry | None = None,
     ) -> Container:
-        """One signal's code -> a container. signal_shape: (c, *spatial) at scale 1."""
+        """One signal's code -> a container. signal_shape: (c, *spatial) at scale 1. With ``registry``,
+        the header also records which plugin and distribution provides each component the code needs
+        (``providers``), so that a decoder without one can say what to install."""
         header = {
             "codec": GridCollageCodec.name,
             "modality": modality,
@@ -59,6 +65,8 @@ class GridCollageCodec:
             "collage": collage_config.model_dump(mode="json"),
             "solver": solver.config.model_dump(mode="json"),
         }
+        if registry is not None:
+            header["providers"] = component_providers(registry, _needs(header["collage"], header["solver"]))
         tensors = {PARAM_PREFIX + k: v for k, v in _stored(collage, params, tuple(signal_shape[1:])).items()}
         tensors.update({OPERATOR_PREFIX + k: v.float() for k, v in collage.state_dict().items()})
         return Container(header, tensors)
@@ -73,27 +81,32 @@ class GridCollageCodec:
         models = RecipeModels(registry)
         _require_components(container, registry)
         signal = container.require("signal")
+        if not isinstance(signal, dict):
+            raise bad("'signal' is not a mapping")
+        channels = header_int(signal.get("channels"), "signal.channels", 1, DEFAULT_MAX_ELEMENTS)
+        spatial = header_shape(signal.get("spatial"), "signal.spatial", (1, 2, 3), DEFAULT_MAX_ELEMENTS // channels)
         try:
-            channels = int(signal["channels"])
-            spatial = tuple(int(s) for s in signal["spatial"])
             collage_cfg = models.specialize(CollageConfig).model_validate(container.require("collage"))
             solver_cfg = models.slot_union_adapter("solver").validate_python(container.require("solver"))
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             raise bad(str(exc).splitlines()[0]) from None
-        if channels < 1 or not spatial or min(spatial) < 1 or channels * math.prod(spatial) > DEFAULT_MAX_ELEMENTS:
-            raise bad(f"implausible signal shape {(channels, *spatial)}")
+        # Sizes first, from the config alone: building the operator allocates its learned cells.
+        geometry = CollageGeometry.of_config(collage_cfg, registry, spatial)
+        need = collage_decode_bytes(geometry, channels, 1, solver_cfg.model_dump())
+        budget.check(need, "decoding this code", "decode it on a machine with more memory")
         collage = collage_cfg.build(registry)
         solver = registry.build("solver", solver_cfg)
         state = {k[len(OPERATOR_PREFIX) :]: v for k, v in container.tensors.items() if k.startswith(OPERATOR_PREFIX)}
         expected = collage.state_dict()
-        if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in state):
+        if set(state) != set(expected):
             raise bad("the operator's tensors do not match its config")
-        collage.load_state_dict(state)
-        stored = {k[len(PARAM_PREFIX) :]: v for k, v in container.tensors.items() if k.startswith(PARAM_PREFIX)}
+        collage.load_state_dict({k: container.tensor(OPERATOR_PREFIX + k, tuple(v.shape)) for k, v in expected.items()})
         if collage.sparse:
-            params = _sparse_params(collage, stored, channels, spatial, bad)
+            stored = {k[len(PARAM_PREFIX) :]: v for k, v in container.tensors.items() if k.startswith(PARAM_PREFIX)}
+            params: CollageParams | SparseParams = _sparse_params(collage, stored, channels, spatial, bad)
         else:
-            params = _dense_params(collage, stored, channels, spatial, bad)
+            shapes = collage.param_shapes(channels, spatial)
+            params = CollageParams.from_tensors({key: container.tensor(PARAM_PREFIX + key, shape)[None] for key, shape in shapes.items()})
         return collage, params, solver, (channels, *spatial)
 
     def decode(
@@ -156,16 +169,6 @@ def _finite(key: str, t: Tensor, bad: Callable[[str], CollagekitError]) -> Tenso
     return t.float()
 
 
-def _dense_params(collage: GridCollage, stored: dict[str, Tensor], channels: int, spatial: tuple[int, ...], bad) -> CollageParams:
-    tensors: dict[str, Tensor] = {}
-    for key, shape in collage.param_shapes(channels, spatial).items():
-        t = stored.get(key)
-        if t is None or tuple(t.shape) != shape:
-            raise bad(f"parameter {key!r} is missing or has the wrong shape")
-        tensors[key] = _finite(key, t, bad)[None]
-    return CollageParams.from_tensors(tensors)
-
-
 def _sparse_params(collage: GridCollage, stored: dict[str, Tensor], channels: int, spatial: tuple[int, ...], bad) -> SparseParams:
     part = collage.partitioner
     levels, grid = part.levels, part.range_grid(spatial)
@@ -198,26 +201,38 @@ def _sparse_params(collage: GridCollage, stored: dict[str, Tensor], channels: in
             raise bad(f"parameter {key!r} should be float16 of shape {shape}, got {t.dtype} {tuple(t.shape)}")
         floats[key] = _finite(key, t, bad)
     return SparseParams(split, torch.cat(index), floats["weight"], torch.cat(const_index), floats["aux"], floats["bias"])
+def _needs(collage: Any, solver: Any) -> list[tuple[str, str]]:
+    """(kind, name) of every component a code's ``collage`` and ``solver`` header entries name."""
+    return [
+        ("partitioner", collage["partitioner"]["name"]),
+        ("pooler", collage["pooler"]["name"]),
+        *(("auxiliary", aux["name"]) for aux in collage["auxiliary"]),
+        ("solver", solver["name"]),
+    ]
 
 
 def _require_components(container: Container, registry: Registry) -> None:
-    """Say which component (and so which plugin) is missing, rather than 'corrupt file'."""
+    """Say which component (and so which plugin and distribution) is missing, rather than 'corrupt file'."""
     try:
-        collage, solver = container.require("collage"), container.require("solver")
-        needed = [
-            ("partitioner", collage["partitioner"]["name"]),
-            ("pooler", collage["pooler"]["name"]),
-            *(("auxiliary", aux["name"]) for aux in collage["auxiliary"]),
-            ("solver", solver["name"]),
-        ]
+        needed = _needs(container.require("collage"), container.require("solver"))
     except (KeyError, TypeError) as exc:
         raise CollagekitError(f"corrupt .clg file: component {exc} is missing from the header") from None
+    providers = container.header.get("providers")
     for kind, name in needed:
         if not isinstance(name, str) or name not in registry.names(kind):
-            writers = ", ".join(f"{k} {v}" for k, v in dict(container.header.get("created_by") or {}).items())
-            raise CollagekitError(
-                f"this file needs the {kind} {name!r}, which no installed plugin provides (it was written by: {writers})"
-            )
+            raise CollagekitError(f"this file needs the {kind} {name!r}, which no loaded plugin provides; {_install_hint(container, providers, kind, name)}")
+
+
+def _install_hint(container: Container, providers: Any, kind: str, name: Any) -> str:
+    """What provides a missing component, from the header's ``providers`` (or, in files from before
+    it, the plugins that wrote the file)."""
+    provider = providers.get(f"{kind}:{name}") if isinstance(providers, dict) else None
+    if isinstance(provider, dict) and all(isinstance(provider.get(k), str) for k in ("plugin", "distribution", "version")):
+        return (
+            f"it comes from plugin {provider['plugin']!r} of the distribution {provider['distribution']} {provider['version']}: "
+            f"install it (pip install {provider['distribution']}), or check {ENV_SELECT} if it is installed"
+        )
+    return f"it was written by: {container.writers()}"
 
 
 def solve_grid(
@@ -239,6 +254,10 @@ def solve_grid(
         raise CollagekitError(
             f"decoding at scale {scale} needs {elements:,} values, above the limit of {max_elements:,}; use a smaller scale"
         )
+    geometry = CollageGeometry.of_collage(collage, tuple(spatial))
+    signals = channels if isinstance(params, SparseParams) else params.bias.shape[0] * channels  # a sparse code's planes
+    need = collage_decode_bytes(geometry, signals, scale, solver.options(), output=elements)
+    budget.check(need, f"decoding at scale {scale}", "use a smaller scale")
     collage = collage.to(device)
     params = params.map(lambda t: t.to(device))
     collage_step, z0 = collage.step_and_start(params, channels, tuple(spatial), scale)

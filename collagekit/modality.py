@@ -54,8 +54,11 @@ def save_signal(modality: Modality, z: Tensor, path: Path, attrs: dict[str, Any]
     """Write a decoded signal; a modality with attributes gets them and the decoding scale."""
     if modality.attributes is None:
         modality.save(z, path)
-    else:
-        modality.save(z, path, **attrs, scale=scale)
+        return
+    clash = sorted(set(attrs) & {"z", "path", "scale"} | {k for k in attrs if not isinstance(k, str) or not k.isidentifier()})
+    if clash:  # attributes come from a file's header: they must not pose as the writer's own arguments
+        raise CollagekitError(f"corrupt .clg file: its signal attributes hold {', '.join(map(repr, clash))[:80]}")
+    modality.save(z, path, **attrs, scale=scale)
 
 
 def modality_for(path: str | Path, modalities: list[Modality]) -> Modality:
@@ -63,5 +66,7 @@ def modality_for(path: str | Path, modalities: list[Modality]) -> Modality:
     for modality in modalities:
         if suffix in modality.suffixes:
             return modality
+    from collagekit.registry import choose_from
+
     known = sorted({s for m in modalities for s in m.suffixes})
-    raise CollagekitError(f"no installed modality reads {suffix or 'files without a suffix'!r} files; known: {', '.join(known)}")
+    raise CollagekitError(f"no installed modality reads {suffix or 'files without a suffix'!r} files; {choose_from('modality', known)}")

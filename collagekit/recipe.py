@@ -8,6 +8,8 @@ component slot is itself a discriminated union (on ``name``) of the registered C
 
 from __future__ import annotations
 
+import math
+import re
 import typing
 from dataclasses import dataclass
 from functools import partial
@@ -21,7 +23,7 @@ from pydantic_core import PydanticCustomError
 
 from collagekit.config import Slot
 from collagekit.errors import CollagekitError
-from collagekit.registry import Registry, suggest
+from collagekit.registry import Registry, choose_from, suggest
 from collagekit.tasks import TaskConfig
 
 MAX_RECIPE_BYTES = 1_000_000
@@ -103,9 +105,87 @@ class RecipeModels:
         return TypeAdapter(_union(configs, "task"))
 
 
-# ---------------------------------------------------------------- YAML with line numbers
-def _line_index(text: str) -> dict[tuple, int]:
-    """Dotted path -> 1-based line of its key (or list item) in the YAML text."""
+# ---------------------------------------------------------------- bounded YAML with line numbers
+MAX_YAML_DEPTH = 64  # nesting, counted through aliases; recipes use about 5
+MAX_YAML_NODES = 100_000  # values once every alias is expanded; recipes hold about 50
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with bounds a hostile file cannot get past: nesting depth (checked while
+    composing, before Python's recursion limit is near), and after composing, no alias that contains
+    itself and at most :data:`MAX_YAML_NODES` values with aliases expanded (the "billion laughs").
+    Numbers such as ``1e-300`` are floats, as in YAML 1.2 (YAML 1.1 wants ``1.0e-300``)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.MarkedYAMLError(problem=f"nested more than {MAX_YAML_DEPTH} levels deep", problem_mark=self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+BoundedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _check_graph(root: yaml.Node) -> None:
+    """Refuse alias cycles, and too many or too deeply nested values once aliases are expanded.
+
+    Iterative, memoised per node: an alias bomb's graph is small, its expansion is not."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children = [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else node.value if isinstance(node, yaml.SequenceNode) else []
+        if done:
+            on_path.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(c)] for c in children)
+            depth[id(node)] = 1 + max((depth[id(c)] for c in children), default=0)
+            if size[id(node)] > MAX_YAML_NODES:
+                raise yaml.MarkedYAMLError(problem=f"it expands to more than {MAX_YAML_NODES:,} values (aliases repeat their anchor)", problem_mark=node.start_mark)
+            if depth[id(node)] > MAX_YAML_DEPTH:
+                raise yaml.MarkedYAMLError(problem=f"nested more than {MAX_YAML_DEPTH} levels deep (counting aliases)", problem_mark=node.start_mark)
+            continue
+        if id(node) in size:
+            continue
+        on_path.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in on_path:
+                raise yaml.MarkedYAMLError(problem="an alias refers to a value that contains it (a recursive structure)", problem_mark=child.start_mark)
+            if id(child) not in size:
+                stack.append((child, False))
+
+
+def load_yaml(text: str) -> tuple[Any, yaml.Node | None]:
+    """YAML text -> (data, its node tree), with :class:`BoundedLoader`'s bounds; raises yaml.YAMLError."""
+    loader = BoundedLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        _check_graph(root)
+        try:
+            return loader.construct_document(root), root
+        except (ValueError, OverflowError) as exc:  # an integer of thousands of digits, say
+            raise yaml.MarkedYAMLError(problem=str(exc).splitlines()[0], problem_mark=root.start_mark) from None
+    finally:
+        loader.dispose()
+
+
+def _line_index(root: yaml.Node | None) -> dict[tuple, int]:
+    """Dotted path -> 1-based line of its key (or list item) in the YAML text (bounded by load_yaml's checks)."""
     index: dict[tuple, int] = {}
 
     def walk(node: yaml.Node, path: tuple) -> None:
@@ -119,7 +199,6 @@ def _line_index(text: str) -> dict[tuple, int]:
                 index[(*path, i)] = item.start_mark.line + 1
                 walk(item, (*path, i))
 
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
     if root is not None:
         walk(root, ())
     return index
@@ -132,10 +211,24 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
         raise CollagekitError(f"override {text!r} must look like key=value (for example fit.steps=100)")
     path: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw)[0] if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return path, value
+
+
+def _first_non_finite(data: Any) -> tuple | None:
+    """The path of the first NaN or infinite number in recipe data (``.inf``, ``1e999``), or None."""
+    stack: list[tuple[Any, tuple]] = [(data, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            return path
+        if isinstance(node, dict):
+            stack.extend((v, (*path, k)) for k, v in reversed(list(node.items())))
+        elif isinstance(node, list):
+            stack.extend((v, (*path, i)) for i, v in reversed(list(enumerate(node))))
+    return None
 
 
 def apply_override(data: dict, path: list[str | int], value: Any) -> None:
@@ -323,16 +416,21 @@ def format_errors(
             loc = (*loc, "name")  # point at the line that names the unknown component
         if loc not in seen:
             seen[loc] = _message(error, registry)
-    rows = []
-    for loc, msg in seen.items():
-        dotted = ".".join(str(p) for p in loc) or "(top level)"
-        if any(loc[: len(o)] == o for o in overridden):
-            where = "command-line override"
-        else:
-            prefix = next((loc[:i] for i in range(len(loc), -1, -1) if loc[:i] in lines), ())
-            where = f"{source}:{lines.get(prefix, 1)}"
-        rows.append(f"{where}: {dotted}: {msg}")
-    return "\n".join(rows)
+    rows = [f"{_where(loc, source, lines, overridden)}: {'.'.join(str(p) for p in loc) or '(top level)'}: {msg}" for loc, msg in seen.items()]
+    # One line: the first few problems, and how many more there are.
+    shown = "; ".join(rows[:MAX_SHOWN_ERRORS])
+    return shown if len(rows) <= MAX_SHOWN_ERRORS else f"{shown} (and {len(rows) - MAX_SHOWN_ERRORS} more)"
+
+
+MAX_SHOWN_ERRORS = 3
+
+
+def _where(loc: tuple, source: str, lines: dict[tuple, int], overridden: set[tuple]) -> str:
+    """``file:line`` of a value (its closest enclosing key found in the text), or the command line."""
+    if any(loc[: len(o)] == o for o in overridden):
+        return "command-line override"
+    prefix = next((loc[:i] for i in range(len(loc), -1, -1) if loc[:i] in lines), ())
+    return f"{source}:{lines.get(prefix, 1)}"
 
 
 def validate_data(
@@ -346,11 +444,15 @@ def validate_data(
         raise CollagekitError(f"{source}:1: a recipe must be a mapping with a 'task' key")
     task = data.get("task")
     if task is None:
-        raise CollagekitError(f"{source}:1: task: missing; choose from: {', '.join(registry.names('task'))}")
+        raise CollagekitError(f"{source}:1: task: missing; {choose_from('task', registry.names('task'))}")
     if task not in registry.names("task"):
         names = registry.names("task")
         line = (lines or {}).get(("task",), 1)
-        raise CollagekitError(f"{source}:{line}: task: unknown task {task!r}; choose from: {', '.join(names)}{suggest(str(task), names)}")
+        raise CollagekitError(f"{source}:{line}: task: unknown task {task!r}; {choose_from('task', names)}{suggest(str(task), names)}")
+    bad_number = _first_non_finite(data)
+    if bad_number is not None:
+        dotted = ".".join(map(str, bad_number))
+        raise CollagekitError(f"{_where(bad_number, source, lines or {}, overridden or set())}: {dotted}: must be a finite number")
     adapter = RecipeModels(registry).recipe_adapter()
     try:
         return adapter.validate_python(data)
@@ -370,14 +472,13 @@ def read_recipe(path: str | Path) -> tuple[Any, dict[tuple, int]]:
     except UnicodeDecodeError:
         raise CollagekitError(f"recipe {str(path)!r} is not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
-        lines = _line_index(text)
+        data, root = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise CollagekitError(f"{path}:{line}: invalid YAML: {problem}") from None
-    return ({} if data is None else data), lines
+    return ({} if data is None else data), _line_index(root)
 
 
 def load_recipe(path: str | Path, registry: Registry, overrides: list[str] = ()) -> Recipe:

@@ -1,13 +1,16 @@
 """Name -> component, filled by calling every plugin's ``register_*`` hooks.
 
 Each plugin's hooks run in isolation: if one raises, that plugin's entries are dropped and it is
-reported like an import failure. Two plugins registering the same name is an error that names both.
-Asking for an unknown name lists the choices and suggests the closest.
+reported like an import failure. A plugin registering a name another plugin already registered is
+disabled (all its entries dropped) with a warning that names both plugins and their distributions (in
+strict mode: an error); everything else keeps working. Asking for an unknown name lists the choices
+and suggests the closest.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import typing
 from dataclasses import dataclass
 from functools import partial
@@ -15,7 +18,17 @@ from typing import Any
 
 from collagekit.errors import CollagekitError
 from collagekit.lazy import Lazy
-from collagekit.plugins import CORE, PluginManager, load_plugin_manager, report_failure, strict_from_env
+from collagekit.plugins import (
+    CORE,
+    ENV_SELECT,
+    FIRST_PARTY,
+    PluginManager,
+    describe,
+    load_plugin_manager,
+    report_failure,
+    report_problem,
+    strict_from_env,
+)
 
 # kind -> the hook that fills it
 KINDS: dict[str, str] = {
@@ -46,7 +59,11 @@ class Entry:
 
 
 class DuplicateNameError(CollagekitError):
-    """Two plugins registered the same name for one kind."""
+    """A plugin registered a name that is taken (by ``first``, possibly itself) for one kind."""
+
+    def __init__(self, message: str, first: str) -> None:
+        super().__init__(message)
+        self.first = first
 
 
 def _literal_key(config_cls: type, field: str) -> str:
@@ -96,6 +113,15 @@ def suggest(name: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def choose_from(kind: str, names: list[str]) -> str:
+    """``"choose from: a, b"``, or, when there is nothing to choose, why (no plugin brings one)."""
+    if names:
+        return f"choose from: {', '.join(names)}"
+    selected = os.environ.get(ENV_SELECT)
+    why = f"{ENV_SELECT}={selected!r} leaves its plugin out" if selected is not None else "is a plugin missing?"
+    return f"no {kind} is installed ({why})"
+
+
 def plugin_versions(registry: Any, codec: str | None = None) -> dict[str, str]:
     """Versions of collagekit and every loaded plugin, written into every file collagekit saves
     (empty for library use without a registry).
@@ -113,6 +139,17 @@ def plugin_versions(registry: Any, codec: str | None = None) -> dict[str, str]:
     return {name: version for name, version in versions.items() if name in makers}
 
 
+def component_providers(registry: Registry, needs: list[tuple[str, str]]) -> dict[str, dict[str, str]]:
+    """``"kind:name"`` -> the plugin, distribution and version that provide it, for each component a
+    code needs: what a decoder lacking one must install."""
+    out = {}
+    for kind, name in needs:
+        plugin = registry.entry(kind, name).plugin
+        info = registry.pm.info[plugin]
+        out[f"{kind}:{name}"] = {"plugin": plugin, "distribution": info.dist, "version": info.version}
+    return out
+
+
 class Registry:
     def __init__(self, pm: PluginManager) -> None:
         self.pm = pm
@@ -126,8 +163,11 @@ class Registry:
         name = key_of(kind, obj)
         existing = self._entries[kind].get(name)
         if existing is not None:
+            if existing.plugin == plugin:
+                raise DuplicateNameError(f"it registers the {kind} {name!r} twice", plugin)
+            first = self.pm.info[existing.plugin]
             raise DuplicateNameError(
-                f"{kind} name {name!r} is registered twice: by plugin {existing.plugin!r} and by plugin {plugin!r}"
+                f"it registers the {kind} {name!r}, which {describe(first)} already registers", existing.plugin
             )
         self._entries[kind][name] = Entry(kind, name, obj, plugin)
 
@@ -136,20 +176,33 @@ class Registry:
             hook: {impl.plugin_name: impl.function for impl in getattr(self.pm.hook, hook).get_hookimpls()}
             for hook in KINDS.values()
         }
-        for plugin_name, plugin in self.pm.list_name_plugin():
+        for plugin_name, plugin in sorted(self.pm.list_name_plugin(), key=lambda item: self._load_order(item[0])):
+            info = self.pm.info[plugin_name]
             try:
                 for kind, hook in KINDS.items():
                     function = impls[hook].get(plugin_name)
                     if function is not None:
                         function(register=partial(self.add, kind, plugin=plugin_name))
-            except DuplicateNameError:
-                raise  # the host's error to report, naming both plugins
+            except DuplicateNameError as exc:
+                self._drop(plugin_name, plugin)
+                hint = f"to use it instead, leave out plugin {exc.first!r} with {ENV_SELECT}" if exc.first != plugin_name else "it must use each name once"
+                report_problem(info, f"{exc}; {hint}", strict, "was disabled")
             except Exception as exc:  # noqa: BLE001 - one plugin's broken hook must not break the rest
-                for entries in self._entries.values():
-                    for key in [k for k, e in entries.items() if e.plugin == plugin_name]:
-                        del entries[key]
-                self.pm.unregister(plugin)
-                report_failure(self.pm.info[plugin_name], exc, strict)
+                self._drop(plugin_name, plugin)
+                report_failure(info, exc, strict)
+
+    def _load_order(self, plugin: str) -> tuple[int, str]:
+        """The core, then collagekit's own plugins, then the rest by name: on a name clash the
+        later plugin is the one disabled, so a third-party plugin never disables a shipped one."""
+        info = self.pm.info[plugin]
+        return (0 if plugin == CORE else 1 if info.dist == FIRST_PARTY else 2, plugin)
+
+    def _drop(self, plugin_name: str, plugin: object) -> None:
+        """Remove everything a plugin registered, and the plugin."""
+        for entries in self._entries.values():
+            for key in [k for k, e in entries.items() if e.plugin == plugin_name]:
+                del entries[key]
+        self.pm.unregister(plugin)
 
     # ------------------------------------------------------------ lookup
     def entries(self, kind: str) -> list[Entry]:
@@ -164,8 +217,7 @@ class Registry:
         found = self._entries[kind].get(name)
         if found is None:
             choices = self.names(kind)
-            listed = ", ".join(choices) if choices else "none are installed"
-            raise CollagekitError(f"unknown {kind} {name!r}; choose from: {listed}{suggest(name, choices)}")
+            raise CollagekitError(f"unknown {kind} {name!r}; {choose_from(kind, choices)}{suggest(name, choices)}")
         return found
 
     def get(self, kind: str, name: str) -> Any:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from collagekit.config import CollageConfig, ComponentConfig, Slot, StrictModel, TrainingConfig, slot_default
+from collagekit.config import MAX_SEED, CollageConfig, ComponentConfig, Slot, StrictModel, TrainingConfig, slot_default
 from collagekit.errors import CollagekitError
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit.registry import Registry
@@ -26,7 +26,7 @@ class TaskConfig(StrictModel):
     """Base of every task's Config. Subclasses declare ``task: Literal["their-name"] = "their-name"``."""
 
     task: str
-    seed: int = Field(0, description="random seed for everything the task draws")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed for everything the task draws")
     device: str = Field("auto", description="auto | cpu | cuda[:N]")
     threads: int | None = Field(None, ge=1, le=1024, description="CPU threads for torch (default: torch's choice; --threads overrides)")
 

@@ -161,7 +161,7 @@ def test_bad_and_corrupted_files_are_clear_errors(tiny_model: Path, speech: torc
     streams[len(streams) // 2] ^= 0x55
     with pytest.raises(CollagekitError, match="checksum"):
         CODEC.decode(type(container)(container.header, {"streams": streams}), None, scale=1, device=CPU, options=model)
-    for key, value, needle in (("shape", [1, 2, 3], "parameter shape"), ("signal", {"channels": 5, "samples": 9}, "implausible"),
+    for key, value, needle in (("shape", [1, 2, 3], "parameter shape"), ("signal", {"channels": 5, "samples": 9}, "signal.channels must be an integer from 1 to 2"),
                                ("split", ["z"], "per-channel"), ("quantiser", {"kind": "integer", "max_symbol": 7}, "quantiser")):
         bad = type(container)({**container.header, key: value}, container.tensors)
         with pytest.raises(CollagekitError, match=needle):

@@ -89,13 +89,114 @@ def test_a_hook_that_raises_drops_only_that_plugin(tmp_path, monkeypatch, fresh_
     assert "average" in registry.names("pooler")
 
 
-def test_duplicate_names_raise_naming_both_plugins(tmp_path, monkeypatch, fresh_registry) -> None:
+CLASH = r"plugin 'dupe' \(collagekit-dupe 0\.0\.1\).*registers the partitioner 'tiles2d', which plugin 'image' \(collagekit [0-9.]+\) already registers"
+
+
+def test_a_duplicate_component_name_disables_the_newcomer_only(tmp_path, monkeypatch, fresh_registry) -> None:
     _install(tmp_path, monkeypatch, "collagekit-dupe", "dupe", DUPLICATE)
-    with pytest.raises(CollagekitError, match=r"'tiles2d' is registered twice: by plugin '(image|dupe)' and by plugin '(image|dupe)'"):
-        fresh_registry()
+    with pytest.warns(PluginLoadWarning, match=CLASH + r".*leave out plugin 'image' with COLLAGEKIT_LOAD_PLUGINS"):
+        registry = fresh_registry()
+    assert registry.entry("partitioner", "tiles2d").plugin == "image"  # the shipped plugin keeps its name
+    assert "dupe" not in registry.pm.get_plugins() and registry.pm.info["dupe"].error
+    assert "tiles2d" in registry.names("partitioner") and "pifs" in registry.names("codec")
+
+
+def test_a_duplicate_component_name_is_an_error_in_strict_mode(tmp_path, monkeypatch, fresh_registry) -> None:
+    _install(tmp_path, monkeypatch, "collagekit-dupe", "dupe", DUPLICATE)
+    with pytest.raises(CollagekitError, match=CLASH):
+        fresh_registry(strict=True)
+
+
+def test_the_cli_keeps_working_beside_a_clashing_plugin(tmp_path) -> None:
+    root = make_distribution(tmp_path / "site", "collagekit-dupe", "0.0.1", {"dupe": "collagekit_dupe"}, DUPLICATE)
+    for args in (["plugins"], ["list", "partitioner"]):
+        result = run_cli(*args, env={"PYTHONPATH": str(root), "COLUMNS": "250"})
+        assert result.returncode == 0, result.stderr
+        [warning] = result.stderr.splitlines()
+        assert re.match(r"warning: " + CLASH, warning)
+    assert "dupe" in result.stdout or "tiles2d" in result.stdout
+
+
+SHADOW_IMAGE = {
+    "collagekit_shadow.py": '''
+from collagekit.hookspecs import hookimpl
+
+@hookimpl
+def register_poolers(register):
+    raise RuntimeError("the shadow plugin must never be loaded")
+'''
+}
+
+
+def test_a_second_distribution_with_the_same_entry_point_name_is_disabled(tmp_path, monkeypatch, fresh_registry) -> None:
+    """A third-party entry point named 'image' does not make the shipped image plugin vanish."""
+    _install(tmp_path, monkeypatch, "collagekit-shadow", "image", SHADOW_IMAGE)
+    pattern = r"plugin 'image' \(collagekit-shadow 0\.0\.1\) was disabled: the distribution collagekit [0-9.]+ declares a plugin of the same name"
+    with pytest.warns(PluginLoadWarning, match=pattern):
+        registry = fresh_registry()
+    assert registry.pm.info["image"].dist == "collagekit" and "tiles2d" in registry.names("partitioner")
+    assert [info.dist for info in registry.pm.disabled] == ["collagekit-shadow"]
+    with pytest.raises(CollagekitError, match=pattern.split(" was disabled")[0]):
+        fresh_registry(strict=True)
+
+
+def test_an_entry_point_named_core_is_reported(tmp_path, monkeypatch, fresh_registry) -> None:
+    _install(tmp_path, monkeypatch, "collagekit-corely", "core", SHADOW_IMAGE)
+    with pytest.warns(PluginLoadWarning, match=r"plugin 'core' \(collagekit-corely 0\.0\.1\) was skipped: 'core' is the name of collagekit's built-ins"):
+        registry = fresh_registry()
+    assert registry.pm.info["core"].dist == "collagekit"
+
+
+MISSPELT_HOOK = {
+    "collagekit_misspelt.py": '''
+from collagekit.hookspecs import hookimpl
+
+@hookimpl
+def register_poolerz(register):
+    pass
+
+@hookimpl
+def register_solvers(register):
+    from typing import Literal
+
+    from collagekit.solver import Picard, SolverConfig
+
+    class Slow(Picard):
+        class Config(SolverConfig):
+            name: Literal["slow"] = "slow"
+
+    register(Slow)
+'''
+}
+
+
+def test_an_unknown_hook_is_warned_about_and_refused_in_strict_mode(tmp_path, monkeypatch, fresh_registry) -> None:
+    _install(tmp_path, monkeypatch, "collagekit-misspelt", "misspelt", MISSPELT_HOOK)
+    pattern = r"plugin 'misspelt' \(collagekit-misspelt 0\.0\.1\).*unknown hook\(s\) register_poolerz \(did you mean 'register_poolers'\?\)"
+    with pytest.warns(PluginLoadWarning, match=pattern):
+        registry = fresh_registry()
+    assert registry.pm.info["misspelt"].error is None and registry.pm.info["misspelt"].notes
+    assert "slow" in registry.names("solver")  # its real hooks still run
+    with pytest.raises(CollagekitError, match=pattern):
+        fresh_registry(strict=True)
+
+
+def test_unknown_names_in_the_selection_are_warned_about(monkeypatch, fresh_registry) -> None:
+    monkeypatch.setenv("COLLAGEKIT_LOAD_PLUGINS", "image,imgae")
+    with pytest.warns(PluginLoadWarning, match=r"COLLAGEKIT_LOAD_PLUGINS names 'imgae', which no installed distribution declares.*did you mean 'image'"):
+        registry = fresh_registry()
+    assert set(registry.pm.info) == {"core", "image"}
+
+
+def test_nothing_to_choose_from_says_why(monkeypatch, fresh_registry) -> None:
+    monkeypatch.setenv("COLLAGEKIT_LOAD_PLUGINS", "")
+    registry = fresh_registry()
+    with pytest.raises(CollagekitError, match=r"unknown partitioner 'tiles2d'; no partitioner is installed \(COLLAGEKIT_LOAD_PLUGINS='' leaves its plugin out\)"):
+        registry.get("partitioner", "tiles2d")
 
 
 @pytest.mark.parametrize(("select", "expected"), [("", {"core"}), ("image", {"core", "image"}), ("nope", {"core"})])
+@pytest.mark.filterwarnings("ignore:COLLAGEKIT_LOAD_PLUGINS names 'nope'")
 def test_load_plugins_selection(monkeypatch, fresh_registry, select: str, expected: set[str]) -> None:
     monkeypatch.setenv("COLLAGEKIT_LOAD_PLUGINS", select)
     assert set(fresh_registry().pm.info) == expected

@@ -99,10 +99,14 @@ def test_missing_recipe_file(tmp_path: Path) -> None:
     assert "does not exist" in _error(tmp_path / "nope.yaml")
 
 
-def test_several_errors_one_line_each(tmp_path: Path) -> None:
+def test_several_errors_share_one_line(tmp_path: Path) -> None:
     text = GOOD.replace("range_size: 8", "range_size: abc").replace("  steps: 10", "  steps: -1")
-    lines = _error(_write(tmp_path, text)).splitlines()
-    assert [line.split(": ")[1] for line in lines] == ["collage.partitioner.range_size", "encoder.steps"]
+    message = _error(_write(tmp_path, text))
+    assert "\n" not in message
+    assert [problem.split(": ")[1] for problem in message.split("; ")] == ["collage.partitioner.range_size", "encoder.steps"]
+    many = text + "scale: 0\nmax_elements: -1\nseed: -3\n"
+    message = _error(_write(tmp_path, many))
+    assert "\n" not in message and message.endswith("(and 2 more)"), message
 
 
 def test_overrides_apply_and_errors_name_the_override(tmp_path: Path) -> None:

@@ -107,6 +107,14 @@ def test_recipe_runs_and_its_code_decodes_at_twice_the_size(site, tmp_path):
     ok(cli(site, "decompress", str(code), "-o", str(big), "--scale", "2", cwd=tmp_path))
     assert Image.open(big).size == (128, 128)
 
+    # The code records which distribution provides its partitioner; without it, the error says what to install.
+    assert header["providers"]["partitioner:stripes"] == {"plugin": "stripes", "distribution": "collagekit-stripes", "version": "0.1.0"}
+    missing = cli(site, "decompress", str(code), "-o", str(tmp_path / "m.png"), cwd=tmp_path, COLLAGEKIT_LOAD_PLUGINS="image")
+    assert missing.returncode == 1 and not (tmp_path / "m.png").exists()
+    [line] = missing.stderr.splitlines()
+    assert line.startswith("error: this file needs the partitioner 'stripes'") and "collagekit-stripes 0.1.0" in line
+    assert "pip install collagekit-stripes" in line
+
 
 def test_adaptive_recipe_codes_a_sparse_tree_that_decodes_at_twice_the_size(site, tmp_path):
     from PIL import Image

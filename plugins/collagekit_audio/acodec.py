@@ -29,9 +29,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from collagekit import budget
+from collagekit.budget import CollageGeometry, collage_decode_bytes
 from collagekit.codec import CellGrid, decode_latent_groups, encode_latent_groups, latent_container, read_latent_payload
 from collagekit.config import parse_options
-from collagekit.container import Container
+from collagekit.container import Container, header_int
 from collagekit.errors import CollagekitError
 from collagekit.hypercollage import PARAM_KINDS
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
@@ -103,6 +105,9 @@ def decode_latents(
         raise CollagekitError(
             f"decoding at scale {scale} needs {channels * samples * scale:,} samples, above the limit of {DEFAULT_MAX_ELEMENTS:,}; use a smaller scale"
         )
+    geometry = CollageGeometry.of_collage(model.collage, model.size)
+    need = collage_decode_bytes(geometry, int(q.shape[0]), scale, {"method": "anderson"}, output=2 * channels * samples * scale)
+    budget.check(need, f"decoding at scale {scale}", "use a smaller scale or rate")
     model = model.to(device)
     with progress_bar("decoding", max_iter) as bar:
         z = model.decode(q.to(device).float(), scale, tol=tol, max_iter=max_iter, on_step=bar.advance)
@@ -117,12 +122,10 @@ def read_code(container: Container, model_override: Any = None) -> tuple[LoadedM
 
     loaded = STORE.for_code(container.require("model"), model_override)
     signal = container.require("signal")
-    try:
-        channels, samples = int(signal["channels"]), int(signal["samples"])
-    except (KeyError, TypeError, ValueError):
-        raise bad("the signal's shape is malformed") from None
-    if channels not in (1, 2) or samples < 1 or channels * samples > DEFAULT_MAX_ELEMENTS:
-        raise bad(f"implausible signal shape ({channels} channels, {samples} samples)")
+    if not isinstance(signal, dict):
+        raise bad("the signal's shape is malformed")
+    channels = header_int(signal.get("channels"), "signal.channels", 1, 2)
+    samples = header_int(signal.get("samples"), "signal.samples", 1, DEFAULT_MAX_ELEMENTS // channels)
     model: AudioCollageModel = loaded.model
     expected = [channels * math.ceil(samples / model.cfg.segment), model.channels, model.ranges]
     if container.require("shape") != expected:

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from collagekit.errors import CollagekitError
-from collagekit.fileio import atomic_output
+from collagekit.fileio import atomic_output, native_output
 from collagekit_audio.config import AUDIO, SUFFIXES
 
 __all__ = ["AUDIO", "SUFFIXES", "audio_attributes", "audio_from_memory", "audio_to_memory", "load_audio", "save_audio"]
@@ -36,12 +36,24 @@ CLIP_WARN_FRACTION = 0.001  # warn when more than 0.1 % of samples are clipped
 
 
 def _info(path: Path) -> Any:
+    """soundfile's description of the file, its sample rate checked: a rate no decoder can write back
+    (above :data:`MAX_SAMPLE_RATE`) is refused before anything is coded."""
     import soundfile as sf
 
     try:
-        return sf.info(str(path))
+        with native_output() as chatter:  # libsndfile's decoders (libmpg123) print their own warnings
+            info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise CollagekitError(f"{path} is not an audio file soundfile can read ({exc})") from None
+        raise CollagekitError(f"{path} is not an audio file soundfile can read ({_one_line(exc, chatter)})") from None
+    if not 1 <= info.samplerate <= MAX_SAMPLE_RATE:
+        raise CollagekitError(f"{path} has a sample rate of {info.samplerate:,} Hz; collagekit reads 1 to {MAX_SAMPLE_RATE:,} Hz")
+    return info
+
+
+def _one_line(exc: BaseException, chatter: list[str]) -> str:
+    """An exception's first line, with the library's own first message when it printed one."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{text}; {chatter[0]}" if chatter else text
 
 
 def audio_attributes(path: Path) -> dict[str, Any]:
@@ -63,9 +75,10 @@ def load_audio(path: Path, max_elements: int) -> Tensor:
             f"{path} has {info.frames:,} x {info.channels} samples, above the limit of {max_elements:,}"
         )
     try:
-        samples, _ = sf.read(str(path), dtype="float32", always_2d=True)  # (n c)
+        with native_output() as chatter:
+            samples, _ = sf.read(str(path), dtype="float32", always_2d=True)  # (n c)
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise CollagekitError(f"{path} could not be decoded as audio ({exc})") from None
+        raise CollagekitError(f"{path} could not be decoded as audio ({_one_line(exc, chatter)})") from None
     if not np.isfinite(samples).all():
         raise CollagekitError(f"{path} holds NaN or infinite samples")
     if samples.size == 0:

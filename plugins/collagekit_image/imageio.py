@@ -35,6 +35,9 @@ def load_image(path: Path, max_elements: int) -> Tensor:
                     f"{path} has {width}x{height}x{channels} values, above the limit of {max_elements:,}"
                 )
             peak = 65535.0 if image.mode in WIDE_GREY_MODES else 255.0
+            if image.mode in ("I", "F"):
+                image.load()
+                _check_range(path, image.mode, np.asarray(image), peak)
             if peak == 255.0:
                 image = image.convert("L" if channels == 1 else "RGB")
             image.load()
@@ -44,13 +47,17 @@ def load_image(path: Path, max_elements: int) -> Tensor:
         raise CollagekitError(f"{path} is not an image that Pillow can read safely") from None
     except OSError as exc:
         raise CollagekitError(f"{path} could not be read as an image: {exc}") from None
-    # 16-bit grey keeps its full range (Pillow's own conversion to "L" would clip it at 255).
-    return _from_array(np.asarray(image, dtype=np.float32) / peak)
+    # 16-bit grey keeps its full range (Pillow's own conversion to "L" would clip it at 255). In place:
+    # one float32 copy of a large image, not three.
+    array = np.array(image, dtype=np.float32)
+    array /= peak
+    return _from_array(array)
 
 
 def _from_array(array: np.ndarray) -> Tensor:
-    """(h w) or (h w c) floats -> (1 c h w) in [0, 1]."""
-    tensor = torch.from_numpy(np.clip(array, 0.0, 1.0).astype(np.float32))
+    """(h w) or (h w c) float32, a copy the caller gives away -> (1 c h w) in [0, 1] (clipped in place)."""
+    np.clip(array, 0.0, 1.0, out=array)
+    tensor = torch.from_numpy(array)
     tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)
     return tensor[None].contiguous()
 
@@ -63,14 +70,14 @@ def image_from_memory(data: Any, attrs: dict[str, Any]) -> Tensor:
         raise CollagekitError(f"images take no attributes, got {', '.join(attrs)}")
     if isinstance(data, Image.Image):
         mode = "L" if data.mode in GREY_MODES - WIDE_GREY_MODES else "RGB"
-        return _from_array(np.asarray(data.convert(mode), dtype=np.float32) / 255.0)
+        return _from_array(np.asarray(data.convert(mode), dtype=np.float32) / np.float32(255.0))
     if isinstance(data, np.ndarray):
         if data.ndim == 3 and data.shape[2] == 4:
             data = data[..., :3]  # alpha is dropped, as for files
         if not (data.ndim == 2 or (data.ndim == 3 and data.shape[2] in (1, 3))):
             raise CollagekitError(f"an image array must be (h w) or (h w c) with c = 1 or 3, got shape {data.shape}")
         if data.dtype == np.uint8:
-            return _from_array(data.astype(np.float32) / 255.0)
+            return _from_array(data.astype(np.float32) / np.float32(255.0))
         if not np.issubdtype(data.dtype, np.floating):
             raise CollagekitError(f"an image array must be uint8 (0..255) or floats in [0, 1], got {data.dtype}")
         return _from_array(data.astype(np.float32))
@@ -86,6 +93,20 @@ def image_from_memory(data: Any, attrs: dict[str, Any]) -> Tensor:
 def image_to_memory(z: Tensor) -> Tensor:
     """(1 c h w) -> (c h w) in [0, 1], torchvision's layout."""
     return z[0]
+def _check_range(path: Path, mode: str, raw: np.ndarray, peak: float) -> None:
+    """32-bit integer and float pixels can hold anything: refuse values outside [0, peak] (or not finite)
+    instead of clipping them into a flat image."""
+    if raw.size == 0:
+        return
+    if not np.isfinite(raw).all():
+        raise CollagekitError(f"{path} holds NaN or infinite pixel values")
+    lo, hi = raw.min(), raw.max()
+    if lo < 0 or hi > peak:
+        kind = "32-bit integer" if mode == "I" else "floating-point"
+        raise CollagekitError(
+            f"{path} is a {kind} image with values from {lo:g} to {hi:g}; collagekit reads values 0 to {peak:g} "
+            f"({'16-bit' if mode == 'I' else '8-bit'} levels): rescale it, e.g. to a 16-bit PNG"
+        )
 
 
 def save_image(z: Tensor, path: Path) -> None:

@@ -39,11 +39,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from collagekit import budget
 from collagekit import deblock as deblocking
+from collagekit.budget import CollageGeometry, collage_decode_bytes
 from collagekit.codec import CellGrid, decode_latent_groups, encode_latent_groups, latent_container, read_latent_payload
 from collagekit.colour import YCBCR_TO_RGB, rgb_to_ycbcr
 from collagekit.config import parse_options
-from collagekit.container import Container
+from collagekit.container import Container, header_int, header_shape
 from collagekit.errors import CollagekitError
 from collagekit.hypercollage import PARAM_KINDS
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
@@ -209,15 +211,35 @@ def decode_planes(
     elements = channels * spatial[0] * spatial[1] * scale * scale
     if elements > DEFAULT_MAX_ELEMENTS:
         raise CollagekitError(f"decoding at scale {scale} needs {elements:,} values, above the limit of {DEFAULT_MAX_ELEMENTS:,}; use a smaller scale")
-    model = model.to(device)
     layout = Layout.of(spatial, model.cfg)
     planes = _planes(model, channels)
+    need = decode_bytes(model, layout, channels, scale)
+    budget.check(need, f"decoding a {spatial[1]}x{spatial[0]} image at scale {scale}", "use a smaller scale or image")
+    model = model.to(device)
     decoded: dict[str, Tensor] = {}
     with progress_bar("decoding", len(planes) * max_iter) as bar:
         for name, plane, factor in planes:
             q = latents[name].to(device).float()
             decoded[name] = plane.decode(q, factor * scale, tol=tol, max_iter=max_iter, on_step=bar.advance)
     return model.stitch(decoded["luma"], decoded.get("chroma"), 1, layout), layout
+
+
+# Float32 copies of the stitched planes kept while they become the image: the decoded tiles, the
+# stitched planes, the deblocking filter's basis signal and output, the colour transform, the clip.
+OUTPUT_COPIES = 6
+
+
+def decode_bytes(model: NeuralCollageModel, layout: Layout, channels: int, scale: int) -> int:
+    """Peak working memory of :func:`decode_latents` and writing the image: the larger plane's solve
+    (all its tiles as one batch) on top of the finished planes, then the output's copies."""
+    solver = {"method": "anderson"}  # HyperCollage.decode's solver, with its default memory
+    tiles = {"luma": layout.luma_tiles, "chroma": layout.chroma_tiles}
+    solves = [
+        collage_decode_bytes(CollageGeometry.of_collage(plane.collage, plane.size), tiles[name], factor * scale, solver, output=0)
+        for name, plane, factor in _planes(model, channels)
+    ]
+    output = channels * layout.padded[0] * layout.padded[1] * scale * scale
+    return max(solves) + budget.FLOAT * (OUTPUT_COPIES + budget.SAVE_COPIES) * output
 
 
 @torch.no_grad()
@@ -241,13 +263,12 @@ def read_code(container: Container, model_override: Any = None) -> tuple[LoadedM
 
     loaded = STORE.for_code(container.require("model"), model_override)
     image = container.require("image")
-    try:
-        channels = int(image["channels"])
-        spatial = tuple(int(v) for v in image["spatial"])
-    except (KeyError, TypeError, ValueError):
-        raise bad("the image's shape is malformed") from None
-    if channels not in (1, 3) or len(spatial) != 2 or min(spatial) < 1 or channels * math.prod(spatial) > DEFAULT_MAX_ELEMENTS:
-        raise bad(f"implausible image shape {(channels, *spatial)}")
+    if not isinstance(image, dict):
+        raise bad("the image's shape is malformed")
+    channels = header_int(image.get("channels"), "image.channels", 1, 3)
+    spatial = header_shape(image.get("spatial"), "image.spatial", 2, DEFAULT_MAX_ELEMENTS // channels)
+    if channels == 2:
+        raise bad("an image has 1 or 3 channels, not 2")
     model = loaded.model
     layout = Layout.of(spatial, model.cfg)
     planes = _planes(model, channels)

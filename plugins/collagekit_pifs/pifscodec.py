@@ -10,7 +10,6 @@ The search runs on the CPU for now (it is plain batched tensor code, but has not
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -19,7 +18,7 @@ from torch import Tensor
 from collagekit.codec import as_tensor, decode_symbols, encode_symbols, from_tensor
 from collagekit.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from collagekit.config import parse_options
-from collagekit.container import Container
+from collagekit.container import Container, header_int, header_shape
 from collagekit.errors import CollagekitError
 from collagekit.gridcodec import solve_grid
 from collagekit.solver import Anderson, Picard, SolverStats
@@ -149,13 +148,12 @@ def read_code(container: Container) -> tuple[list, PifsParams, dict[str, Any]]:
 
     params = PifsParams.from_header(container.require("pifs"))
     signal = container.require("signal")
-    try:
-        channels = int(signal["channels"])
-        spatial = tuple(int(v) for v in signal["spatial"])
-    except (KeyError, TypeError, ValueError):
-        raise bad("the signal's shape is malformed") from None
-    if channels not in (1, 3) or len(spatial) != 2 or min(spatial) < 1 or channels * math.prod(spatial) > DEFAULT_MAX_ELEMENTS:
-        raise bad(f"implausible PIFS image shape {(channels, *spatial)}")
+    if not isinstance(signal, dict):
+        raise bad("the signal's shape is malformed")
+    channels = header_int(signal.get("channels"), "signal.channels", 1, 3)
+    spatial = header_shape(signal.get("spatial"), "signal.spatial", 2, DEFAULT_MAX_ELEMENTS // channels)
+    if channels == 2:
+        raise bad("a PIFS image has 1 or 3 channels, not 2")
     colour = container.require("colour")
     if (channels == 1) != (colour == "grey") or colour not in ("grey", *COLOURS):
         raise bad(f"colour {colour!r} does not fit {channels} channel(s)")

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from collagekit.errors import CollagekitError
-from collagekit.fileio import atomic_output
+from collagekit.fileio import atomic_output, native_output
 from collagekit_pointcloud import o3d
 from collagekit_pointcloud.config import CLOUD_SUFFIXES, MESH_SUFFIXES, POINTCLOUD, SUFFIXES
 from collagekit_pointcloud.ply import read_ply, write_ply
@@ -114,6 +114,7 @@ def load_cloud(path: Path, max_elements: int) -> Tensor:
         raise CollagekitError(f"{path} is {size:,} bytes, above the {MAX_FILE_BYTES:,}-byte limit for point clouds")
     max_points = max(1, max_elements // 3)
     colours = None
+    chatter: list[str] = []
     if suffix == ".ply":
         ply = read_ply(path, max_points)
         points, colours = ply.vertices, ply.colours
@@ -123,18 +124,21 @@ def load_cloud(path: Path, max_elements: int) -> Tensor:
         points, colours = _read_text(path, suffix, max_points)
     else:
         open3d = o3d.load(f"reading {suffix} files")
-        mesh = open3d.io.read_triangle_mesh(str(path)) if suffix in MESH_SUFFIXES else None
+        with native_output() as chatter:  # open3d's readers print their own complaints
+            mesh = open3d.io.read_triangle_mesh(str(path)) if suffix in MESH_SUFFIXES else None
         if mesh is not None and len(mesh.triangles) > 0:
             points = _mesh_points(path, np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.triangles), max_points)
         elif suffix in MESH_SUFFIXES:
-            raise CollagekitError(f"{path} could not be read as a mesh (no triangles found)")
+            raise CollagekitError(f"{path} could not be read as a mesh (no triangles found{_said(chatter)})")
         else:
-            cloud = open3d.io.read_point_cloud(str(path))
+            with native_output() as more:
+                cloud = open3d.io.read_point_cloud(str(path))
+            chatter += more
             points = np.asarray(cloud.points, dtype=np.float64)
             if cloud.has_colors() and len(cloud.colors) == len(points):
                 colours = np.asarray(cloud.colors, dtype=np.float64)
     if len(points) == 0:
-        raise CollagekitError(f"{path} holds no points (empty, or not a {suffix} file that can be read)")
+        raise CollagekitError(f"{path} holds no points (empty, or not a {suffix} file that can be read{_said(chatter)})")
     if len(points) > max_points:
         raise CollagekitError(f"{path} has {len(points):,} points, above the limit of {max_points:,} (max_elements / 3)")
     if not np.isfinite(points).all():
@@ -169,8 +173,10 @@ def save_cloud(data: Tensor, path: Path) -> None:
             cloud = open3d.geometry.PointCloud(open3d.utility.Vector3dVector(np.ascontiguousarray(points)))
             if colours is not None:
                 cloud.colors = open3d.utility.Vector3dVector(np.ascontiguousarray(colours))
-            if not open3d.io.write_point_cloud(str(tmp), cloud, write_ascii=False, compressed=False):
-                raise CollagekitError(f"open3d could not write {path}")
+            with native_output() as chatter:
+                written = open3d.io.write_point_cloud(str(tmp), cloud, write_ascii=False, compressed=False)
+            if not written:
+                raise CollagekitError(f"open3d could not write {path}{_said(chatter)}")
 
 
 def cloud_from_memory(data: Any, attrs: dict[str, Any]) -> Tensor:
@@ -195,6 +201,11 @@ def cloud_from_memory(data: Any, attrs: dict[str, Any]) -> Tensor:
 def cloud_to_memory(z: Tensor) -> Tensor:
     """(1 c n) -> (n c): points in rows, RGB in [0, 1] after x y z when c = 6."""
     return z[0].T
+
+
+def _said(chatter: list[str]) -> str:
+    """What open3d printed, folded into our one line (its first message)."""
+    return f"; open3d said: {chatter[0]}" if chatter else ""
 
 
 def label_colours(labels: Tensor, maps: int) -> Tensor:

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from collagekit.bench import Benchmark
-from collagekit.config import Options
+from collagekit.config import MAX_SEED, Options
 from collagekit.lazy import Lazy
 from collagekit.modality import DEFAULT_MAX_ELEMENTS, Modality
 from collagekit.tasks import FileTaskConfig
@@ -63,7 +63,7 @@ class FitSettings(BaseModel):
 
 class IFSDecodeOptions(Options):
     points: int | None = Field(None, ge=1, le=MAX_POINTS, description="points to render (default: the file's), times --scale")
-    seed: int | None = Field(None, description="the chaos game's seed (default: the file's)")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="the chaos game's seed (default: the file's)")
 
 
 class PointCloudFractalizeConfig(FileTaskConfig):

@@ -9,14 +9,14 @@ too); ``--scale s`` multiplies the point count.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from collagekit.config import parse_options
-from collagekit.container import Container
+from collagekit import budget
+from collagekit.config import MAX_SEED, parse_options
+from collagekit.container import Container, header_int, header_number
 from collagekit.errors import CollagekitError
 from collagekit.registry import Registry
 from collagekit_pointcloud.chaos import chaos_game
@@ -25,6 +25,11 @@ from collagekit_pointcloud.config import MAX_POINTS, IFSDecodeOptions
 from collagekit_pointcloud.ifs import IFS
 
 MAX_MAPS = 255
+MAX_COORDINATE = 1e30  # largest coordinate (file units) a code may render: far inside float32's 3.4e38
+# Peak bytes per rendered point, up to the written file: the chaos game's float32 points and labels,
+# the float64 steps of mapping them back to file units, the colours, the (1 6 n) cloud, and the
+# writer's float64 copies of coordinates and colours as open3d vectors. Measured: docs/results/budget.md.
+RENDER_BYTES_PER_POINT = 200
 
 
 def pack(ifs: IFS, normalisation: Normalisation, points: int, seed: int, created_by: dict[str, str]) -> Container:
@@ -46,41 +51,35 @@ def unpack(container: Container) -> tuple[IFS, Normalisation, int, int]:
     def bad(why: str) -> CollagekitError:
         return CollagekitError(f"corrupt .clg file: {why}")
 
-    try:
-        maps = int(container.require("maps"))
-        points = int(container.require("points"))
-        seed = int(container.require("seed"))
-        norm = container.require("normalisation")
-        centre = tuple(float(c) for c in norm["centre"])
-        extent = float(norm["extent"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise bad(f"the ifs header is malformed ({exc})") from None
-    if not 1 <= maps <= MAX_MAPS:
-        raise bad(f"{maps} maps (1 to {MAX_MAPS} allowed)")
-    if not 1 <= points <= MAX_POINTS:
-        raise bad(f"a default of {points:,} points (1 to {MAX_POINTS:,} allowed)")
-    if len(centre) != 3 or not all(math.isfinite(c) for c in centre) or not (math.isfinite(extent) and extent > 0):
-        raise bad("the normalisation is not three finite centre coordinates and a positive extent")
-    shapes = {"A": (maps, 3, 3), "t": (maps, 3), "p": (maps,)}
-    tensors: dict[str, Tensor] = {}
-    for key, shape in shapes.items():
-        tensor = container.tensors.get(key)
-        if tensor is None or tuple(tensor.shape) != shape:
-            raise bad(f"tensor {key!r} is missing or is not {shape}")
-        if not torch.isfinite(tensor).all():
-            raise bad(f"tensor {key!r} holds NaN or infinite values")
-        tensors[key] = tensor.float()
+    maps = header_int(container.require("maps"), "maps", 1, MAX_MAPS)
+    points = header_int(container.require("points"), "points", 1, MAX_POINTS)
+    seed = header_int(container.require("seed"), "seed", 0, MAX_SEED)
+    norm = container.require("normalisation")
+    centre = norm.get("centre") if isinstance(norm, dict) else None
+    if not isinstance(centre, list) or len(centre) != 3:
+        raise bad("the normalisation's centre is not three coordinates")
+    centre = tuple(header_number(c, "normalisation.centre", -MAX_COORDINATE, MAX_COORDINATE) for c in centre)
+    extent = header_number(norm.get("extent"), "normalisation.extent", 0.0, MAX_COORDINATE)
+    if extent <= 0:
+        raise bad("the normalisation's extent must be positive")
+    tensors = {"A": container.tensor("A", (maps, 3, 3)), "t": container.tensor("t", (maps, 3)), "p": container.tensor("p", (maps,))}
     if (tensors["p"] < 0).any() or float(tensors["p"].sum()) <= 0:
         raise bad("the map probabilities are negative or all zero")
     ifs = IFS(tensors["A"], tensors["t"], tensors["p"] / tensors["p"].sum())
     rho = float(ifs.lipschitz().max())
     if not rho < 1:
         raise bad(f"a map is not a contraction (‖A‖₂ = {rho:.4f}), so there is no attractor to render")
+    # Every chaos-game point lies within |t| / (1 - rho) of the origin (walkers start in the unit cube):
+    # refuse codes whose points would leave float32 in the cloud's own units.
+    radius = max(3**0.5, float(tensors["t"].double().norm(dim=1).max()) / (1.0 - rho))
+    if (radius + 0.5) * extent + max(map(abs, centre)) > MAX_COORDINATE:
+        raise bad(f"its points would reach beyond ±{MAX_COORDINATE:g} (extent {extent:g}, attractor radius {radius:g})")
     return ifs, Normalisation(centre, extent), points, seed  # type: ignore[arg-type]
 
 
 def render(ifs: IFS, normalisation: Normalisation, points: int, seed: int, device: torch.device) -> Tensor:
     """The attractor in file units, coloured by map: (1 6 n)."""
+    budget.check(RENDER_BYTES_PER_POINT * points, f"rendering {points:,} points", "ask for fewer points")
     generator = torch.Generator().manual_seed(seed)
     xyz, labels = chaos_game(ifs, points, generator=generator, device=device)
     xyz = normalisation.inverse(xyz.cpu())

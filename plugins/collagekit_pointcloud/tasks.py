@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from collagekit import budget
 from collagekit.container import from_bytes, to_bytes
 from collagekit.errors import CollagekitError
 from collagekit.tasks import Coded, FractalizeTask
@@ -54,7 +55,7 @@ class PointCloudFractalize(FractalizeTask):
         from collagekit_pointcloud.chamfer import chamfer
         from collagekit_pointcloud.cloudio import Normalisation
         from collagekit_pointcloud.fit import fit_ifs
-        from collagekit_pointcloud.ifscodec import IFSCodec, pack, render, unpack
+        from collagekit_pointcloud.ifscodec import RENDER_BYTES_PER_POINT, IFSCodec, pack, render, unpack
 
         cfg, device = self.config, self.ctx.device
         xyz = x[0, :3].T.contiguous()  # (n 3), file units
@@ -64,6 +65,7 @@ class PointCloudFractalize(FractalizeTask):
         points = (cfg.points or n) * cfg.scale
         if points > MAX_POINTS:
             raise CollagekitError(f"{points:,} points to render is above the limit of {MAX_POINTS:,}")
+        budget.check(RENDER_BYTES_PER_POINT * points, f"rendering {points:,} points", "ask for fewer points")
         normalisation = Normalisation.of(xyz)
         unit = normalisation.forward(xyz).to(device)
 

@@ -15,7 +15,8 @@ def add_commands(cli: Any) -> None:
         output: Annotated[Path, typer.Option("-o", "--output", help="the PNG grid to write")],
         n: Annotated[int, typer.Option("--n", min=1, help="number of samples")] = 64,
         scale: Annotated[int, typer.Option("--scale", min=1, max=64, help="decode at this integer scale (collage VAEs)")] = 1,
-        seed: Annotated[int, typer.Option("--seed", help="the same seed draws the same codes at every scale")] = 0,
+        # max: collagekit.config.MAX_SEED (not imported here: this module loads with the CLI, before torch)
+        seed: Annotated[int, typer.Option("--seed", min=0, max=2**63 - 1, help="the same seed draws the same codes at every scale")] = 0,
         figure: Annotated[Path | None, typer.Option("--figure", help="also write a 1x / 4x / 40x vs bicubic figure here")] = None,
         device: Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda")] = None,
         force: Annotated[bool, typer.Option("--force", "-y", help="replace existing output files")] = False,

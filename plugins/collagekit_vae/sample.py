@@ -15,11 +15,13 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from collagekit import budget
+from collagekit.budget import CollageGeometry, collage_decode_bytes
 from collagekit.errors import CollagekitError
 from collagekit.fileio import atomic_output
 from collagekit.metrics import to_uint8
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
-from collagekit_vae.model import IMAGE_SIZE, HierarchicalVAE
+from collagekit_vae.model import IMAGE_SIZE, CollageLikelihood, HierarchicalVAE
 
 CHUNK_VALUES = 1 << 22  # decode in chunks of at most this many output values (bounds solver memory)
 MAX_SAMPLES = 4096
@@ -32,6 +34,11 @@ def decode_chunked(model: HierarchicalVAE, w: Tensor, scale: int) -> Tensor:
     return torch.cat([model.decode(chunk, scale).cpu() for chunk in w.split(step)])
 
 
+# Peak bytes per output value of sampling besides the decode: the float32 samples, their float64
+# copies on the way to 8 bits, the 8-bit tiles and the grid's canvas.
+OUTPUT_BYTES_PER_VALUE = 4 + 16 + 2
+
+
 def check_budget(n: int, scale: int, max_elements: int = DEFAULT_MAX_ELEMENTS) -> None:
     if not 1 <= n <= MAX_SAMPLES:
         raise CollagekitError(f"--n must lie in 1..{MAX_SAMPLES}, got {n}")
@@ -42,9 +49,23 @@ def check_budget(n: int, scale: int, max_elements: int = DEFAULT_MAX_ELEMENTS) -
         )
 
 
+def sample_bytes(model: HierarchicalVAE, n: int, scale: int) -> int:
+    """Peak working memory of :func:`sample`: the samples on their way to 8 bits, and one chunk's decode
+    (a collage decoder's solve, from its geometry and solver; the conv baseline's is small)."""
+    per_image = math.prod(s * scale for s in IMAGE_SIZE)
+    need = OUTPUT_BYTES_PER_VALUE * n * per_image
+    if isinstance(model.likelihood, CollageLikelihood):
+        likelihood = model.likelihood
+        geometry = CollageGeometry.of_collage(likelihood.collage, IMAGE_SIZE)
+        chunk = min(n, max(1, CHUNK_VALUES // per_image))
+        need += collage_decode_bytes(geometry, chunk, scale, likelihood.solver.options(), output=0)
+    return need
+
+
 def sample(model: HierarchicalVAE, n: int, scale: int = 1, seed: int = 0) -> Tensor:
     """n samples (n 1 28s 28s) in [0, 1], decoded at ``scale``; the same seed gives the same codes at every scale."""
     check_budget(n, scale)
+    budget.check(sample_bytes(model, n, scale), f"drawing {n} samples at scale {scale}", "draw fewer or use a smaller scale")
     w = model.sample_latent(n, torch.Generator().manual_seed(seed))
     return decode_chunked(model, w, scale)
 
