@@ -155,7 +155,21 @@ def to_bytes(container: Container) -> bytes:
     plain = save_tensors(tensors)
     (table_len,) = struct.unpack("<Q", plain[:8])
     table = json.loads(plain[8 : 8 + table_len])
-    return save_tensors(tensors, metadata={FORMAT: text, CHECKSUM: _checksum(text, table, plain[8 + table_len :])})
+    return _in_fixed_order(save_tensors(tensors, metadata={FORMAT: text, CHECKSUM: _checksum(text, table, plain[8 + table_len :])}))
+
+
+def _in_fixed_order(data: bytes) -> bytes:
+    """safetensors writes the metadata entries in a hash map's order, which changes from run to run:
+    rewrite the table with them sorted (and the tensors in the order of their data), so the same code
+    is the same bytes. Same entries, same compact JSON, so the same length and the data unmoved."""
+    (length,) = struct.unpack("<Q", data[:8])
+    table = json.loads(data[8 : 8 + length])
+    meta = table.pop("__metadata__")
+    ordered = {"__metadata__": dict(sorted(meta.items())), **dict(sorted(table.items(), key=lambda item: item[1]["data_offsets"]))}
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > length:  # not expected (the same entries), but never move the data
+        return data
+    return data[:8] + text + b" " * (length - len(text)) + data[8 + length :]
 
 
 def _checksum(header: str, table: dict[str, Any], data: bytes) -> str:

@@ -238,7 +238,7 @@ def hostile_yaml():
     """Recipe texts (bytes) meant to hurt a YAML loader or the recipe validator."""
     from hypothesis import strategies as st
 
-    good = (REPO / "recipes" / "image_fractalize.yaml").read_text()
+    good = (REPO / "collagekit" / "recipes" / "image_fractalize.yaml").read_text()
 
     def bomb(depth: int, width: int) -> str:
         lines = ["task: image_fractalize", f"a0: &a0 [{', '.join(['x'] * width)}]"]
@@ -608,7 +608,7 @@ def run(classes: list[str], examples: int, seed: int | None) -> dict[str, Any]:
             _clear(work)
             _reference(work, blob, suffix)
         _clear(work)
-        run_cli(["validate", str(REPO / "recipes" / "image_fractalize.yaml")])
+        run_cli(["validate", str(REPO / "collagekit" / "recipes" / "image_fractalize.yaml")])
         baseline = _kib("VmRSS") / 1024
         for name_ in classes:
             started = time.perf_counter()

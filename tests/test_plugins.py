@@ -159,7 +159,8 @@ def register_poolerz(register):
 def register_solvers(register):
     from typing import Literal
 
-    from collagekit.solver import Picard, SolverConfig
+    from collagekit.config import SolverConfig
+    from collagekit.solver import Picard
 
     class Slow(Picard):
         class Config(SolverConfig):
