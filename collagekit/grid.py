@@ -149,6 +149,7 @@ class AveragePooler(Pooler):
     Config = AverageConfig
 
     block_local: ClassVar[bool] = True
+    nested: ClassVar[bool] = True
     _pools = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
     _block_pools = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 

@@ -134,6 +134,10 @@ class Pooler(Component, nn.Module):
     # alone gives (averaging does; a pooler that looks across blocks does not). Sparse collages with
     # local domains then pool the whole signal once per step instead of every domain.
     block_local: ClassVar[bool] = False
+    # Pooling a pooled signal again by a whole factor equals pooling the signal once by the product
+    # (averages of equal-size blocks' averages): a sparse step then pools each coarser level's signal
+    # from the next finer pooled one, not from the whole signal again.
+    nested: ClassVar[bool] = False
 
     @abstractmethod
     def forward(self, domains: Tensor, size: tuple[int, ...]) -> Tensor: ...

@@ -18,6 +18,7 @@ domains and auxiliary cells.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Literal
@@ -247,8 +248,7 @@ class GridCollage(nn.Module):
             out = offset
             if weights.shape[-1]:
                 padded = sparse.pad_to(z, plan.padded)
-                pools = [self.pooler.pool_signal(padded[(slice(None), slice(None), *(slice(0, w) for w in window))], size).reshape(-1)
-                         for window, size in plan.pools]  # fmt: skip
+                pools = self._pool_levels(padded, plan.pools)
                 pooled = pools[0] if len(pools) == 1 else torch.cat(pools)
                 gathered = pooled.index_select(0, source).view(weights.shape)  # faster than pooled[source]
                 if torch.is_grad_enabled() and (weights.requires_grad or offset.requires_grad or pooled.requires_grad):
@@ -260,6 +260,23 @@ class GridCollage(nn.Module):
             return out.view(b, c, *plan.padded)[crop]
 
         return step
+
+    def _pool_levels(self, padded: Tensor, pools: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> list[Tensor]:
+        """Each level geometry's pooled signal, flattened, in the plan's order. With a nested pooler a
+        signal pooled from the same window as a finer one is pooled from that finer one (the whole-image
+        domains of an adaptive collage: one pass over the signal instead of one per level)."""
+        done: dict[tuple[int, ...], tuple[tuple[int, ...], Tensor]] = {}  # window -> (finest size so far, its pooled signal)
+        out = []
+        for window, size in sorted(pools, key=lambda p: -math.prod(p[1])):
+            finer = done.get(window)
+            if self.pooler.nested and finer is not None and all(f % s == 0 for f, s in zip(finer[0], size)):
+                pooled = self.pooler.pool_signal(finer[1], size)
+            else:
+                pooled = self.pooler.pool_signal(padded[(slice(None), slice(None), *(slice(0, w) for w in window))], size)
+            done[window] = (size, pooled)
+            out.append(((window, size), pooled))
+        order = {key: pooled.reshape(-1) for key, pooled in out}
+        return [order[key] for key in pools]
 
     def step_and_start(self, params: CollageParams | SparseParams, channels: int, spatial: tuple[int, ...],
                        scale: int = 1) -> tuple[Callable[[Tensor], Tensor], Tensor]:

@@ -2,22 +2,23 @@
 
 Every configuration codes the same 512x512 RGB image, so a step does real work on real codes: dense
 codes are fitted for a few collage-loss steps (their weights' values do not change a step's cost),
-sparse ones come from the least-squares search. A step is timed as the median of several calls after
-a warm-up, at scale 1 and 4; its memory is the peak resident memory during those calls above the
-resident memory before them (Linux: the peak is reset through /proc/self/clear_refs), so it counts
-the step's temporaries, not the code or the input.
+sparse ones come from the least-squares search. Time: after a warm-up, the configurations' steps run
+in turn, ``REPEATS`` rounds, and each one's median is reported (interleaving spreads whatever else the
+machine does over all of them alike). Memory: in a fresh process per configuration and scale (a
+process that has run other work reuses its freed heap, and a step then shows no growth at all), the
+peak resident memory of one step above what was resident before it (Linux: the peak is reset through
+/proc/self/clear_refs), so it counts the step's output and temporaries, not the code or the input.
 """
 
 from __future__ import annotations
 
 import gc
 import math
+import multiprocessing
 from pathlib import Path
 from typing import Any
 
 import torch
-
-from collagekit.timing import median_time
 
 # name -> (collage config, how the code is made); all on 8x8 top cells unless adaptive
 FULL = {"name": "tiles2d", "range_size": 8, "domain_size": "full"}
@@ -34,7 +35,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "mixing": "sparse", "ranges": 4096},
 }  # fmt: skip
 SCALES = (1, 4)
-REPEATS = 5
+REPEATS = 15
 
 
 def _rss_kib(field: str) -> int:
@@ -44,28 +45,44 @@ def _rss_kib(field: str) -> int:
     raise OSError(f"no {field} in /proc/self/status")
 
 
-def _mmap_large_blocks() -> None:
-    """Make glibc give every block above 128 KiB its own mapping, returned at free: resident memory then
-    follows the live tensors (by default freed blocks stay in the heap for reuse, and a step that reuses
-    a warm-up's blocks shows no growth at all)."""
+def _step_memory_child(name: str, scale: int, crop: str, out: Any) -> None:
+    """In a fresh process: make the configuration's code, warm its step up, then one step's peak resident
+    memory above what was resident before it (MB), or None where the peak cannot be reset."""
     import ctypes
 
-    ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD; fixing it also stops its self-tuning
+    from collagekit.registry import get_registry
+    from collagekit_image.imageio import load_image
 
-
-def peak_step_memory(step, z: torch.Tensor) -> float | None:
-    """Peak resident memory (MB) of one call of ``step(z)`` above what was resident before it; None where
-    the peak cannot be reset (not Linux with glibc)."""
     try:
-        _mmap_large_blocks()
-        gc.collect()
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-        before = _rss_kib("VmRSS")
-        with torch.no_grad():
-            step(z)
-        return round((_rss_kib("VmHWM") - before) / 1024, 1)
+        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD: big blocks mapped, unmapped at free
     except (OSError, AttributeError):
-        return None
+        out.put(None)
+        return
+    torch.set_num_threads(1)
+    x = load_image(Path(crop), 1 << 24)
+    collage, code = _build(name, x, get_registry(), torch.device("cpu"))
+    step = collage.step_fn(code, tuple(x.shape[2:]), scale)
+    z = torch.rand(1, 3, *(s * scale for s in x.shape[2:]))
+    with torch.no_grad():
+        step(z)
+        gc.collect()
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+            before = _rss_kib("VmRSS")
+            step(z)
+            out.put(round((_rss_kib("VmHWM") - before) / 1024, 1))
+        except OSError:
+            out.put(None)
+
+
+def peak_step_memory(name: str, scale: int, crop: Path) -> float | None:
+    """One step's peak memory (MB), measured in a child process (see the module's docstring)."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_step_memory_child, args=(name, scale, str(crop), queue))
+    child.start()
+    child.join(timeout=600)
+    return queue.get() if child.exitcode == 0 and not queue.empty() else None
 
 
 def held_memory(collage, code, spatial: tuple[int, ...], scale: int) -> float:
@@ -85,53 +102,62 @@ def held_memory(collage, code, spatial: tuple[int, ...], scale: int) -> float:
     return round((sum(t.numel() * t.element_size() for t in tensors) + extra) / 2**20, 1)
 
 
-def _code(collage, config: dict[str, Any], x: torch.Tensor):
+def _build(name: str, x: torch.Tensor, registry, device: torch.device):
+    """The configuration's operator and a code of ``x`` for it."""
+    from collagekit.config import CollageConfig
+    from collagekit.recipe import RecipeModels
     from collagekit.search import search
 
+    config = CONFIGS[name]
+    collage = RecipeModels(registry).specialize(CollageConfig).model_validate({
+        "partitioner": config["partitioner"], "auxiliary": [{"name": "dihedral"}], "mixing": config["mixing"],
+    }).build(registry).to(device)  # fmt: skip
+    x = x.to(device)
     if collage.sparse:
-        return search(collage, x, ranges=config.get("ranges", math.prod(collage.partitioner.range_grid(tuple(x.shape[2:])))))
+        return collage, search(collage, x, ranges=config.get("ranges", math.prod(collage.partitioner.range_grid(tuple(x.shape[2:])))))
     from collagekit.fit import FitSettings, refine
     from collagekit.solver import Anderson
 
     code, _ = refine(x, collage, Anderson(), collage.init_params(x), FitSettings(steps=0, collage_steps=3, lr=0.05))
-    return code
+    return collage, code
 
 
-def measure(x: torch.Tensor, registry, device: torch.device) -> list[dict[str, Any]]:
-    """x: (1 3 512 512) -> one row per configuration and scale."""
-    if device.type == "cpu":
-        try:
-            _mmap_large_blocks()  # before the codes are made, so every later block is mapped on its own
-        except (OSError, AttributeError):
-            pass
-    from collagekit.config import CollageConfig
-    from collagekit.recipe import RecipeModels
+def measure(x: torch.Tensor, crop: Path, registry, device: torch.device) -> list[dict[str, Any]]:
+    """x: (1 3 512 512), the image ``crop`` holds -> one row per configuration and scale."""
+    import statistics
+    import time
 
-    models = RecipeModels(registry).specialize(CollageConfig)
+    from collagekit.device import synchronize
+
     spatial = tuple(x.shape[2:])
+    built = {name: _build(name, x, registry, device) for name in CONFIGS}
     rows = []
-    for name, config in CONFIGS.items():
-        collage_cfg = models.model_validate({
-            "partitioner": config["partitioner"], "auxiliary": [{"name": "dihedral"}], "mixing": config["mixing"],
-        })  # fmt: skip
-        collage = collage_cfg.build(registry).to(device)
-        code = _code(collage, config, x.to(device))
-        sources = collage.num_sources(spatial)[0] if not collage.sparse else collage.sources
-        leaves = code.leaves if collage.sparse else collage.partitioner.num_ranges(spatial) * 3
-        for scale in SCALES:
-            step = collage.step_fn(code, spatial, scale)
-            z = torch.rand(1, 3, *(s * scale for s in spatial), device=device)
-            with torch.no_grad():
+    for scale in SCALES:
+        z = torch.rand(1, 3, *(s * scale for s in spatial), device=device)
+        steps = {name: collage.step_fn(code, spatial, scale) for name, (collage, code) in built.items()}
+        wall: dict[str, list[float]] = {name: [] for name in steps}
+        cpu: dict[str, list[float]] = {name: [] for name in steps}
+        with torch.no_grad():
+            for step in steps.values():
                 step(z)  # warm-up: plans, allocator
-                timed = median_time(lambda: step(z), REPEATS, device)  # wall and CPU, device synchronised
+            for _ in range(REPEATS):
+                for name, step in steps.items():
+                    w, c = time.perf_counter(), time.process_time()
+                    step(z)
+                    synchronize(device)
+                    wall[name].append(time.perf_counter() - w)
+                    cpu[name].append(time.process_time() - c)
+        for name, (collage, code) in built.items():
             rows.append({
-                "configuration": name, "scale": scale, "ranges": leaves, "sources_per_range": sources,
-                "step_ms": round(timed.seconds * 1000, 2), "step_cpu_ms": round(timed.cpu_seconds * 1000, 2),
-                "step_memory_mb": peak_step_memory(step, z) if device.type == "cpu" else _cuda_peak(step, z, device),
+                "configuration": name, "scale": scale,
+                "ranges": code.leaves if collage.sparse else collage.partitioner.num_ranges(spatial) * 3,
+                "sources_per_range": collage.sources if collage.sparse else collage.num_sources(spatial)[0],
+                "step_ms": round(statistics.median(wall[name]) * 1000, 2), "step_cpu_ms": round(statistics.median(cpu[name]) * 1000, 2),
+                "step_memory_mb": peak_step_memory(name, scale, crop) if device.type == "cpu" else _cuda_peak(steps[name], z, device),
                 "held_memory_mb": held_memory(collage, code, spatial, scale),
             })  # fmt: skip
             print(f"{name} x{scale}: {rows[-1]['step_ms']} ms, {rows[-1]['step_memory_mb']} MB per step, {rows[-1]['held_memory_mb']} MB held")
-        del collage, code
+        del steps
     return rows
 
 
