@@ -1,7 +1,8 @@
 """Benchmarks: ``collagekit bench NAME``. Each is registered by the plugin whose code it measures.
 
 A benchmark prints its figures and writes them (markdown and JSON) into ``--out`` (default
-``./bench-results/``). Timings exclude warm-up and name the device (DESIGN section 4). Its data folder
+``./bench-results/``). Timings exclude warm-up; every results file ends with the conditions it was
+measured under (:func:`conditions`: command, commit, CPU, threads, load, device, date; DESIGN section 4). Its data folder
 is ``--data DIR``, else ``$COLLAGEKIT_DATA/<its default_data>``; nothing is guessed.
 """
 
@@ -9,8 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +41,12 @@ class BenchContext:
     device: torch.device
     overrides: list[tuple[list[str | int], Any]]
     options: Options
+    # Taken when the context is made, before any work: the load average is the machine's at the start.
+    conditions: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.conditions:
+            self.conditions = conditions(self.device)
 
     def option(self, key: str) -> Any:
         """A declared option's value: given on the command line, else its declared default."""
@@ -79,10 +91,59 @@ def data_folder(given: str | Path | None, sub: str, what: str, option: str = "--
     return folder
 
 
-def write_results(out: Path, name: str, markdown: str, data: dict[str, Any]) -> tuple[Path, Path]:
-    md, js = out / f"{name}.md", out / f"{name}.json"
+def conditions(device: torch.device) -> dict[str, Any]:
+    """What a measurement depends on: the command that ran, the code (commit), the CPU and torch's
+    thread count, the machine's load (1-minute average; above the CPU count other jobs shared it, so
+    wall-clock times are pessimistic), the device and the date."""
+    import torch
+
+    from collagekit import __version__
+
+    return {
+        "command": "collagekit " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name in {"collagekit", "__main__.py"} else shlex.join(sys.argv),
+        "commit": _commit(),
+        "collagekit": __version__,
+        "cpu": cpu_name(),
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "load_average_start": round(os.getloadavg()[0], 2),
+        "device": str(device),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    }
+
+
+def _commit() -> str:
+    """The git commit the code runs from (``+changes`` when the tree differs from it), or a note that
+    it is an installed package (a wheel has no commit; its version is recorded beside this)."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return "not a git checkout"
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (git unavailable)"
+    return head + ("+changes" if dirty else "")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def write_results(ctx: BenchContext, name: str, markdown: str, data: dict[str, Any]) -> tuple[Path, Path]:
+    """``NAME.md`` and ``NAME.json`` in ``ctx.out``, each ending with the run's conditions."""
+    md, js = ctx.out / f"{name}.md", ctx.out / f"{name}.json"
+    table = "\n".join(f"| {key} | {value} |" for key, value in ctx.conditions.items())
     with atomic_output(md) as tmp:
-        tmp.write_text(markdown)
+        tmp.write_text(markdown.rstrip("\n") + f"\n\n## Conditions\n\n| | |\n|---|---|\n{table}\n")
     with atomic_output(js) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps({**data, "conditions": ctx.conditions}, indent=2, sort_keys=True) + "\n")
     return md, js

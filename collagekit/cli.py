@@ -260,12 +260,14 @@ def bench(
     data: Annotated[Path | None, typer.Option("--data", help="data folder (default: $COLLAGEKIT_DATA/<the benchmark's folder>)")] = None,
     results: Annotated[Path, typer.Option("--out", help="folder for the results (NAME.md, NAME.json; updated in place)")] = BENCH_OUT,
     device: DeviceOption = "auto",
+    threads: Annotated[int | None, typer.Option("--threads", min=1, max=1024, help="CPU threads for torch in this benchmark (as the global --threads; recorded in the results)")] = None,
 ) -> None:
     """Run a registered benchmark; print its figures and write them into --out (default ./bench-results)."""
     from collagekit.bench import BenchContext, data_folder
-    from collagekit.device import resolve_device
+    from collagekit.device import resolve_device, set_threads
     from collagekit.recipe import parse_override
 
+    set_threads(threads if threads is not None else _State.threads)
     benchmark = _registry().get("bench", name)
     parsed = [parse_override(text) for text in _as_overrides(options)]
     chosen = benchmark.parse(parsed)

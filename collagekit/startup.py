@@ -97,7 +97,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         f"Target: at most {target:g} s and no torch for every command: {'met' if summary['all_within_target'] else 'missed'}.",
         "",
     ]
-    write_results(ctx.out, "startup", "\n".join(lines), {"summary": summary, "commands": rows})
+    write_results(ctx, "startup", "\n".join(lines), {"summary": summary, "commands": rows})
     return summary
 
 

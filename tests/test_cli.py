@@ -269,3 +269,21 @@ def test_compress_under_torchrun_shares_the_files_between_processes(tmp_path: Pa
     assert len(rows) == 3 and all(name in done.stdout for name in ("a.png", "b.png", "c.png"))
     same = {(tmp_path / "codes" / f"{n}.clg").read_bytes() for n in "abc"}
     assert len(same) == 1  # the same image, whichever process coded it
+
+
+def test_results_files_record_their_conditions(tmp_path: Path) -> None:
+    from collagekit.bench import BenchContext, write_results
+    from collagekit.config import Options
+
+    torch.set_num_threads(1)
+    ctx = BenchContext(data=None, out=tmp_path, device=torch.device("cpu"), overrides=[], options=Options())
+    md, js = write_results(ctx, "probe", "# probe\n\n| a |\n", {"rows": [1]})
+    recorded = json.loads(js.read_text())
+    assert recorded["rows"] == [1]
+    conditions = recorded["conditions"]
+    assert conditions["threads"] == 1 and conditions["device"] == "cpu" and conditions["cpus"] == os.cpu_count()
+    assert isinstance(conditions["load_average_start"], float) and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d.*", conditions["date"])
+    assert re.fullmatch(r"[0-9a-f]{12}(\+changes)?", conditions["commit"])  # the tests run from the checkout
+    assert conditions["cpu"] and conditions["command"]
+    text = md.read_text()
+    assert text.startswith("# probe\n") and "## Conditions" in text and "| threads | 1 |" in text

@@ -157,7 +157,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "slowest_encode_x_realtime": speed,
         "speed_met": speed >= SPEED_TARGET,
     }
-    md, js = write_results(ctx.out, "audio", _markdown(results), results)
+    md, js = write_results(ctx, "audio", _markdown(results), results)
     return {**results["targets"], "markdown": str(md), "json": str(js)}
 
 

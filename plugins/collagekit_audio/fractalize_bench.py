@@ -121,6 +121,6 @@ def run(ctx: BenchContext) -> dict[str, Any]:
                      f"{'met' if ok else 'missed'} |")  # fmt: skip
     lines += ["", f"{summary['targets_met']} of {summary['clips']} clips meet the target; {summary['threads']} torch thread(s), "
               f"device {summary['device']}, {summary['wall_seconds']} s in all.", ""]  # fmt: skip
-    write_results(ctx.out, "audio_fractalize", "\n".join(lines), {"summary": summary, "clips": rows})
+    write_results(ctx, "audio_fractalize", "\n".join(lines), {"summary": summary, "clips": rows})
     return summary
 

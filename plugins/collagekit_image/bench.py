@@ -165,6 +165,6 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         lines += step_lines
         data.update(step=step_summary, steps=step_rows)
         summary["step_configurations"] = len(step_rows)
-    write_results(ctx.out, "image_fit", "\n".join(lines), data)
+    write_results(ctx, "image_fit", "\n".join(lines), data)
     return summary
 

@@ -224,7 +224,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     if images == "validation":
         summary["models_not_holding_out_the_split"] = [m for m, entry in loaded.items() if not _held_out(entry.metadata)]
     markdown = render(name, summary, tables, repeats, device)
-    write_results(ctx.out, name, markdown, {"summary": summary, "tables": tables, "images": rows})
+    write_results(ctx, name, markdown, {"summary": summary, "tables": tables, "images": rows})
     plot(rows, ctx.out / f"{name}.png", Path(ctx.data).name + (f", {images}" if images else ""))
     return {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
 

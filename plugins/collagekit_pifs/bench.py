@@ -21,7 +21,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from collagekit.bench import BenchContext, write_results
+from collagekit.bench import BenchContext, cpu_name, write_results
 from collagekit.errors import CollagekitError
 from collagekit.metrics import at_rate
 from collagekit.timing import median_time
@@ -197,20 +196,10 @@ def _colour(paths: list[Path], search: str, device, repeats: int, extra: dict[st
     return rows
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def _summary(grey: list[dict[str, Any]], colour: list[dict[str, Any]], searches: list[str], device, load: tuple[float, float]) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "device": str(device),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
         "cpus": os.cpu_count(),
@@ -316,6 +305,6 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     options = " ".join(f"{'.'.join(map(str, k))}={v}" for k, v in ctx.overrides)
     command = f"OMP_NUM_THREADS={summary['omp_num_threads']} collagekit bench pifs {options}".strip()
     markdown = _markdown(summary, grey, colour, searches, repeats, command)
-    write_results(ctx.out, "pifs", markdown, {"summary": summary, "grey": grey, "colour": colour})
+    write_results(ctx, "pifs", markdown, {"summary": summary, "grey": grey, "colour": colour})
     return summary
 

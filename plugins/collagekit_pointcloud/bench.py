@@ -217,7 +217,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             " attractor (right, coloured by map), the same number of points each.*\n"
             for p in pictures
         ]
-    write_results(ctx.out, "ifs", "\n".join(lines), {"summary": summary, "known": known_rows, "scans": scan_rows})
+    write_results(ctx, "ifs", "\n".join(lines), {"summary": summary, "known": known_rows, "scans": scan_rows})
     flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
     for key in ("known", "chaos_game_mpoints_per_s"):
         for sub, value in (summary.get(key) or {}).items():

@@ -217,7 +217,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         results["sampling"] = _timings(collage_at_one, ctx.device, repeats)
 
     sections = {**earlier, section: results}
-    write_results(ctx.out, "vae", _markdown(sections), {"sections": sections})
+    write_results(ctx, "vae", _markdown(sections), {"sections": sections})
     summary = {f"{r['model']} elbo": r["elbo"] for r in rows}
     return {"section": section, **summary, **{k: v for k, v in results.items() if k not in ("models", "note", "figures")}}
 
