@@ -100,7 +100,7 @@ def conditions(device: torch.device) -> dict[str, Any]:
     from collagekit import __version__
 
     return {
-        "command": "collagekit " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name in {"collagekit", "__main__.py"} else shlex.join(sys.argv),
+        "command": _command(),
         "commit": _commit(),
         "collagekit": __version__,
         "cpu": cpu_name(),
@@ -112,6 +112,13 @@ def conditions(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
     }
+
+
+def _command() -> str:
+    program = Path(sys.argv[0]).name
+    if program in {"collagekit", "__main__.py"}:
+        return "collagekit " + shlex.join(sys.argv[1:])
+    return ("python " if program.endswith(".py") else "") + shlex.join(sys.argv)
 
 
 def _commit() -> str:
@@ -140,10 +147,18 @@ def cpu_name() -> str:
 
 def write_results(ctx: BenchContext, name: str, markdown: str, data: dict[str, Any]) -> tuple[Path, Path]:
     """``NAME.md`` and ``NAME.json`` in ``ctx.out``, each ending with the run's conditions."""
-    md, js = ctx.out / f"{name}.md", ctx.out / f"{name}.json"
-    table = "\n".join(f"| {key} | {value} |" for key, value in ctx.conditions.items())
+    return save_results(ctx.out, name, markdown, data, ctx.conditions)
+
+
+def save_results(out: Path, name: str, markdown: str, data: dict[str, Any], measured_under: dict[str, Any]) -> tuple[Path, Path]:
+    """What :func:`write_results` does, for measuring scripts outside ``collagekit bench``: the markdown
+    gains a "Conditions" table and the JSON a ``conditions`` entry (``measured_under``: :func:`conditions`
+    plus whatever else the run records, such as the load at its end)."""
+    md, js = out / f"{name}.md", out / f"{name}.json"
+    table = "\n".join(f"| {key} | {value} |" for key, value in measured_under.items())
+    out.mkdir(parents=True, exist_ok=True)
     with atomic_output(md) as tmp:
         tmp.write_text(markdown.rstrip("\n") + f"\n\n## Conditions\n\n| | |\n|---|---|\n{table}\n")
     with atomic_output(js) as tmp:
-        tmp.write_text(json.dumps({**data, "conditions": ctx.conditions}, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps({**data, "conditions": measured_under}, indent=2, sort_keys=True) + "\n")
     return md, js

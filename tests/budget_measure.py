@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -177,11 +176,6 @@ def child_ifs(spec: dict[str, Any]) -> dict[str, Any]:
             "baseline_mib": round(before / 1024, 1), "seconds": round(seconds, 2)}
 
 
-def _commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
-    return done.stdout.strip() or "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results")
@@ -192,7 +186,11 @@ def main() -> None:
         spec = json.loads(args.child)
         print(json.dumps(child_ifs(spec) if "ifs" in spec else child(spec)))
         return
-    load_start = os.getloadavg()[0]
+    import torch
+
+    from collagekit.bench import conditions, save_results
+
+    measured_under = conditions(torch.device("cpu"))  # before the work: the load at the start
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
@@ -208,22 +206,9 @@ def main() -> None:
             row["ratio"] = round(row["estimate_mib"] / max(row["measured_mib"], 1.0), 2)
             rows.append(row)
             print(f"{row['case']}: estimate {row['estimate_mib']} MiB, measured {row['measured_mib']} MiB (x{row['ratio']})", flush=True)
-    conditions = {
-        "command": "python tests/budget_measure.py" + (" --quick" if args.quick else ""),
-        "commit": _commit(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "threads": os.environ.get("OMP_NUM_THREADS", "default"),
-        "load_average_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)],
-        "device": "cpu",
-        "date": time.strftime("%Y-%m-%d"),
-    }
+    measured_under |= {"omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"), "load_average_end": round(os.getloadavg()[0], 2)}
     lines = [
         "# Memory budget: estimates against measured peak memory",
-        "",
-        f"`{conditions['command']}` at commit {conditions['commit']}, {conditions['cpus']} CPUs, OMP_NUM_THREADS={conditions['threads']}, "
-        f"load average {conditions['load_average_start_end'][0]} at the start and {conditions['load_average_start_end'][1]} at the end, "
-        f"CPU, {conditions['date']}.",
         "",
         "Each case runs in a fresh process (glibc told to map every buffer of 64 KiB or more, so freed memory",
         "goes back to the system) after an untimed warm-up of the same command at a small size.",
@@ -238,9 +223,7 @@ def main() -> None:
         *(f"| {r['case']} | {r['estimate_mib']} | {r['measured_mib']} | {r['ratio']} | {r['seconds']} |" for r in rows),
         "",
     ]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "budget.md").write_text("\n".join(lines))
-    (args.out / "budget.json").write_text(json.dumps({"conditions": conditions, "cases": rows}, indent=2) + "\n")
+    save_results(args.out, "budget", "\n".join(lines), {"cases": rows}, measured_under)
     print(f"wrote {args.out / 'budget.md'}")
 
 

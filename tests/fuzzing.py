@@ -29,7 +29,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import re
 import struct
 import subprocess
@@ -640,13 +639,11 @@ def run_in_child(classes: list[str], examples: int, seed: int | None, timeout: f
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _markdown(result: dict[str, Any], conditions: dict[str, Any]) -> str:
+def _markdown(result: dict[str, Any]) -> str:
     lines = [
         "# Fuzzing: hostile files, recipes and inputs",
         "",
-        f"`{conditions['command']}` at commit {conditions['commit']}: {conditions['cpus']} CPUs ({conditions['cpu']}), one thread, "
-        f"load average {conditions['load_average_start_end'][0]} at the start and {conditions['load_average_start_end'][1]} at the end, "
-        f"{conditions['date']}; hypothesis seed {result['seed']}, memory limit COLLAGEKIT_MAX_MEMORY={result['limit']}.",
+        f"Hypothesis seed {result['seed']}, memory limit COLLAGEKIT_MAX_MEMORY={result['limit']}; the run's conditions are at the end.",
         "",
         "Every example runs `collagekit`'s `main` in one process and must end with status 0 and a readable",
         "output, or with exactly one `error: ...` line and status 1 or 2, print nothing from native libraries,",
@@ -684,23 +681,19 @@ def main() -> None:
     if args.child:
         print(json.dumps(run(classes, args.examples, args.seed)))
         return
-    load = os.getloadavg()[0]
+    import torch
+
+    from collagekit.bench import conditions, save_results
+
+    measured_under = conditions(torch.device("cpu"))  # before the work: the load at the start
     started = time.perf_counter()
     result = run_in_child(classes, args.examples, args.seed, timeout=24 * 3600)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
-    conditions = {
-        "command": f"python tests/fuzzing.py --examples {args.examples}" + (f" --seed {args.seed}" if args.seed is not None else ""),
-        "commit": commit or "unknown", "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-        "load_average_start_end": [round(load, 2), round(os.getloadavg()[0], 2)], "date": time.strftime("%Y-%m-%d"),
-        "seconds": round(time.perf_counter() - started, 1), "device": "cpu",
-    }
+    measured_under |= {"load_average_end": round(os.getloadavg()[0], 2), "seconds": round(time.perf_counter() - started, 1)}
     for name, r in result["classes"].items():
         print(f"{name}: {r['examples']} examples, {r['outcomes']}, max {r['max_seconds']} s, max {r['max_mib']} MiB"
               + ("" if r["failure"] is None else f"\nFAILURE: {r['failure']}"))
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "fuzz.md").write_text(_markdown(result, conditions))
-        (args.out / "fuzz.json").write_text(json.dumps({"conditions": conditions, **result}, indent=2) + "\n")
+        save_results(args.out, "fuzz", _markdown(result), result, measured_under)
         print(f"wrote {args.out / 'fuzz.md'}")
     if any(r["failure"] for r in result["classes"].values()):
         raise SystemExit(1)
