@@ -103,7 +103,7 @@ def conditions(device: torch.device) -> dict[str, Any]:
         "command": _command(),
         "commit": _commit(),
         "collagekit": __version__,
-        "cpu": cpu_name(),
+        "cpu": _cpu_name(),
         "cpus": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "load_average_start": round(os.getloadavg()[0], 2),
@@ -135,7 +135,7 @@ def _commit() -> str:
     return head + ("+changes" if dirty else "")
 
 
-def cpu_name() -> str:
+def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from collagekit.bench import BenchContext, cpu_name, write_results
+from collagekit.bench import BenchContext, write_results
 from collagekit.errors import CollagekitError
 from collagekit.metrics import at_rate
 from collagekit.timing import median_time
@@ -196,14 +196,11 @@ def _colour(paths: list[Path], search: str, device, repeats: int, extra: dict[st
     return rows
 
 
-def _summary(grey: list[dict[str, Any]], colour: list[dict[str, Any]], searches: list[str], device, load: tuple[float, float]) -> dict[str, Any]:
+def _summary(grey: list[dict[str, Any]], colour: list[dict[str, Any]], searches: list[str]) -> dict[str, Any]:
     summary: dict[str, Any] = {
-        "device": str(device),
-        "cpu": cpu_name(),
-        "threads": torch.get_num_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
-        "cpus": os.cpu_count(),
-        "load_average_start_end": [round(v, 2) for v in load],
+        # The load at the start is among the conditions write_results records; at the end it says
+        # whether other jobs arrived while this ran.
+        "load_average_end": round(os.getloadavg()[0], 2),
         "grey_images": len(grey),
         "jpeg_grey_psnr_at_0.5": _mean(r["jpeg_psnr_at_0.5"] for r in grey),
     }
@@ -230,13 +227,12 @@ def _summary(grey: list[dict[str, Any]], colour: list[dict[str, Any]], searches:
     return summary
 
 
-def _markdown(summary: dict[str, Any], grey, colour, searches: list[str], repeats: int, command: str) -> str:
+def _markdown(summary: dict[str, Any], grey, colour, searches: list[str], repeats: int) -> str:
     fast = searches[-1]
     lines = [
         "# pifs: classical PIFS fractal compression on Kodak",
         "",
-        f"`{command}` on device {summary['device']} ({summary['cpu']}), {summary['threads']} torch thread(s), {summary['cpus']} CPUs, "
-        f"load average {summary['load_average_start_end'][0]} at the start and {summary['load_average_start_end'][1]} at the end",
+        f"The command, CPU, threads and load at the start are under Conditions at the end; load average at the end {summary['load_average_end']}",
         "(a load above the CPU count means other jobs shared the machine: wall-clock times are then pessimistic;",
         "CPU times are the process's own). bpp = whole .clg file bytes x 8 / pixels; PSNR on the decoded saved",
         "file, 8-bit (DESIGN section 4); PSNR at 0.5 bpp interpolated in log-bpp over a sweep of RMS targets",
@@ -291,7 +287,6 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     grey_paths = grey_paths[: min(limit, len(grey_paths))]
     colour_paths = sorted(ctx.data.glob("kodim*.png"))[: limit if ctx.option("colour") else 0]
     device = ctx.device
-    load_start = os.getloadavg()[0]
     # Untimed warm-up: the first encode pays one-time costs (lazy imports, allocator, thread pool).
     warm = _tensor(_load(grey_paths[0], grey=True))
     for search in searches:
@@ -299,12 +294,10 @@ def run(ctx: BenchContext) -> dict[str, Any]:
 
     grey = _grey(grey_paths, searches, device, repeats, extra)
     colour = _colour(colour_paths, searches[-1], device, repeats, extra)
-    summary = _summary(grey, colour, searches, device, (load_start, os.getloadavg()[0]))
+    summary = _summary(grey, colour, searches)
     if extra:
         summary["settings"] = extra
-    options = " ".join(f"{'.'.join(map(str, k))}={v}" for k, v in ctx.overrides)
-    command = f"OMP_NUM_THREADS={summary['omp_num_threads']} collagekit bench pifs {options}".strip()
-    markdown = _markdown(summary, grey, colour, searches, repeats, command)
+    markdown = _markdown(summary, grey, colour, searches, repeats)
     write_results(ctx, "pifs", markdown, {"summary": summary, "grey": grey, "colour": colour})
     return summary
 
