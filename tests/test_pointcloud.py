@@ -447,3 +447,28 @@ def test_ifs_benchmark_runs_small_and_writes_results(tmp_path: Path) -> None:
     with Image.open(tmp_path / "pictures" / "ifs_bunny_k2.png") as picture:  # the scan beside its attractor
         assert picture.size == (640, 320)
     assert "![ifs_bunny_k2](" in text and "| sierpinski | 4 |" in text
+
+
+def test_ifs_benchmark_splits_are_disjoint_and_the_option_selects_them(tmp_path: Path) -> None:
+    from collagekit_pointcloud.bench import known_targets, split_seeds
+    from collagekit_pointcloud.config import IFS_BENCH, SPLIT_SEEDS
+
+    assert not set(SPLIT_SEEDS["test"]) & set(SPLIT_SEEDS["validation"])
+    with pytest.raises(CollagekitError):  # a count past the split's range would run into the other split
+        IFS_BENCH.parse([(["targets"], len(SPLIT_SEEDS["test"]) + 1)])
+    assert list(split_seeds("validation", None)) == list(range(1000, 1020))  # the committed validation set
+    assert list(split_seeds("test", None)) == list(range(50))
+    names = [name for name, _ in known_targets("validation", 2)]
+    assert names == ["random-1000", "random-1001"]  # no named fractal: they are benchmark targets
+    assert [name for name, _ in known_targets("test", 1)] == ["sierpinski", "fern", "random-00"]
+    assert IFS_BENCH.parse([(["split"], "validation")]).split == "validation"
+    assert IFS_BENCH.parse([]).split == "test"
+    result = invoke(
+        "bench", "ifs", "--data", str(tmp_path), "--out", str(tmp_path), "--device", "cpu", "split=validation", "targets=1", "points=500",
+        "steps=2", "trials=1", "trial_steps=1", "register_steps=1", "restarts=1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "ifs_validation.md").read_text()
+    assert "| random-1000 |" in text and "sierpinski" not in text and not (tmp_path / "ifs.md").exists()
+    refused = invoke("bench", "ifs", "--data", str(tmp_path), "--out", str(tmp_path), "split=validation", "parts=scans")
+    assert refused.returncode != 0 and refused.stderr.strip().startswith("error:") and "split=validation" in refused.stderr

@@ -80,17 +80,33 @@ class PointCloudFractalizeConfig(FileTaskConfig):
     fit: FitSettings = Field(default_factory=FitSettings, description="how hard to fit")
 
 
+# The seeds of the random IFS targets, per split: the fitter's settings are chosen on "validation" and
+# reported on "test" (the benchmark). A split's targets are the first ``targets`` seeds of its range;
+# the ranges do not overlap, so no count makes a validation target a test target.
+SPLIT_SEEDS = {"test": range(0, 1000), "validation": range(1000, 2000)}
+SPLIT_TARGETS = {"test": 50, "validation": 20}  # the default count: test seeds 0-49, validation 1000-1019
+
+
 class IfsBenchOptions(FitSettings, Options):
     """Also every fit setting (steps=100, trials=2, ...): see ``collagekit schema``, pointcloud_fractalize's fit."""
 
-    targets: int = Field(50, ge=0, description="random contractive IFS fitted besides the Sierpinski tetrahedron and the fern")
+    split: Literal["test", "validation"] = Field(
+        "test",
+        description="test: the benchmark (the Sierpinski tetrahedron, the fern and random IFS from seeds 0, 1, ...); "
+        "validation: random IFS from seeds 1000, 1001, ... only, to choose settings on (results in ifs_validation.md)",
+    )
+    targets: int | None = Field(
+        None, ge=0, le=len(SPLIT_SEEDS["test"]), description="random contractive IFS fitted (default: 50 for test, 20 for validation)"
+    )
     points: int = Field(10_000, ge=16, description="attractor points each known target is fitted from")
     speed_points: int = Field(20_000_000, ge=1, description="points the chaos-game speed test renders")
     repeats: int = Field(5, ge=1, description="timed chaos-game runs (the median is reported)")
     scans: int = Field(2, ge=0, description="the first N .ply scans of the data folder")
     ks: list[int] = Field([2, 4, 8], description="map counts K each scan is fitted with")
     pictures: str | None = Field(None, description="folder for the scan pictures (default: OUT/../images; none: no pictures)")
-    parts: str | list[str] = Field(["known", "speed", "scans"], description="which parts to run: known, speed, scans")
+    parts: str | list[str] | None = Field(
+        None, description="which parts to run: known, speed, scans (default: all three for test; validation has only known)"
+    )
 
 
 IFS_BENCH = Benchmark(
