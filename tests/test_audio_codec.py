@@ -266,7 +266,7 @@ def test_bench_writes_results(tiny_model: Path, tmp_path: Path) -> None:
     result = invoke("bench", "audio", "--data", str(data), "--out", str(tmp_path / "res"), f"models={tiny_model}", "repeats=1")
     assert result.returncode == 0, result.stderr
     results = json.loads((tmp_path / "res" / "audio.json").read_text())
-    assert list(results["clips"]) == list(TEST) and "conditions" in results
+    assert set(results["clips"]) == set(TEST) and "conditions" in results
     speech = results["clips"][TEST[0]]
     assert len(speech["collage"]) == 1 and len(speech["mp3"]) >= 3 and len(speech["vorbis"]) >= 3
     assert speech["mp3"][0]["kbit_per_s"] > speech["mp3"][-1]["kbit_per_s"]  # level 0 spends the most bits

@@ -194,8 +194,9 @@ def _mean(values: list[float | None]) -> tuple[float | None, int]:
 
 
 def kind_means(clips: dict[str, dict[str, Any]], models: list[str]) -> list[dict[str, Any]]:
-    """Per (kind, trained on or not) and model: the mean rate and quality over those clips, and each
-    baseline's quality at our rate, averaged over the clips where its curve brackets that rate (counted)."""
+    """Per (kind, trained on or not) and model: the mean rate and quality over those clips, and against
+    each baseline the mean difference (ours minus the baseline at our rate) over the clips where the
+    baseline's curve brackets our rate, with their count: both sides always on the same clips."""
     groups: dict[tuple[str, bool], list[dict[str, Any]]] = {}
     for clip in clips.values():
         groups.setdefault((clip["kind"], clip["trained_on"]), []).append(clip)
@@ -208,7 +209,8 @@ def kind_means(clips: dict[str, dict[str, Any]], models: list[str]) -> list[dict
                 row[key] = _mean([r[key] for r in ours])[0]
             for name in baselines_here():
                 for measure in MEASURES:
-                    row[f"{name}_{measure}_at_rate"], row[f"{name}_clips"] = _mean([r[f"{name}_{measure}_at_rate"] for r in ours])
+                    diffs = [None if r[f"{name}_{measure}_at_rate"] is None else r[measure] - r[f"{name}_{measure}_at_rate"] for r in ours]
+                    row[f"minus_{name}_{measure}"], row[f"{name}_clips"] = _mean(diffs)
             rows.append(row)
     return rows
 
@@ -266,6 +268,7 @@ def _markdown(results: dict[str, Any]) -> str:
     names = results["baselines"]
     missing = [n for n in BASELINES if n not in names]
     at = " | ".join(f"{n} SNR / PSNR / mel at rate" for n in names)
+    minus = " | ".join(f"ours − {n}: SNR (= PSNR) / mel dB" for n in names)
     lines = [
         f"# Audio: Neural Collage codec vs {', '.join(names)} ({results['clip_set']} clips)",
         "",
@@ -287,19 +290,28 @@ def _markdown(results: dict[str, Any]) -> str:
         f"| music: PSNR ≥ 39 dB at compression factor ≥ 10 | {results['targets']['music_met']} | per clip below |",
         f"| encode ≥ 100x real time | {_fmt(results['targets']['slowest_encode_x_realtime'])}x (slowest) | {'met' if results['targets']['speed_met'] else 'missed'} |",
         "",
+        "| clip | kind | target rate kbit/s | SNR dB there | PSNR dB there | PSNR target |",
+        "|---|---|---|---|---|---|",
+        *(f"| {stem} | {c['kind']} | {_fmt(c['target_kbit_per_s'])} | {_fmt(c['snr_db_at_target_rate'])} | {_fmt(c['psnr_db_at_target_rate'])} | "
+          f"{'met' if c['target_met'] else 'missed'} |" for stem, c in results["clips"].items() if not c["trained_on"]),
+        "",
+        "At the target rate: interpolated on our curve, or our best point under it when the target lies above our rates.",
+        "",
         "## Means by kind",
         "",
-        f"| kind | trained on | clips | model | kbit/s | SNR dB | PSNR dB | mel LSD dB | {at} |",
+        f"| kind | trained on | clips | model | kbit/s | SNR dB | PSNR dB | mel LSD dB | {minus} |",
         "|---|---|---|---|---|---|---|---|" + "---|" * len(names),
     ]
     for m in results["means"]:
         base = " | ".join(
-            f"{_fmt(m[f'{n}_snr_db_at_rate'])} / {_fmt(m[f'{n}_psnr_db_at_rate'])} / {_fmt(m[f'{n}_mel_distance_db_at_rate'])} ({m[f'{n}_clips']} of {m['clips']})"
+            f"{_fmt(m[f'minus_{n}_snr_db'])} / {_fmt(m[f'minus_{n}_mel_distance_db'])} ({m[f'{n}_clips']} of {m['clips']})"
             for n in names
         )
         lines.append(f"| {m['kind']} | {'yes' if m['trained_on'] else 'no'} | {m['clips']} | {m['model']} | {_fmt(m['kbit_per_s'])} | {_fmt(m['snr_db'])} | "
                      f"{_fmt(m['psnr_db'])} | {_fmt(m['mel_distance_db'])} | {base} |")  # fmt: skip
-    lines += ["", "(n of m): the baseline's figures at our rate average the n clips where its curve brackets that rate."]
+    lines += ["", "ours − baseline: our figure minus the baseline's at our rate, averaged over the n of the m clips where the baseline's",
+              "curve brackets our rate (– where none does). SNR: > 0 favours ours (on one clip a difference in SNR is the same",
+              "difference in PSNR: both divide by the same error power); mel LSD: < 0 favours ours."]
     for stem, clip in results["clips"].items():
         lines += [
             "",
