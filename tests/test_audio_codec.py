@@ -17,7 +17,8 @@ from collagekit_audio.audioio import load_audio
 from collagekit_audio.features import mel_distance_db
 from collagekit_audio.neural import AudioCollageModel, AudioModelConfig, from_segments, to_segments
 from collagekit_audio.pretrained import MODEL_FORMAT, STORE
-from collagekit_audio.train import HELD_OUT, ClipCrops, RateDistortion
+from collagekit_audio.splits import TEST, VALIDATION
+from collagekit_audio.train import ClipCrops, RateDistortion
 from conftest import DATA, invoke
 from torch.nn import functional as F
 
@@ -219,10 +220,11 @@ def test_training_objective_reaches_every_learned_part(tmp_path: Path) -> None:
     assert model.log_gain.grad.abs().sum() > 0
 
 
-def test_crops_are_deterministic_and_skip_held_out_clips(tmp_path: Path) -> None:
+def test_crops_are_deterministic_and_skip_test_and_validation_clips(tmp_path: Path) -> None:
     shutil.copy(SPEECH, tmp_path / "speech_a.flac")
     shutil.copy(STEREO, tmp_path / "music_b.flac")
-    shutil.copy(SPEECH, tmp_path / f"{HELD_OUT[0]}.flac")
+    for stem in (TEST[0], TEST[-1], VALIDATION[0], VALIDATION[-1]):
+        shutil.copy(SPEECH if stem.startswith("speech") else STEREO, tmp_path / f"{stem}.flac")
     stream = ClipCrops(tmp_path, crop=512, batch=4, seed=1, speech_fraction=0.5)
     assert stream.names == ["music_b.flac", "speech_a.flac"]
     assert len(stream.sources["music"]) == 2  # stereo: one mono source per channel
@@ -231,7 +233,7 @@ def test_crops_are_deterministic_and_skip_held_out_clips(tmp_path: Path) -> None
     assert float(a.abs().max()) <= 1.0
     (tmp_path / "speech_a.flac").unlink()
     (tmp_path / "music_b.flac").unlink()
-    with pytest.raises(CollagekitError, match="held out"):
+    with pytest.raises(CollagekitError, match="test and validation clips are skipped"):
         ClipCrops(tmp_path, crop=512, batch=4, seed=1, speech_fraction=0.5)
 
 
@@ -255,17 +257,23 @@ def test_compress_recipe_reports_rate_and_quality(tiny_model: Path, tmp_path: Pa
 def test_bench_writes_results(tiny_model: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    shutil.copy(SPEECH, data / f"{HELD_OUT[0]}.flac")
-    shutil.copy(STEREO, data / f"{HELD_OUT[1]}.flac")
+    shutil.copy(SPEECH, data / f"{TEST[0]}.flac")
+    shutil.copy(STEREO, data / f"{TEST[-1]}.flac")
+    result = invoke("bench", "audio", "--data", str(data), "--out", str(tmp_path / "res"), f"models={tiny_model}", "repeats=1")
+    assert result.returncode == 1 and "test clip(s) not found" in result.stderr and TEST[1] in result.stderr
+    for stem in TEST[1:-1]:
+        shutil.copy(SPEECH if stem.startswith("speech") else STEREO, data / f"{stem}.flac")
     result = invoke("bench", "audio", "--data", str(data), "--out", str(tmp_path / "res"), f"models={tiny_model}", "repeats=1")
     assert result.returncode == 0, result.stderr
     results = json.loads((tmp_path / "res" / "audio.json").read_text())
-    speech = results["clips"][HELD_OUT[0]]
+    assert set(results["clips"]) == set(TEST) and "conditions" in results
+    speech = results["clips"][TEST[0]]
     assert len(speech["collage"]) == 1 and len(speech["mp3"]) >= 3 and len(speech["vorbis"]) >= 3
     assert speech["mp3"][0]["kbit_per_s"] > speech["mp3"][-1]["kbit_per_s"]  # level 0 spends the most bits
-    assert "speech: PSNR" in (tmp_path / "res" / "audio.md").read_text()
-
-
+    assert {"snr_db", "psnr_db", "mp3_snr_db_at_rate", "mp3_psnr_db_at_rate"} <= set(speech["collage"][0])
+    assert [(m["kind"], m["clips"]) for m in results["means"]] == [("music", 2), ("speech", 2)]
+    text = (tmp_path / "res" / "audio.md").read_text()
+    assert "speech: PSNR" in text and "| SNR dB | PSNR dB |" in text
 @pytest.mark.skipif(not STORE.shipped(), reason="no shipped model")
 def test_shipped_models_compress_by_default_and_decode_at_twice_the_rate(tmp_path: Path) -> None:
     assert STORE.qualities() == [1, 2, 3]

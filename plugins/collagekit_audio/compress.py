@@ -38,6 +38,20 @@ def waveform_quality(reference: torch.Tensor, decoded: torch.Tensor, sample_rate
     }
 
 
+def as_16bit(z: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """(1 c n) in [0, 1] -> the same after a round trip through 16-bit PCM (libsndfile's conversion, in
+    memory): what a written .wav or .flac holds."""
+    import io
+
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, (z[0].detach().float().cpu().clamp(0.0, 1.0) * 2.0 - 1.0).T.numpy(), sample_rate, format="WAV", subtype="PCM_16")
+    buffer.seek(0)
+    samples, _ = sf.read(buffer, dtype="float32", always_2d=True)  # (n c)
+    return ((torch.from_numpy(samples).T + 1.0) / 2.0)[None]
+
+
 def read_back(path: Path) -> torch.Tensor:
     """A decoded file as stored -> (1 c n) in [0, 1]. Unlike the modality's loader it accepts silence:
     a codec may well decode to it."""

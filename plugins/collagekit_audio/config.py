@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from collagekit.bench import Benchmark
 from collagekit.config import CollageConfig, ComponentConfig, GridConfig, Options, Slot, StrictModel, TrainingConfig, slot_default
@@ -80,7 +80,7 @@ class AudioFractalizeConfig(GridFractalizeConfig):
 
 class AudioTrainConfig(CodecTrainConfig):
     task: Literal["audio_train"] = "audio_train"
-    data: str | None = Field(None, description="folder of speech_*/music_* clips (default: $COLLAGEKIT_DATA/audio); the benchmark's clips are skipped")
+    data: str | None = Field(None, description="folder of speech_*/music_* clips (default: $COLLAGEKIT_DATA/audio); the split's test and validation clips (collagekit_audio.splits) are skipped")
     out_dir: str = Field("outputs/audio_train", description="checkpoints, the training log and (by default) the exported model")
     lmbda: float = Field(2000.0, gt=0, description="weight of the waveform MSE: higher = more bits, better quality")
     spectral: float = Field(0.05, ge=0, description="weight of the multi-resolution STFT loss")
@@ -102,16 +102,21 @@ class AudioCompressConfig(FileTaskConfig):
 
 # ---------------------------------------------------------------- benchmark
 class AudioBenchOptions(Options):
+    clips: Literal["test", "validation", "all"] = Field(
+        "test", description="test: the split's test clips (collagekit_audio/splits.py); validation: its validation clips; all: every audio file in --data DIR"
+    )
     models: str | None = Field(None, description="comma-separated model names or files (default: every shipped ac-q*)")
     repeats: int = Field(3, ge=1, description="timed runs per clip and model (the median is reported)")
 
 
 class AudioFractalizeBenchOptions(Options):
-    clips: str = Field(
-        "speech_librispeech_train-clean-100_6476-57446-0000,music_brid_M4-01-SA_percussion",
-        description="comma-separated clip names (file stems in the data folder) besides the shipped sample",
-    )
+    """Any other key=value is a field of the audio_fractalize task (e.g. encoder.steps=200)."""
+
+    model_config = ConfigDict(extra="allow")
+    clips: str = Field("test", description="test or validation (the split's clips, collagekit_audio/splits.py), or comma-separated clip names (file stems in the data folder)")
+    sample: bool | None = Field(None, description="also the 1 s sample shipped with collagekit_audio (default: with clips=test only)")
     seconds: float | None = Field(None, gt=0, description="only the first S seconds of each clip (default: whole clips)")
+    results: str | None = Field(None, pattern=r"^audio_fractalize[\w.-]*$", description="results file name (default: audio_fractalize)")
 
 
 AUDIO_FRACTALIZE_BENCH = Benchmark(
@@ -125,7 +130,7 @@ AUDIO_FRACTALIZE_BENCH = Benchmark(
 
 AUDIO_BENCH = Benchmark(
     name="audio",
-    description="Neural Collage audio models vs MP3 and Vorbis on held-out speech and music: kbit/s, SNR, PSNR, speed",
+    description="Neural Collage audio models vs MP3, Vorbis and Opus on the test (or validation, or all) clips: kbit/s, SNR, PSNR, mel LSD, speed",
     run=Lazy("collagekit_audio.bench:run"),
     default_data="audio",
     options=AudioBenchOptions,

@@ -8,8 +8,11 @@ beside PSNR (peak 2: reads high on any quiet clip), the mel log-spectral distanc
 the scale-2 decode brought back to the clip's rate twice — averaging each pair of samples (which
 the collage maps to the scale-1 attractor exactly) and torchaudio's band-limited resampler.
 
-Options (:class:`collagekit_audio.config.AudioFractalizeBenchOptions`): ``clips`` besides the shipped
-sample (default: the audio benchmark's two), ``seconds`` (only the first S seconds of each clip).
+Options (:class:`collagekit_audio.config.AudioFractalizeBenchOptions`): ``clips`` (``test``, the default:
+the split's test clips, :mod:`collagekit_audio.splits`; ``validation``: where the defaults are judged;
+or comma-separated file stems), ``sample`` (also the shipped 1 s sample; default with the test clips),
+``seconds`` (only the first S seconds of each clip), ``results`` (the results file's name); any other
+``key=value`` is a field of the fractalize task (e.g. ``encoder.steps=200``), recorded in the results.
 """
 
 from __future__ import annotations
@@ -28,15 +31,35 @@ TARGET_SNR_DB = 15.0
 TARGET_RATIO = 0.25
 
 
-def _fractalize(path: Path, out: Path, registry, device: str) -> dict[str, Any]:
-    from collagekit.recipe import validate_data
+OPTIONS = ("clips", "sample", "seconds", "results")
+
+
+def _fractalize(path: Path, out: Path, settings: list[tuple[list[str | int], Any]], registry, device: str) -> dict[str, Any]:
+    from collagekit.recipe import override, validate_data
     from collagekit.tasks import run_task
 
-    data = {"task": "audio_fractalize", "input": str(path), "output": str(out), "scale": 1, "device": device}
+    data: dict[str, Any] = {"task": "audio_fractalize", "input": str(path), "output": str(out), "scale": 1, "device": device}
+    for key, value in settings:
+        override(data, key, value, registry)
     return run_task(validate_data(data, registry, "bench audio-fractalize"), registry, device)
 
 
-def _clip_row(path: Path, seconds: float | None, registry, ctx: BenchContext, tmp: Path) -> dict[str, Any]:
+def _clips(ctx: BenchContext) -> list[Path]:
+    """The clips ``clips=`` names: a split of :mod:`collagekit_audio.splits` or file stems in the data folder."""
+    from collagekit_audio.splits import SPLITS
+
+    given = ctx.option("clips")
+    names = SPLITS[given] if given in ("test", "validation") else [name for name in given.split(",") if name]
+    paths = []
+    for name in names:
+        found = sorted(ctx.data.glob(f"{name}.*"))
+        if not found:
+            raise CollagekitError(f"clip {name!r} is not in {ctx.data}")
+        paths.append(found[0])
+    return paths
+
+
+def _clip_row(path: Path, seconds: float | None, settings: list, registry, ctx: BenchContext, tmp: Path) -> dict[str, Any]:
     import soundfile as sf
     import torchaudio.functional as AF
 
@@ -53,7 +76,7 @@ def _clip_row(path: Path, seconds: float | None, registry, ctx: BenchContext, tm
     reference, rate = sf.read(source, dtype="float32", always_2d=True)
     x = torch.from_numpy(reference.T.copy())  # (c n) in [-1, 1]
     out = tmp / f"{path.stem}.wav"
-    metrics = _fractalize(source, out, registry, str(ctx.device))
+    metrics = _fractalize(source, out, settings, registry, str(ctx.device))
     decoded = torch.from_numpy(sf.read(out, dtype="float32", always_2d=True)[0].T.copy())
     collage, params, solver, shape = GridCollageCodec.unpack(read_container(out.with_suffix(".clg")), registry)
     double = decode_grid(collage, params, solver, shape, 2, ctx.device).cpu()[0] * 2 - 1  # (c 2n), [-1, 1]
@@ -82,24 +105,23 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     from collagekit_audio.tasks import sample_audio
 
     registry = get_registry()
-    names = [name for name in ctx.option("clips").split(",") if name]
     seconds = ctx.option("seconds")
-    paths = [sample_audio()]
-    for name in names:
-        found = sorted(ctx.data.glob(f"{name}.*"))
-        if not found:
-            raise CollagekitError(f"clip {name!r} is not in {ctx.data}")
-        paths.append(found[0])
+    settings = [(path, value) for path, value in ctx.overrides if not (len(path) == 1 and path[0] in OPTIONS)]
+    sample = ctx.option("sample")
+    paths = ([sample_audio()] if (ctx.option("clips") == "test" if sample is None else sample) else []) + _clips(ctx)
+    if not paths:
+        raise CollagekitError("no clip to fractalize: name clips=..., or sample=true")
     rows = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for path in paths:
-            rows.append(_clip_row(path, seconds, registry, ctx, Path(tmp)))
+            rows.append(_clip_row(path, seconds, settings, registry, ctx, Path(tmp)))
             r = rows[-1]
             print(f"{r['clip']}: {r['snr_db']} dB SNR at {r['code_to_pcm16']:.3f} of the PCM, fit {r['fit_seconds']} s")
     met = [r["snr_db"] >= TARGET_SNR_DB and r["code_to_pcm16"] <= TARGET_RATIO for r in rows]
-    summary = {"clips": len(rows), "targets_met": sum(met), "device": str(ctx.device), "threads": torch.get_num_threads(),
-               "wall_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    changed = {".".join(map(str, key)): value for key, value in settings}
+    summary = {"clip_set": ctx.option("clips"), "seconds_per_clip": seconds, "settings": changed, "clips": len(rows),
+               "targets_met": sum(met), "wall_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     lines = [
         "# Audio fractalization: does the code represent its input?",
         "",
@@ -111,6 +133,9 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "pairs (exactly the scale-1 attractor for this collage) and by torchaudio's resampler. Target (issue 19):",
         f"SNR >= {TARGET_SNR_DB:g} dB with a code <= {TARGET_RATIO:g} of the 16-bit PCM.",
         "",
+        f"Clips: {summary['clip_set']} ({'whole' if seconds is None else f'the first {seconds:g} s of each'}); settings changed from the"
+        f" defaults: {', '.join(f'`{k}={v}`' for k, v in changed.items()) or 'none'}.",
+        "",
         "| clip | s | rate | code / PCM16 | SNR dB | PSNR dB | mel LSD dB | scale 2: averaged / resampled SNR dB | fit s | target |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -119,8 +144,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         lines.append(f"| {r['clip']} | {r['seconds']} | {r['sample_rate']} x {r['channels']} | {r['code_to_pcm16']:.3f} | {r['snr_db']} | "
                      f"{r['psnr_db']} | {mel} | {r['scale2_averaged_snr_db']} / {r['scale2_resampled_snr_db']} | {r['fit_seconds']} | "
                      f"{'met' if ok else 'missed'} |")  # fmt: skip
-    lines += ["", f"{summary['targets_met']} of {summary['clips']} clips meet the target; {summary['threads']} torch thread(s), "
-              f"device {summary['device']}, {summary['wall_seconds']} s in all.", ""]  # fmt: skip
-    write_results(ctx, "audio_fractalize", "\n".join(lines), {"summary": summary, "clips": rows})
+    lines += ["", f"{summary['targets_met']} of {summary['clips']} clips meet the target; {summary['wall_seconds']} s in all.", ""]
+    write_results(ctx, ctx.option("results") or "audio_fractalize", "\n".join(lines), {"summary": summary, "clips": rows})
     return summary
 

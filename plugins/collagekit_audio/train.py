@@ -4,8 +4,8 @@ Objective: ``loss = bits per sample + lmbda * MSE + spectral * MRSTFT``. MSE is 
 waveform in [-1, 1] (PSNR = 10 log10(4 / MSE)); MRSTFT is a multi-resolution STFT loss (spectral
 convergence + log-magnitude L1 over several FFT sizes, torchaudio spectrograms) on the same decoded
 crop; bits come from the learned prior on noisy latents. The distortion terms see straight-through
-rounded latents, so training sees the quantiser the codec applies. Held-out clips (the benchmark's)
-are refused as training data.
+rounded latents, so training sees the quantiser the codec applies. The split's test and validation
+clips (:mod:`collagekit_audio.splits`) are never training data.
 
 Runs single-process or under ``torchrun`` through :func:`collagekit.training.train`.
 """
@@ -23,9 +23,8 @@ from collagekit.prior import quantise
 from collagekit_audio.config import AudioTrainConfig
 from collagekit_audio.neural import AudioCollageModel, from_segments, to_segments
 from collagekit_audio.pretrained import STORE
+from collagekit_audio.splits import HELD_OUT
 
-# The benchmark's clips: never trained on (collagekit bench audio reports on exactly these).
-HELD_OUT = ("speech_librispeech_train-clean-100_6476-57446-0000", "music_brid_M4-01-SA_percussion")
 AUDIO_SUFFIXES = (".flac", ".wav")
 
 
@@ -100,7 +99,7 @@ class ClipCrops:
                 self.names.append(path.name)
         self.kinds = [k for k, v in self.sources.items() if v]
         if not self.kinds:
-            raise CollagekitError(f"no training clip of at least {crop} samples in {folder} (held out: {', '.join(HELD_OUT)})")
+            raise CollagekitError(f"no training clip of at least {crop} samples in {folder} (test and validation clips are skipped: {', '.join(HELD_OUT)})")
         self.crop, self.batch, self.seed, self.speech_fraction = crop, batch, seed, speech_fraction
 
     def __call__(self, step: int, rank: int, world_size: int) -> Tensor:
