@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 SCALES = (1, 4, 40)
 SECTION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
-SECTION_ORDER = ("shipped", "sweep")  # then the others, by name
+SECTION_ORDER = ("shipped", "validation", "validation-shipped", "sweep")  # then the others, by name
 
 
 def _model_files(ctx: BenchContext) -> list[str | Path]:
@@ -277,9 +278,11 @@ def _scored_on(results: dict[str, Any]) -> str:
     trained = sorted({r["train_images"] for r in results["models"] if r.get("train_images") is not None})
     trained_text = ", ".join(f"0-{n - 1:,}" for n in trained) or "not recorded"
     c = results["conditions"]
+    # the note is printed below the line: the command names it only
+    command = shlex.join("note=(below)" if arg.startswith("note=") else arg for arg in shlex.split(c["command"]))
     return (
         f"**Scored on the {results['set']} images ({start:,}-{stop - 1:,}), models trained on images {trained_text}.** "
-        f"{samples.capitalize()}. `{c['command']}` at {c['commit']}, {c['device']}, {c['threads']} thread(s), "
+        f"{samples.capitalize()}. `{command}` at {c['commit']}, {c['device']}, {c['threads']} thread(s), "
         f"load {c['load_average_start']} at the start, {c['date']}."
     )
 
