@@ -1,5 +1,6 @@
-"""The Collage VAE plugin: IDX reading, the heads' shapes, a decreasing ELBO, any-scale decoding, the
-training recipe end to end on a 32-image MNIST slice, and the ``sample`` command."""
+"""The Collage VAE plugin: IDX reading and the train / validation / test split, the heads' shapes, a
+decreasing ELBO, any-scale decoding, the training recipe end to end on a 32-image MNIST slice (cut 20 / 6 / 6),
+the benchmark's choice of scored set, and the ``sample`` command."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from collagekit_vae.config import VAEBenchOptions, VAEMnistConfig
 from collagekit_vae.evaluate import evaluate
 from collagekit_vae.heads import GaussianConv, GaussianResidual
 from collagekit_vae.mnist import BatchStream, fixed_binarization, read_idx_images, split
@@ -27,6 +29,8 @@ from collagekit.registry import get_registry
 from collagekit.training import TrainingConfig, save_weights, train
 
 TINY = DATA / "mnist_tiny"
+TINY_COUNTS = (20, 6)  # of its 32 images: 20 train, 6 validate, 6 test
+TINY_OPTIONS = ("train_count=20", "validation_count=6")
 SMALL = {"width": 4, "z_dim": 3, "conv_latent": 2}
 HEADS = {"prior": {"name": "gaussian-conv", "hidden": 8}, "posterior": {"name": "gaussian-conv", "hidden": 8}}
 
@@ -47,15 +51,34 @@ def small_model(decoder: str = "collage", **fields):
 
 
 # ---------------------------------------------------------------- data
-def test_tiny_idx_slice_reads_and_splits() -> None:
+def test_tiny_idx_slice_reads_and_splits_three_ways() -> None:
     images = read_idx_images(TINY / "t10k-images-idx3-ubyte.gz")
     assert images.shape == (32, 28, 28) and images.dtype == torch.uint8
-    train_images, test_images = split(TINY, 24)
-    assert len(train_images) == 24 and len(test_images) == 8
-    x = BatchStream(train_images, 5, seed=0)(3, 0, 1)
+    parts = split(TINY, *TINY_COUNTS)
+    assert [len(p) for p in parts] == [20, 6, 6]
+    assert torch.equal(torch.cat(list(parts)), images)  # consecutive, in order, disjoint, nothing left out
+    x = BatchStream(parts.train, 5, seed=0)(3, 0, 1)
     assert x.shape == (5, 1, 28, 28) and set(x.unique().tolist()) <= {0.0, 1.0}
-    assert torch.equal(x, BatchStream(train_images, 5, seed=0)(3, 0, 1))  # deterministic in (seed, step, rank)
-    assert not torch.equal(x, BatchStream(train_images, 5, seed=0)(3, 1, 2))
+    assert torch.equal(x, BatchStream(parts.train, 5, seed=0)(3, 0, 1))  # deterministic in (seed, step, rank)
+    assert not torch.equal(x, BatchStream(parts.train, 5, seed=0)(3, 1, 2))
+
+
+def test_the_default_cut_of_the_mnist_file_and_where_each_part_is_scored() -> None:
+    """8,000 train, 1,000 validate, the last 1,000 test; a run scores validation unless told otherwise."""
+    Config = RecipeModels(get_registry()).specialize(VAEMnistConfig)
+    config = Config()
+    assert (config.train_count, config.validation_count, config.split) == (8000, 1000, "validation")
+    assert Config(split="test").split == "test"
+    with pytest.raises(ValueError, match="split"):
+        Config(split="train")
+    options = VAEBenchOptions()
+    assert (options.train_count, options.validation_count, options.split) == (8000, 1000, None)
+
+
+@pytest.mark.parametrize("counts", [(26, 6), (20, 12), (0, 6), (20, 0)])
+def test_a_split_that_leaves_a_part_empty_is_refused(counts: tuple[int, int]) -> None:
+    with pytest.raises(CollagekitError, match="has 32 images: too few"):
+        split(TINY, *counts)
 
 
 @pytest.mark.parametrize(
@@ -81,16 +104,16 @@ def test_heads_and_collage_code_shapes() -> None:
     shapes = likelihood.collage.param_shapes(1, (28, 28))  # 49 ranges, 36 domains of 8x8 at stride 4, 16 patches
     assert shapes["scale"] == (1, 49, 36) and shapes["aux"] == (1, 49, 16) and shapes["bias"] == (1, 49)
     assert likelihood.latent_channels == 2 * 36 + 16 + 1
-    x = fixed_binarization(split(TINY, 24)[1])
+    x = fixed_binarization(split(TINY, *TINY_COUNTS).validation)
     h = model.encoder(x)
-    assert h.shape == (8, 8, *GRID)
-    state = model.top_down(torch.randn(8, SMALL["z_dim"]))
+    assert h.shape == (6, 8, *GRID)  # (n c gh gw): 6 validation images, 2 x width channels
+    state = model.top_down(torch.randn(6, SMALL["z_dim"]))
     mean, sd = model.prior(state)
-    assert mean.shape == sd.shape == (8, 89, *GRID) and bool((sd > 0).all())
+    assert mean.shape == sd.shape == (6, 89, *GRID) and bool((sd > 0).all())
     mean_q, _ = model.posterior(torch.cat([h, state], 1))
     params = likelihood.params(mean_q)
     for key, tensor in params.tensors().items():
-        assert tuple(tensor.shape) == (8, *shapes[key]), key
+        assert tuple(tensor.shape) == (6, *shapes[key]), key
     assert float(likelihood.collage.lipschitz_bound(params).max()) < 0.9
 
 
@@ -105,9 +128,9 @@ NO_PATCHES = {"collage": {"partitioner": {"name": "tiles2d", "range_size": 4, "d
 )  # fmt: skip
 def test_elbo_is_finite_and_improves(decoder: str, fields: dict) -> None:
     torch.manual_seed(0)
-    train_images, test_images = split(TINY, 24)
+    train_images, validation_images, _ = split(TINY, *TINY_COUNTS)
     model = small_model(decoder, **fields)
-    x = fixed_binarization(test_images)
+    x = fixed_binarization(validation_images)
     before = evaluate(model, x)
     assert all(np.isfinite(v) for v in before.values())
     config = TrainingConfig(steps=25, batch_size=8, lr=1e-2, lr_schedule="constant", log_every=5, checkpoint_every=1000)
@@ -121,7 +144,7 @@ def test_elbo_is_finite_and_improves(decoder: str, fields: dict) -> None:
 
 def test_kl_warmup_ramps_to_beta_and_survives_a_resume(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    train_images, _ = split(TINY, 24)
+    train_images = split(TINY, *TINY_COUNTS).train
     objective = VAEObjective(small_model("conv"), beta=0.5, kl_warmup=4)
     assert objective.kl_weight() == pytest.approx(0.125)
     config = TrainingConfig(steps=2, batch_size=4, lr=1e-3, log_every=1, checkpoint_every=2)
@@ -155,7 +178,7 @@ def test_collage_decodes_at_scale_two() -> None:
 
 def test_residual_posterior_is_the_prior_until_its_head_moves() -> None:
     torch.manual_seed(0)
-    x = fixed_binarization(split(TINY, 24)[1])
+    x = fixed_binarization(split(TINY, *TINY_COUNTS).validation)
     free, residual = small_model(), small_model(residual_posterior=True)
     residual.load_state_dict(free.state_dict())  # the same weights: only the parametrisation differs
     with torch.no_grad():
@@ -284,29 +307,51 @@ def test_checkpoint_from_before_heads_were_components_loads(tmp_path: Path) -> N
 
 
 # ---------------------------------------------------------------- recipe, task and sample command
+def _train_tiny(out: Path, data: Path = TINY, *extra: str) -> dict:
+    """The recipe with a small model, 4 steps on the 20 training images of ``data``: its metrics."""
+    fields = [f"model.{k}={v}" for k, v in SMALL.items()] + ["model.prior.hidden=8", "model.posterior.hidden=8"]
+    result = invoke(
+        "run", str(REPO / "collagekit" / "recipes" / "vae_mnist.yaml"), f"data={data}", f"output={out}", *TINY_OPTIONS,
+        "training.steps=4", "training.batch_size=4", "training.log_every=2", *fields, *extra, "--device", "cpu",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads((out / "metrics.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("vae") / "run"
-    fields = [f"model.{k}={v}" for k, v in SMALL.items()] + ["model.prior.hidden=8", "model.posterior.hidden=8"]
-    result = invoke(
-        "run", str(REPO / "collagekit" / "recipes" / "vae_mnist.yaml"), f"data={TINY}", f"output={out}", "train_count=24",
-        "training.steps=4", "training.batch_size=4", "training.log_every=2", *fields, "--device", "cpu",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    _train_tiny(out)
     return out
 
 
-def test_recipe_trains_scores_and_saves(trained: Path) -> None:
+def test_recipe_trains_scores_validation_and_saves(trained: Path) -> None:
     metrics = json.loads((trained / "metrics.json").read_text())
-    assert metrics["decoder"] == "collage" and metrics["test_images"] == 8 and metrics["steps"] == 4
-    assert np.isfinite(metrics["test_elbo_nats"]) and len(metrics["history"]) == 2
+    assert metrics["decoder"] == "collage" and metrics["steps"] == 4 and len(metrics["history"]) == 2
+    assert (metrics["train_images"], metrics["scored_on"], metrics["validation_images"]) == (20, "validation", 6)
+    assert np.isfinite(metrics["validation_elbo_nats"]) and not any(key.startswith("test_") for key in metrics)
     model, info = load_model(trained, get_registry())
-    assert info["beta"] == 1.0 and model.config.width == SMALL["width"]
+    assert info["beta"] == 1.0 and model.config.width == SMALL["width"] and info["metrics"]["scored_on"] == "validation"
+
+
+def test_the_test_images_are_read_only_when_asked(trained: Path, tmp_path: Path) -> None:
+    """The same run on a file whose test images are blanked scores the same on validation, and differently on test."""
+    images = read_idx_images(TINY / "t10k-images-idx3-ubyte.gz").clone()
+    images[sum(TINY_COUNTS) :] = 0
+    blanked = tmp_path / "mnist"
+    blanked.mkdir()
+    (blanked / "t10k-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 0x803, 32, 28, 28) + images.numpy().tobytes())
+    validation = _train_tiny(tmp_path / "validation", blanked)
+    reference = json.loads((trained / "metrics.json").read_text())
+    assert validation["validation_elbo_nats"] == reference["validation_elbo_nats"]
+    test = _train_tiny(tmp_path / "test", blanked, "split=test")
+    assert (test["scored_on"], test["test_images"]) == ("test", 6) and not any(k.startswith("validation_") for k in test)
+    assert test["test_distortion_nats"] != reference["validation_distortion_nats"]  # the blank images were scored
 
 
 def test_bench_sections_replace_only_their_own(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
-    common = ("bench", "vae", "--data", str(TINY), "--out", str(out), "--device", "cpu", "train_count=24", "repeats=1")
+    common = ("bench", "vae", "--data", str(TINY), "--out", str(out), "--device", "cpu", *TINY_OPTIONS, "repeats=1")
     first = invoke(*common, f"models={trained.parent}", "section=tiny", "note=alpha-note")
     assert first.returncode == 0, first.stderr
     data = json.loads((out / "vae.json").read_text())
@@ -316,8 +361,9 @@ def test_bench_sections_replace_only_their_own(trained: Path, tmp_path: Path) ->
     )  # fmt: skip
     assert data["sections"]["tiny"]["figures"]["magnification"] == "vae_magnification_tiny.png"
     assert (out / "vae_magnification_tiny.png").is_file() and "## tiny" in (out / "vae.md").read_text()
-    # another section, as an earlier run with other models would have left it
-    data["sections"]["other"] = {**data["sections"]["tiny"], "note": "beta-note"}
+    # another section, as a run from before the validation split would have left it
+    legacy = {k: v for k, v in data["sections"]["tiny"].items() if k not in ("set", "images", "conditions")}
+    data["sections"]["other"] = {**legacy, "device": "cpu", "note": "beta-note"}
     (out / "vae.json").write_text(json.dumps(data))
     second = invoke(*common, f"models={trained.parent}", "section=tiny", "note=gamma-note")
     assert second.returncode == 0, second.stderr
@@ -325,6 +371,21 @@ def test_bench_sections_replace_only_their_own(trained: Path, tmp_path: Path) ->
     markdown = (out / "vae.md").read_text()
     assert "## other" in markdown and "## tiny" in markdown
     assert "alpha-note" not in markdown and "beta-note" in markdown and "gamma-note" in markdown
+    assert "measured before the validation split" in markdown
+
+
+def test_bench_scores_validation_unless_asked_and_refuses_models_that_saw_the_scored_images(trained: Path, tmp_path: Path) -> None:
+    common = ("bench", "vae", "--data", str(TINY), "--out", str(tmp_path), "--device", "cpu", "repeats=1", f"models={trained.parent}")
+    for extra, section, images in [((), "chosen", [20, 26]), (("split=test",), "final", [26, 32])]:
+        result = invoke(*common, *TINY_OPTIONS, f"section={section}", *extra)
+        assert result.returncode == 0, result.stderr
+        results = json.loads((tmp_path / "vae.json").read_text())["sections"][section]
+        assert (results["set"], results["images"], results["models"][0]["train_images"]) == (extra and "test" or "validation", images, 20)
+    markdown = (tmp_path / "vae.md").read_text()
+    assert "Scored on the validation images (20-25), models trained on images 0-19." in markdown
+    assert "Scored on the test images (26-31)" in markdown
+    refused = invoke(*common, "train_count=16", "validation_count=6", "section=leak")
+    assert refused.returncode == 1 and "trained on the first 20 images" in refused.stderr and refused.stderr.count("\n") == 1
 
 
 def test_bench_pairs_models_with_the_same_heads_and_sweeps_variants() -> None:
@@ -346,7 +407,7 @@ def test_bench_pairs_models_with_the_same_heads_and_sweeps_variants() -> None:
 
 @pytest.mark.parametrize(("option", "message"), [("section=../x", "section='../x'"), ("note=times: 2 threads", "note= must be plain text")])
 def test_bench_refuses_bad_options(tmp_path: Path, option: str, message: str) -> None:
-    result = invoke("bench", "vae", "--data", str(TINY), "--out", str(tmp_path), option, "train_count=24")
+    result = invoke("bench", "vae", "--data", str(TINY), "--out", str(tmp_path), option, *TINY_OPTIONS)
     assert result.returncode == 1 and message in result.stderr and not any(tmp_path.iterdir())
 
 

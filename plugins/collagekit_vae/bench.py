@@ -1,7 +1,9 @@
-"""``collagekit bench vae``: test rate, distortion and ELBO of trained VAEs on the 1,000 held-out MNIST images.
+"""``collagekit bench vae``: rate, distortion and ELBO of trained VAEs on 1,000 held-out MNIST images.
 
-By default it scores the shipped models (``mnist``, ``mnist-conv``); ``models=DIR`` scores every
-``model.safetensors`` under DIR instead (e.g. a β sweep: one training folder per decoder and β).
+By default it scores the shipped models (``mnist``, ``mnist-conv``) on the **test** images: the final
+figure. ``models=DIR`` scores every ``model.safetensors`` under DIR instead (e.g. a β sweep: one training
+folder per decoder and β) on the **validation** images, where variants are chosen. ``split=`` overrides
+either default; a model whose training images reach into the scored images is refused.
 
 Each run fills one **section** of ``docs/results/vae.{md,json}`` and keeps the others, so scoring the
 shipped models does not erase a sweep that took an hour to train. ``section=NAME`` names it (default
@@ -14,15 +16,18 @@ shipped models does not erase a sweep that took an hour to train. ``section=NAME
 * the first collage model at β = 1 draws the magnification figure and is timed sampling at 1x, 4x and
   40x (median of ``repeats`` after a warm-up; the device is named).
 
-All figures are nats per image on one fixed binarisation of the test images (the images after the
-first ``train_count``, 9,000 by default), ``samples`` posterior draws per image (``samples=1`` by default). ``note="..."`` adds a line to the section (e.g. how the
-models were trained, or that the machine was shared).
+All figures are nats per image on one fixed binarisation of the scored images (validation: the
+``validation_count`` images after the first ``train_count``, 8,000 and 1,000 by default; test: the rest),
+``samples`` posterior draws per image (``samples=1`` by default). ``note="..."`` adds a line to the
+section (e.g. how the models were trained, or that the machine was shared). Each section keeps the
+conditions of the run that wrote it.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
 import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +43,7 @@ if TYPE_CHECKING:
 
 SCALES = (1, 4, 40)
 SECTION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
-SECTION_ORDER = ("shipped", "sweep")  # then the others, by name
+SECTION_ORDER = ("shipped", "validation", "validation-shipped", "sweep")  # then the others, by name
 
 
 def _model_files(ctx: BenchContext) -> list[str | Path]:
@@ -58,6 +63,22 @@ def _section(ctx: BenchContext) -> str:
     if not SECTION_NAME.fullmatch(name):
         raise CollagekitError(f"section={name!r}: use 1 to 40 lower-case letters, digits, '-' or '_' (it names the figures)")
     return name
+
+
+def _held_out(ctx: BenchContext) -> str:
+    """The set a run scores: test for the shipped models (the final report), validation for any other."""
+    return ctx.option("split") or ("test" if ctx.option("models") is None else "validation")
+
+
+def _check_training_set(checkpoint: str | Path, info: dict[str, Any], train_count: int) -> None:
+    """Refuse a model trained on more images than the bench takes as training images: it has seen some
+    of the images it would be scored on. (Models written before the split recorded no count.)"""
+    trained_on = info["metrics"].get("train_images")
+    if trained_on is not None and trained_on > train_count:
+        raise CollagekitError(
+            f"{checkpoint} was trained on the first {trained_on} images, which include images this run scores: "
+            f"pass train_count={trained_on} (and a validation_count that leaves test images) or retrain it"
+        )
 
 
 def _earlier_sections(path: Path) -> dict[str, dict[str, Any]]:
@@ -115,7 +136,7 @@ def _sweeps(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return {label: sorted(g, key=lambda r: r["beta"]) for label, g in groups.items() if len({r["beta"] for r in g}) > 1}
 
 
-def _rd_plot(sweeps: dict[str, list[dict[str, Any]]], path: Path) -> None:
+def _rd_plot(sweeps: dict[str, list[dict[str, Any]]], scored: str, path: Path) -> None:
     try:
         import matplotlib
 
@@ -130,9 +151,9 @@ def _rd_plot(sweeps: dict[str, list[dict[str, Any]]], path: Path) -> None:
         ax.plot([p["rate"] for p in pts], [p["distortion"] for p in pts], marker=marker, label=label)
         for p in pts:
             ax.annotate(f"β={p['beta']:g}", (p["rate"], p["distortion"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xlabel("rate: test KL (nats)")
-    ax.set_ylabel("distortion: test NLL (nats)")
-    ax.set_title("Dynamically binarised MNIST, 1,000 test images")
+    ax.set_xlabel("rate: KL (nats)")
+    ax.set_ylabel("distortion: NLL (nats)")
+    ax.set_title(f"Dynamically binarised MNIST, {scored}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -174,12 +195,16 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     note = ctx.option("note")
     earlier = _earlier_sections(ctx.out / "vae.json")  # before the long part: a bad file fails fast
     samples, repeats = ctx.option("samples"), ctx.option("repeats")
-    x = fixed_binarization(split(ctx.data, ctx.option("train_count"))[1])
+    which, train_count, validation_count = _held_out(ctx), ctx.option("train_count"), ctx.option("validation_count")
+    parts = split(ctx.data, train_count, validation_count)
+    x = fixed_binarization(parts.validation if which == "validation" else parts.test)  # the other set is never scored
+    first = train_count if which == "validation" else train_count + validation_count
     registry = get_registry()
     rows: list[dict[str, Any]] = []
     collage_at_one = None
     for checkpoint in _model_files(ctx):
         model, info = load_model(checkpoint, registry)
+        _check_training_set(checkpoint, info, train_count)
         model.to(ctx.device)
         scores = evaluate(model, x, samples=samples)
         rows.append({
@@ -189,6 +214,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             "beta": info["beta"],
             "parameters": count_parameters(model),
             "train_steps": info["metrics"].get("steps"),
+            "train_images": info["metrics"].get("train_images"),
             **{k: round(v, 3) for k, v in scores.items()},
         })  # fmt: skip
         if collage_at_one is None and model.config.decoder == "collage" and info["beta"] == 1.0:
@@ -196,9 +222,9 @@ def run(ctx: BenchContext) -> dict[str, Any]:
 
     rows.sort(key=lambda r: (r["decoder"], r["heads"], r["auxiliary"], r["beta"], r["model"]))
     results: dict[str, Any] = {
-        "device": str(ctx.device),
-        "cpu_threads": torch.get_num_threads(),
-        "test_images": len(x),
+        "set": which,
+        "images": [first, first + len(x)],  # indices [start, stop) in the MNIST test file
+        "conditions": ctx.conditions,
         "posterior_samples": samples,
         "note": note,
         "models": rows,
@@ -210,7 +236,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         results["distortion_spread_across_beta"] = {label: _spread(group) for label, group in sweeps.items()}
         results["figures"]["rate_distortion"] = f"vae_rd_{section}.png"
         ctx.out.mkdir(parents=True, exist_ok=True)
-        _rd_plot(sweeps, ctx.out / results["figures"]["rate_distortion"])
+        _rd_plot(sweeps, f"{which} images {first:,}-{first + len(x) - 1:,}", ctx.out / results["figures"]["rate_distortion"])
     if collage_at_one is not None:
         results["figures"]["magnification"] = f"vae_magnification_{section}.png"
         magnification_figure(collage_at_one, ctx.out / results["figures"]["magnification"])
@@ -219,7 +245,8 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     sections = {**earlier, section: results}
     write_results(ctx, "vae", _markdown(sections), {"sections": sections})
     summary = {f"{r['model']} elbo": r["elbo"] for r in rows}
-    return {"section": section, **summary, **{k: v for k, v in results.items() if k not in ("models", "note", "figures")}}
+    shown = ("set", "posterior_samples", "elbo_gaps_at_beta_1", "distortion_spread_across_beta", "sampling")
+    return {"section": section, **summary, **{k: results[k] for k in shown if k in results}}
 
 
 # ---------------------------------------------------------------- the report
@@ -230,19 +257,41 @@ def _markdown(sections: dict[str, dict[str, Any]]) -> str:
         "",
         "Written by `collagekit bench vae`: one section per run (`section=NAME`; `shipped` scores the shipped "
         "models, `models=DIR` scores the trained models under DIR); a run replaces its own section only. "
-        "Test images: the last 1,000 of the MNIST test split (training used the first 9,000), one fixed "
-        "binarisation. Nats per image.",
+        "The MNIST test file (the only MNIST split here) is cut in order: images 0-7,999 train, 8,000-8,999 "
+        "validate (every choice between variants is made there), 9,000-9,999 test (scored for the final figure "
+        "of the shipped models only). Each section says which set it scored, one fixed binarisation. Nats per image.",
     ]
     for name in order:
         lines += ["", *_section_markdown(name, sections[name])]
     return "\n".join(lines) + "\n"
 
 
+def _scored_on(results: dict[str, Any]) -> str:
+    """Which images a section scored and the models' training images, and the run's conditions."""
+    samples = f"{results['posterior_samples']} posterior sample(s) per image"
+    if "set" not in results:  # written before the validation split: say what that means
+        return (
+            f"**Scored on the test images (9,000-9,999), models trained on images 0-8,999**: measured before the "
+            f"validation split, when variants were chosen on these test images. On {results['device']}, {samples}."
+        )
+    start, stop = results["images"]
+    trained = sorted({r["train_images"] for r in results["models"] if r.get("train_images") is not None})
+    trained_text = ", ".join(f"0-{n - 1:,}" for n in trained) or "not recorded"
+    c = results["conditions"]
+    # the note is printed below the line: the command names it only
+    command = shlex.join("note=(below)" if arg.startswith("note=") else arg for arg in shlex.split(c["command"]))
+    return (
+        f"**Scored on the {results['set']} images ({start:,}-{stop - 1:,}), models trained on images {trained_text}.** "
+        f"{samples.capitalize()}. `{command}` at {c['commit']}, {c['device']}, {c['threads']} thread(s), "
+        f"load {c['load_average_start']} at the start, {c['date']}."
+    )
+
+
 def _section_markdown(name: str, results: dict[str, Any]) -> list[str]:
     lines = [
         f"## {name}",
         "",
-        f"On {results['device']}, {results['posterior_samples']} posterior sample(s) per image.",
+        _scored_on(results),
         "",
         *([results["note"], ""] if results["note"] else []),
         "| model | decoder | heads (prior / posterior) | per-cell latent | auxiliary cells | β | parameters | steps | rate (KL) | distortion (NLL) | ELBO |",

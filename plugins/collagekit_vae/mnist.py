@@ -1,7 +1,8 @@
 """MNIST as IDX files (gzip or plain), dynamically binarised.
 
-Only the 10k test split is available to this project: the first 9,000 images train, the last 1,000
-evaluate (``TRAIN_COUNT``; :func:`split` cuts a file there). Dynamic binarisation draws every pixel as Bernoulli(intensity / 255)
+Only the 10k test split is available to this project. :func:`split` cuts it three ways: the first 8,000
+images train (``TRAIN_COUNT``), the next 1,000 validate (``VALIDATION_COUNT``: every choice between
+variants is made on them), the last 1,000 test (the final figure, scored only when asked). Dynamic binarisation draws every pixel as Bernoulli(intensity / 255)
 afresh each time an image is used, so the model never sees one fixed binary version of a digit.
 """
 
@@ -10,12 +11,13 @@ from __future__ import annotations
 import gzip
 import struct
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from collagekit.errors import CollagekitError
-from collagekit_vae.config import TRAIN_COUNT
+from collagekit_vae.config import TRAIN_COUNT, VALIDATION_COUNT
 
 IMAGES_FILE = "t10k-images-idx3-ubyte.gz"
 IDX_UBYTE_3D = 0x00000803  # unsigned bytes, three dimensions: count, rows, columns
@@ -53,14 +55,27 @@ def read_idx_images(path: str | Path) -> Tensor:
     return torch.frombuffer(bytearray(payload), dtype=torch.uint8).reshape(n, h, w)
 
 
-def split(folder: str | Path, train_count: int = TRAIN_COUNT) -> tuple[Tensor, Tensor]:
-    """(train, test) uint8 images (n h w): the first ``train_count`` images of the folder's file, and the rest."""
+class Split(NamedTuple):
+    """Three disjoint runs of consecutive images of one file, uint8 (n h w) each."""
+
+    train: Tensor
+    validation: Tensor
+    test: Tensor
+
+
+def split(folder: str | Path, train_count: int = TRAIN_COUNT, validation_count: int = VALIDATION_COUNT) -> Split:
+    """The folder's images cut in order: the first ``train_count`` train, the next ``validation_count``
+    validate, the rest test."""
     images = read_idx_images(images_path(folder))
     if images.shape[1:] != (28, 28):
         raise CollagekitError(f"the MNIST file in {str(folder)!r} holds {images.shape[1]}x{images.shape[2]} images, not 28x28")
-    if not 0 < train_count < len(images):
-        raise CollagekitError(f"the MNIST file in {str(folder)!r} has {len(images)} images: too few to train on {train_count} and test on the rest")
-    return images[:train_count], images[train_count:]
+    held_out = train_count + validation_count
+    if not (train_count > 0 and validation_count > 0 and held_out < len(images)):
+        raise CollagekitError(
+            f"the MNIST file in {str(folder)!r} has {len(images)} images: too few to train on {train_count}, "
+            f"validate on {validation_count} and test on the rest"
+        )
+    return Split(images[:train_count], images[train_count:held_out], images[held_out:])
 
 
 def binarize(images: Tensor, generator: torch.Generator | None = None) -> Tensor:

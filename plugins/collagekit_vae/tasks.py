@@ -1,4 +1,5 @@
-"""``vae_mnist``: train a Collage VAE (or the conv baseline) on MNIST, score it on the test images, save it.
+"""``vae_mnist``: train a Collage VAE (or the conv baseline) on MNIST, score it on the held-out images
+(the validation images unless ``split=test``), save it.
 
 ``collagekit run vae_mnist beta=0.7 model.decoder=conv output=outputs/vae_conv``
 """
@@ -31,22 +32,26 @@ class VAEMnist(Task):
         out = Path(cfg.output)
         # The output folder is the run's working folder (checkpoints: a rerun resumes there); the model is the user's file.
         self.ctx.check_outputs([], [out / "model.safetensors"])
-        train_images, test_images = split(data_folder(cfg.data, "mnist", "task vae_mnist", "data=DIR"), cfg.train_count)
+        parts = split(data_folder(cfg.data, "mnist", "task vae_mnist", "data=DIR"), cfg.train_count, cfg.validation_count)
+        # Only the named held-out set is scored: choices made on a run's metrics are made on validation images.
+        held_out = parts.validation if cfg.split == "validation" else parts.test
         model = build_model(cfg.model, self.ctx.registry)
         objective = VAEObjective(model, cfg.beta, cfg.kl_warmup_steps)
-        stream = BatchStream(train_images, cfg.training.batch_size, cfg.training.seed)
+        stream = BatchStream(parts.train, cfg.training.batch_size, cfg.training.seed)
         result = train(objective, stream, cfg.training, out_dir=out / "checkpoint", device=device,
                        description=f"{cfg.model.decoder} VAE, beta {cfg.beta:g}")  # fmt: skip
-        scores = evaluate(model, fixed_binarization(test_images), samples=cfg.eval_samples)
+        scores = evaluate(model, fixed_binarization(held_out), samples=cfg.eval_samples)
         metrics: dict[str, Any] = {
             "decoder": cfg.model.decoder,
             "beta": cfg.beta,
             "parameters": count_parameters(model),
             "steps": result.steps,
-            "test_images": len(test_images),
+            "train_images": len(parts.train),
+            "scored_on": cfg.split,
+            f"{cfg.split}_images": len(held_out),
             "train_seconds": round(result.seconds, 1),
             **self.ctx.conditions(),
-            **{f"test_{k}_nats": round(v, 3) for k, v in scores.items()},
+            **{f"{cfg.split}_{k}_nats": round(v, 3) for k, v in scores.items()},
         }
         with outputs_together() as stage:
             save_model(model, stage(out / "model.safetensors"), beta=cfg.beta, metrics=metrics, created_by=self.ctx.versions())
