@@ -69,17 +69,18 @@ def _fit(ranges: Tensor, chosen: Tensor, contraction: float) -> tuple[Tensor, Te
     return w, b, err
 
 
-def _best_single(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, allowed: Tensor | None) -> Tensor:
-    """(m r) centred ranges of one plane, (S r) its centred candidates, their squared norms (S,) ->
-    (m,) index of the candidate with the least error at its clamped least-squares weight."""
+def _best_single(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: Tensor) -> Tensor:
+    """(m r) centred ranges of one plane, (S r) its centred candidates, their squared norms (S,), the
+    (m t) candidates each range already took -> (m,) index of the candidate not taken with the least
+    error at its clamped least-squares weight. Works in chunks of ranges: S grows with the signal, so
+    no (m S) array is ever whole (a 5.7 s stereo clip has m * S ~ 8e9 pairs at its finest level)."""
     chunk = max(1, CHUNK // max(1, cands.shape[0]))
     best = []
     for i in range(0, rc.shape[0], chunk):
         cross = rc[i : i + chunk] @ cands.T  # (c S)
         s = (cross / norms.clamp_min(1e-12)).clamp(-limit, limit)
         err = s * (s * norms - 2 * cross)  # the error up to |R~|^2, the same for every candidate
-        if allowed is not None:
-            err = err.masked_fill(~allowed[i : i + chunk], float("inf"))
+        err.scatter_(1, taken[i : i + chunk], float("inf"))
         best.append(err.argmin(-1))
     return torch.cat(best)
 
@@ -104,12 +105,10 @@ def search_level(collage: GridCollage, padded: Tensor, spatial: tuple[int, ...],
         rows = (cells.plane == plane).nonzero().squeeze(1)
         if rows.numel() == 0:
             continue
-        allowed = torch.ones(rows.numel(), cands.shape[1], dtype=torch.bool)
         res = residual[rows]
         for slot in range(j):  # matching pursuit: each pick explains what the earlier ones left
-            pick = _best_single(res, cands[plane], norms[plane], limit, allowed if slot else None)
+            pick = _best_single(res, cands[plane], norms[plane], limit, index[rows, :slot])
             index[rows, slot] = pick
-            allowed[torch.arange(rows.numel()), pick] = False
             chosen = cands[plane][pick]
             s = ((res * chosen).sum(-1) / norms[plane][pick].clamp_min(1e-12)).clamp(-limit, limit)
             res = res - s[:, None] * chosen
