@@ -75,14 +75,15 @@ def _best_single(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: 
     error at its clamped least-squares weight. Works in chunks of ranges: S grows with the signal, so
     no (m S) array is ever whole (a 5.7 s stereo clip has m * S ~ 8e9 pairs at its finest level)."""
     chunk = max(1, CHUNK // max(1, cands.shape[0]))
-    best = []
+    # Written in place: small results kept between the chunks' large temporaries fragment the heap.
+    best = torch.empty(rc.shape[0], dtype=torch.long)
     for i in range(0, rc.shape[0], chunk):
         cross = rc[i : i + chunk] @ cands.T  # (c S)
         s = (cross / norms.clamp_min(1e-12)).clamp(-limit, limit)
         err = s * (s * norms - 2 * cross)  # the error up to |R~|^2, the same for every candidate
         err.scatter_(1, taken[i : i + chunk], float("inf"))
-        best.append(err.argmin(-1))
-    return torch.cat(best)
+        torch.argmin(err, -1, out=best[i : i + chunk])
+    return best
 
 
 def search_level(collage: GridCollage, padded: Tensor, spatial: tuple[int, ...], level: int, cells: tree.Cells) -> LevelCodes:
