@@ -100,11 +100,19 @@ class ModelStore:
         stat = path.stat()
         return _load(self, str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
+    def retired(self) -> dict[str, Path]:
+        """SHA-256 prefix (as a .clg file records it) -> earlier weights of a shipped name, kept in
+        ``models/retired/`` so that the files they wrote still decode."""
+        return _retired(self.folder() / "retired")
+
     def for_code(self, reference: Any, override: Any = None) -> LoadedModel:
         """The model a compressed file's header ``model`` entry names (or ``override``: a name or path),
-        refused unless its weights are the very ones that made the file."""
+        else the retired weights with the hash it records, refused unless its weights are the very
+        ones that made the file."""
         if not isinstance(reference, dict) or not all(isinstance(reference.get(k), str) for k in ("name", "version", "sha256")):
             raise CollagekitError("corrupt .clg file: the model reference is malformed")
+        if not override:  # a file written before its shipped name was retrained: the retired weights
+            override = self.retired().get(reference["sha256"])
         loaded = self.load(str(override) if override else reference["name"])
         if loaded.sha256 != reference["sha256"]:
             raise CollagekitError(
@@ -112,6 +120,12 @@ class ModelStore:
                 f"but the model found has weights {loaded.sha256} (version {loaded.version}); pass model=PATH to the matching weights"
             )
         return loaded
+
+
+@lru_cache(maxsize=8)
+def _retired(folder: Path) -> dict[str, Path]:
+    paths = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    return {hashlib.sha256(p.read_bytes()).hexdigest()[:16]: p for p in paths}
 
 
 @lru_cache(maxsize=16)

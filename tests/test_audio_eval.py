@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 from collagekit_audio.bench import select_clips
 from collagekit_audio.neural import AudioCollageModel, AudioModelConfig
-from collagekit_audio.pretrained import MODEL_FORMAT, STORE, retired
+from collagekit_audio.pretrained import MODEL_FORMAT, STORE
 from collagekit_audio.splits import HELD_OUT, SPLITS, TEST, TRAIN, VALIDATION, kind_of
 from conftest import DATA, invoke
 
@@ -52,7 +52,7 @@ def test_files_of_retired_models_decode_to_the_same_samples(quality: int, tmp_pa
     code = OLD / f"ac_q{quality}_v1.clg"
     named = read_container(code).header["model"]
     assert named["name"] == f"ac-q{quality}" and named["version"] == "1"
-    assert STORE.load(named["name"]).sha256 != named["sha256"] and named["sha256"] in retired()  # not today's weights
+    assert STORE.load(named["name"]).sha256 != named["sha256"] and named["sha256"] in STORE.retired()  # not today's weights
     out = tmp_path / "o.wav"
     result = invoke("decompress", str(code), "-o", str(out))
     assert result.returncode == 0, result.stderr

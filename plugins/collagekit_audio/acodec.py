@@ -42,7 +42,7 @@ from collagekit.progress import progress_bar
 from collagekit.registry import plugin_versions
 from collagekit_audio.config import AudioCollageOptions
 from collagekit_audio.neural import AudioCollageModel, from_segments, to_segments
-from collagekit_audio.pretrained import STORE, model_for_code
+from collagekit_audio.pretrained import STORE
 
 NAME = "audio-collage"
 SOLVER = {"tol": 1e-4, "max_iter": 60}
@@ -120,7 +120,7 @@ def read_code(container: Container, model_override: Any = None) -> tuple[LoadedM
     def bad(why: str) -> CollagekitError:
         return CollagekitError(f"corrupt .clg file: {why}")
 
-    loaded = model_for_code(container.require("model"), model_override)
+    loaded = STORE.for_code(container.require("model"), model_override)
     signal = container.require("signal")
     if not isinstance(signal, dict):
         raise bad("the signal's shape is malformed")
