@@ -2,6 +2,9 @@
 
 * :func:`quantize` / :func:`dequantize`: uniform scalar quantisation of values in ``[lo, hi]`` to
   ``levels`` integer codes ``0 .. levels-1`` (both ends are reconstruction points).
+* :func:`signed_streams` / :func:`signed_from_streams`: signed integers of any spread as three streams
+  (a magnitude class, a sign, the bits below the leading one), so a wide-ranging value costs about its
+  own bit length plus the class's entropy, and no table grows with the range.
 * :func:`encode_symbols` / :func:`decode_symbols`: several named streams of integers, stream ``k``
   over the alphabet ``[0, n_k)``, range-coded (``constriction``'s queue coder) into one byte string that
   carries everything needed to decode it. Per stream the encoder picks the cheaper of a uniform model
@@ -56,6 +59,52 @@ def quantize(x: Tensor, lo: float | Tensor, hi: float | Tensor, levels: int) -> 
 def dequantize(q: Tensor, lo: float | Tensor, hi: float | Tensor, levels: int) -> Tensor:
     """Codes from :func:`quantize` -> their reconstruction values (float32)."""
     return lo + q.float() * ((hi - lo) / (levels - 1))
+
+
+# ---------------------------------------------------------------- signed integers of any spread
+MAX_CLASS = 25  # magnitudes below 2**25
+
+
+def signed_streams(name: str, q: Tensor) -> tuple[dict[str, Tensor], dict[str, int]]:
+    """(n,) int64 with |q| < 2**MAX_CLASS -> three streams for :func:`encode_symbols` and their alphabets.
+
+    ``name.c``: each value's magnitude class (its bit length, 0 for zero: the categorical model learns
+    the spread); ``name.s``: the sign of every non-zero value; ``name.m``: the bits below each leading
+    one, most significant first (near uniform, so a value costs about its own bit length plus its
+    class's entropy). Like JPEG's size category with its extra bits."""
+    mag = q.abs()
+    if mag.numel() and int(mag.max()) >= 1 << MAX_CLASS:
+        raise ValueError(f"stream {name!r}: a magnitude reaches 2**{MAX_CLASS}")
+    cls = torch.frexp(mag.double()).exponent.long()  # the bit length, exact (mag = m 2**e, 0.5 <= m < 1; 0 -> 0)
+    low = (cls - 1).clamp_min(0)  # bits below the leading one
+    position = torch.arange(MAX_CLASS - 1)  # (p,) bit p below the leading one
+    shift = low[:, None] - 1 - position[None]  # (n p)
+    bits = (mag[:, None] >> shift.clamp_min(0)) & 1
+    streams = {f"{name}.c": cls, f"{name}.s": (q[mag > 0] < 0).long(), f"{name}.m": bits[shift >= 0]}
+    return streams, {f"{name}.c": MAX_CLASS + 1, f"{name}.s": 2, f"{name}.m": 2}
+
+
+def signed_from_streams(name: str, decoded: Mapping[str, np.ndarray], count: int, what: str) -> Tensor:
+    """The ``name.*`` streams of :func:`decode_symbols`' result -> (count,) int64 values; checks that
+    they hold what :func:`signed_streams` writes for ``count`` values."""
+    def fail(why: str) -> CollagekitError:
+        return CollagekitError(f"corrupt {what}: {why}")
+
+    if any(f"{name}.{part}" not in decoded for part in "csm"):
+        raise fail(f"streams {name}.c, {name}.s and {name}.m are not all there")
+    cls, sign, bits = (torch.from_numpy(decoded[f"{name}.{part}"]) for part in "csm")
+    if cls.numel() != count:
+        raise fail(f"stream {name}.c holds {cls.numel()} values, not {count}")
+    low = (cls - 1).clamp_min(0)
+    if sign.numel() != int((cls > 0).sum()) or bits.numel() != int(low.sum()):
+        raise fail(f"streams {name}.s and {name}.m do not match the classes in {name}.c")
+    start = torch.cumsum(low, 0) - low  # where each value's bits begin
+    mag = torch.where(cls > 0, 1 << low, 0)
+    for p in range(int(low.max()) if count else 0):  # bit p below the leading one, for every value that has it
+        has = low > p
+        mag[has] += bits[start[has] + p] << (low[has] - 1 - p)
+    mag[cls > 0] *= 1 - 2 * sign
+    return mag
 
 
 # ---------------------------------------------------------------- varints

@@ -19,7 +19,7 @@ from collagekit import budget
 from collagekit.budget import CollageGeometry, collage_decode_bytes, collage_fit_bytes
 from collagekit.container import SIGNAL_ATTRS, from_bytes, to_bytes
 from collagekit.errors import CollagekitError
-from collagekit.gridcodec import GridCollageCodec, decode_grid
+from collagekit.gridcodec import GridCollageCodec, bias_step_for, decode_grid
 from collagekit.metrics import psnr
 from collagekit.tasks import Coded, FractalizeTask, GridFractalizeConfig
 
@@ -76,6 +76,7 @@ class GridFractalizeTask(FractalizeTask):
             signal_shape=tuple(x.shape[1:]),
             created_by=self.ctx.versions(),
             registry=registry,
+            bias_step=bias_step_for(x),
         )
         container.header[SIGNAL_ATTRS] = attrs
         code = to_bytes(container)

@@ -25,7 +25,7 @@ from collagekit.container import Container, header_int, header_shape
 from collagekit.errors import CollagekitError
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit import sparse, tree
-from collagekit.codec import as_tensor, decode_symbols, encode_symbols, from_tensor
+from collagekit.codec import MAX_CLASS, as_tensor, decode_symbols, encode_symbols, from_tensor, signed_from_streams, signed_streams
 from collagekit.operator import CollageParams, GridCollage
 from collagekit.sparse import SparseParams
 from collagekit.progress import progress_bar
@@ -34,6 +34,14 @@ from collagekit.registry import Registry, component_providers
 from collagekit.solver import Solver, SolverStats
 
 PARAM_PREFIX = "params."
+# A sparse code's real values are stored as multiples of a step (header ``quantiser``): weights (at most
+# the contraction, ~1) and constant cells' weights with a fixed one, offsets with one in the signal's
+# units. The rounding error of a step 2**-9 weight on a source is ~1e-3 of the source; :func:`bias_step_for`
+# puts the offsets' ~50 dB below the signal. Either costs ~log2(|value| / step) bits per value.
+WEIGHT_STEP = 2.0**-9
+DEFAULT_BIAS_STEP = 2.0**-12  # for signals in [0, 1] or [-1, 1] when the signal itself is not at hand
+MIN_STEP, MAX_STEP = 2.0**-24, 1.0
+QUANTISED = {"weight": "weight", "aux": "weight", "bias": "bias"}
 OPERATOR_PREFIX = "operator."
 
 
@@ -53,10 +61,12 @@ class GridCollageCodec:
         signal_shape: tuple[int, ...],
         created_by: dict[str, str],
         registry: Registry | None = None,
+        bias_step: float = DEFAULT_BIAS_STEP,
     ) -> Container:
         """One signal's code -> a container. signal_shape: (c, *spatial) at scale 1. With ``registry``,
         the header also records which plugin and distribution provides each component the code needs
-        (``providers``), so that a decoder without one can say what to install."""
+        (``providers``), so that a decoder without one can say what to install. ``bias_step``: the
+        quantiser step of a sparse code's offsets, in the signal's units (:func:`bias_step_for`)."""
         header = {
             "codec": GridCollageCodec.name,
             "modality": modality,
@@ -67,7 +77,11 @@ class GridCollageCodec:
         }
         if registry is not None:
             header["providers"] = component_providers(registry, _needs(header["collage"], header["solver"]))
-        tensors = {PARAM_PREFIX + k: v for k, v in _stored(collage, params, tuple(signal_shape[1:])).items()}
+        if isinstance(params, SparseParams):
+            if not (math.isfinite(bias_step) and MIN_STEP <= bias_step <= MAX_STEP):
+                raise CollagekitError(f"the offsets' quantiser step {bias_step} is outside [{MIN_STEP}, {MAX_STEP}]")
+            header["quantiser"] = {"weight": WEIGHT_STEP, "bias": bias_step}
+        tensors = {PARAM_PREFIX + k: v for k, v in _stored(collage, params, tuple(signal_shape[1:]), header.get("quantiser")).items()}
         tensors.update({OPERATOR_PREFIX + k: v.float() for k, v in collage.state_dict().items()})
         return Container(header, tensors)
 
@@ -103,7 +117,8 @@ class GridCollageCodec:
         collage.load_state_dict({k: container.tensor(OPERATOR_PREFIX + k, tuple(v.shape)) for k, v in expected.items()})
         if collage.sparse:
             stored = {k[len(PARAM_PREFIX) :]: v for k, v in container.tensors.items() if k.startswith(PARAM_PREFIX)}
-            params: CollageParams | SparseParams = _sparse_params(collage, stored, channels, spatial, bad)
+            steps = _quantiser(container.header.get("quantiser"), bad)
+            params: CollageParams | SparseParams = _sparse_params(collage, stored, channels, spatial, steps, bad)
         else:
             shapes = collage.param_shapes(channels, spatial)
             params = CollageParams.from_tensors({key: container.tensor(PARAM_PREFIX + key, shape)[None] for key, shape in shapes.items()})
@@ -117,13 +132,15 @@ class GridCollageCodec:
         return decode_grid(collage, params, solver, shape, scale, device)
 
 
-def _stored(collage: GridCollage, params: CollageParams | SparseParams, spatial: tuple[int, ...]) -> dict[str, Tensor]:
+def _stored(collage: GridCollage, params: CollageParams | SparseParams, spatial: tuple[int, ...], steps: dict[str, float] | None) -> dict[str, Tensor]:
     """A code's tensors as stored. Dense: float32 as they are. Sparse: the split flags and source
     indices range-coded in one byte stream (``streams``, per level: an index costs about log2 of its
-    level's source count in bits), the weights and offsets as float16 (their rounding is far below any
-    signal's precision; what the file decodes to is what fractalize reports)."""
+    level's source count in bits), and the weights (effective, inside the contraction ball), constant
+    cells' weights and offsets quantised with the ``steps`` of the header's ``quantiser`` and coded by
+    magnitude class in a second (``values``); what the file decodes to is what fractalize reports."""
     if isinstance(params, CollageParams):
         return {k: v[0].float() for k, v in params.tensors().items()}
+    assert steps is not None
     streams, alphabets = _sparse_streams_layout(collage, spatial)
     cells = tree.leaves(params.split, sparse.planes_of(collage, params, spatial), collage.partitioner.range_grid(spatial),
                         collage.partitioner.range_size(1), collage.partitioner.levels)  # fmt: skip
@@ -137,12 +154,43 @@ def _stored(collage: GridCollage, params: CollageParams | SparseParams, spatial:
             values[f"const.{level}"] = params.const_index[rows].reshape(-1)
         first += len(level_cells)
     out = {"streams": as_tensor(encode_symbols({name: values[name] for name in streams}, alphabets))}
-    for key in ("weight", "aux", "bias"):
-        half = getattr(params, key).detach().to(torch.float16)
-        if not torch.isfinite(half).all():
-            raise CollagekitError(f"a sparse code's {key} does not fit in float16 (|value| > 65504): the fit diverged")
-        out[key] = half
+    numbers: dict[str, Tensor] = {}
+    symbols: dict[str, int] = {}
+    for key, value in _float_params(collage, params).items():
+        q = value.detach().double().cpu() / steps[QUANTISED[key]]
+        if not torch.isfinite(q).all() or (q.numel() and float(q.abs().max()) >= 2 ** (MAX_CLASS - 1)):
+            raise CollagekitError(f"a sparse code's {key} is not finite or too large to store: the fit diverged")
+        key_streams, key_alphabets = signed_streams(key, q.round().long().reshape(-1))
+        numbers.update(key_streams)
+        symbols.update(key_alphabets)
+    out["values"] = as_tensor(encode_symbols(numbers, symbols))
     return out
+
+
+def _float_params(collage: GridCollage, params: SparseParams) -> dict[str, Tensor]:
+    """The real-valued parts of a sparse code as they are quantised: weights as applied (inside the ball)."""
+    return {"weight": sparse.effective_weights(params.weight, collage.contraction), "aux": params.aux, "bias": params.bias}
+
+
+def _quantiser(entry: Any, bad: Callable[[str], CollagekitError]) -> dict[str, float] | None:
+    """The header's ``quantiser`` (None: a code written before values were quantised, float16 tensors)."""
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or set(entry) != {"weight", "bias"}:
+        raise bad("'quantiser' should map weight and bias to their steps")
+    for key, step in entry.items():
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or not MIN_STEP <= step <= MAX_STEP:
+            raise bad(f"quantiser step {key!r} should be a number in [{MIN_STEP}, {MAX_STEP}], got {step!r}")
+    return {key: float(step) for key, step in entry.items()}
+
+
+def bias_step_for(x: Tensor) -> float:
+    """(b c *spatial) signal -> the offsets' quantiser step: its RMS about its mean over 256 (rounding
+    noise ~60 dB below the signal, ~33 dB at worst after the attractor's 1 / (1 - rho) gain), a power
+    of two, within the steps a header may carry."""
+    rms = float((x.detach().double() - x.detach().double().mean()).pow(2).mean().sqrt())
+    step = 2.0 ** math.floor(math.log2(max(rms, MIN_STEP * 256) / 256))
+    return min(max(step, MIN_STEP), MAX_STEP)
 
 
 def _sparse_streams_layout(collage: GridCollage, spatial: tuple[int, ...]) -> tuple[list[str], dict[str, int]]:
@@ -169,11 +217,13 @@ def _finite(key: str, t: Tensor, bad: Callable[[str], CollagekitError]) -> Tenso
     return t.float()
 
 
-def _sparse_params(collage: GridCollage, stored: dict[str, Tensor], channels: int, spatial: tuple[int, ...], bad) -> SparseParams:
+def _sparse_params(collage: GridCollage, stored: dict[str, Tensor], channels: int, spatial: tuple[int, ...],
+                   steps: dict[str, float] | None, bad) -> SparseParams:  # fmt: skip
     part = collage.partitioner
     levels, grid = part.levels, part.range_grid(spatial)
-    if set(stored) != {"streams", "weight", "aux", "bias"}:
-        raise bad(f"a sparse code holds streams, weight, aux and bias, found {sorted(stored)}")
+    parts = {"streams", "values"} if steps is not None else {"streams", "weight", "aux", "bias"}
+    if set(stored) != parts:
+        raise bad(f"a sparse code holds {', '.join(sorted(parts))}, found {sorted(stored)}")
     top_nodes = channels * math.prod(grid)
     _, alphabets = _sparse_streams_layout(collage, spatial)
     # Every cell of the full tree at most once, each with its flag and its sources.
@@ -194,13 +244,26 @@ def _sparse_params(collage: GridCollage, stored: dict[str, Tensor], channels: in
                 raise bad(f"level {level} has {m} ranges but {values.numel()} {key} symbols")
             out.append(values.view(m, width))
     m = sum(len(c) for c in cells)
+    shapes = {"weight": (m, collage.sources), "aux": (m, collage.constants), "bias": (m,)}
     floats = {}
-    for key, shape in (("weight", (m, collage.sources)), ("aux", (m, collage.constants)), ("bias", (m,))):
-        t = stored[key]
-        if t.dtype != torch.float16 or tuple(t.shape) != shape:
-            raise bad(f"parameter {key!r} should be float16 of shape {shape}, got {t.dtype} {tuple(t.shape)}")
-        floats[key] = _finite(key, t, bad)
+    if steps is None:  # written before values were quantised: float16 tensors
+        for key, shape in shapes.items():
+            t = stored[key]
+            if t.dtype != torch.float16 or tuple(t.shape) != shape:
+                raise bad(f"parameter {key!r} should be float16 of shape {shape}, got {t.dtype} {tuple(t.shape)}")
+            floats[key] = _finite(key, t, bad)
+    else:
+        numbers = decode_symbols(from_tensor(stored["values"], "sparse code"), max_symbols=(2 + 2 * MAX_CLASS) * m * (1 + collage.sources + collage.constants),
+                                 what="sparse code")  # fmt: skip
+        if any(not name.startswith(tuple(f"{key}." for key in shapes)) for name in numbers):
+            raise bad(f"the values hold unexpected streams {sorted(numbers)}")
+        for key, shape in shapes.items():
+            q = signed_from_streams(key, numbers, math.prod(shape), "sparse code")
+            floats[key] = (q.double() * steps[QUANTISED[key]]).float().view(shape)
+        floats["weight"] = sparse.raw_weights(floats["weight"], collage.contraction)
     return SparseParams(split, torch.cat(index), floats["weight"], torch.cat(const_index), floats["aux"], floats["bias"])
+
+
 def _needs(collage: Any, solver: Any) -> list[tuple[str, str]]:
     """(kind, name) of every component a code's ``collage`` and ``solver`` header entries name."""
     return [

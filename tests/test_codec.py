@@ -92,3 +92,29 @@ def test_quantise_dequantise() -> None:
     assert dequantize(torch.tensor([0, 15]), 0.0, 1.0, 16).tolist() == [0.0, 1.0]
     with pytest.raises(ValueError):
         quantize(x, 0.0, 1.0, 1)
+
+
+def test_signed_streams_round_trip_any_spread_and_refuse_mismatched_streams() -> None:
+    """Magnitude class + sign + low bits: exact for 0, +-1, powers of two and their neighbours up to
+    2**25 - 1; a wide Gaussian costs close to its entropy (no table grows with the range); streams that
+    do not agree with their classes are refused."""
+    from collagekit.codec import MAX_CLASS, signed_from_streams, signed_streams
+
+    edges = [0, 1, -1, 2, -3, 4, 7, 8, -8, (1 << MAX_CLASS) - 1, -(1 << (MAX_CLASS - 1)), (1 << (MAX_CLASS - 1)) - 1]
+    noise = (torch.randn(20_000, generator=torch.Generator().manual_seed(3)) * 300).round().long()
+    q = torch.cat([torch.tensor(edges), noise])
+    streams, alphabets = signed_streams("b", q)
+    data = encode_symbols(streams, alphabets)
+    decoded = decode_symbols(data)
+    assert torch.equal(signed_from_streams("b", decoded, q.numel(), "test"), q)
+    entropy_bits = math.log2(300 * math.sqrt(2 * math.pi * math.e))  # a Gaussian's, per unit-step sample
+    assert len(data) * 8 / q.numel() < entropy_bits + 0.6
+    empty = decode_symbols(encode_symbols(*signed_streams("e", torch.zeros(0, dtype=torch.long))))
+    assert signed_from_streams("e", empty, 0, "test").numel() == 0
+    with pytest.raises(CollagekitError, match="holds"):
+        signed_from_streams("b", decoded, q.numel() + 1, "test")
+    short = dict(decoded, **{"b.m": decoded["b.m"][:-1]})
+    with pytest.raises(CollagekitError, match="do not match"):
+        signed_from_streams("b", short, q.numel(), "test")
+    with pytest.raises(ValueError, match="magnitude"):
+        signed_streams("b", torch.tensor([1 << MAX_CLASS]))

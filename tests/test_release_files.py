@@ -48,3 +48,17 @@ def test_pifs_codes_decode_through_the_core_to_within_a_few_levels(name: str, sc
     assert new.shape == old.shape
     assert difference.max() <= 3
     assert 10 * np.log10(255**2 / np.mean(difference.astype(np.float64) ** 2 + 1e-12)) > 50  # PSNR between the decodes
+
+
+SPARSE_FLOAT16 = DATA / "sparse_float16"
+FLOAT16 = [("fractalize_audio", ".wav", 1), ("fractalize_sparse_image", ".png", 1), ("fractalize_sparse_image_x2", ".png", 2)]
+
+
+@pytest.mark.parametrize(("name", "suffix", "scale"), FLOAT16, ids=[e[0] for e in FLOAT16])
+def test_sparse_codes_with_float16_values_decode_to_the_same_output(name: str, suffix: str, scale: int, tmp_path: Path) -> None:
+    """Sparse codes written before their values were quantised (float16 tensors, no ``quantiser`` entry)."""
+    code = SPARSE_FLOAT16 / f"{name.removesuffix('_x2')}.clg"
+    out = tmp_path / f"{name}{suffix}"
+    result = invoke("decompress", str(code), "-o", str(out), "--scale", str(scale))
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(_read(out), _read(SPARSE_FLOAT16 / f"{name}{suffix}"))

@@ -314,10 +314,13 @@ def test_more_sources_and_more_ranges_fit_better() -> None:
 
 def test_sparse_codes_round_trip_through_clg_files(tmp_path: Path) -> None:
     """A sparse code stored by the grid-collage codec (flags and indices range-coded, weights and offsets
-    as float16) decodes to the attractor of the float16-rounded code; tampering is refused."""
+    quantised with the header's steps and coded by magnitude class) decodes to the attractor of the
+    quantised code, each value within half a step; tampering is refused."""
     from collagekit.config import CollageConfig
+    from collagekit.gridcodec import WEIGHT_STEP
     from collagekit.recipe import RecipeModels
     from collagekit.registry import get_registry
+    from collagekit.sparse import effective_weights
 
     registry = get_registry()
     config = RecipeModels(registry).specialize(CollageConfig).model_validate({
@@ -325,30 +328,40 @@ def test_sparse_codes_round_trip_through_clg_files(tmp_path: Path) -> None:
         "auxiliary": [{"name": "dihedral"}], "mixing": "sparse", "sources": 2,
     })
     collage = config.build(registry)
-    x = torch.rand(1, 3, 24, 20)
+    x = torch.rand(1, 3, 24, 20, generator=torch.Generator().manual_seed(7))
     code = search(collage, x, ranges=30)
     solver = registry.build("solver", registry.get("solver", "picard").Config(tol=1e-6, max_iter=300))
+    step = 2.0**-10
     container = GridCollageCodec.pack(modality="image", collage_config=config, collage=collage, params=code, solver=solver,
-                                      signal_shape=(3, 24, 20), created_by={})
-    assert set(container.tensors) == {"params.streams", "params.weight", "params.aux", "params.bias"}
-    assert container.tensors["params.weight"].dtype == torch.float16
-    # Indices and flags cost about log2 of their alphabets: far below the 8 + 1 bytes of int64 and bool.
+                                      signal_shape=(3, 24, 20), created_by={}, bias_step=step)
+    assert set(container.tensors) == {"params.streams", "params.values"}
+    assert container.header["quantiser"] == {"weight": WEIGHT_STEP, "bias": step}
+    # Indices and flags cost about log2 of their alphabets: far below the 8 + 1 bytes of int64 and bool;
+    # a value about its bit length above the step, far below float16's 2 bytes for weights and offsets.
     assert container.tensors["params.streams"].numel() < code.index.numel() * 2 + sum(s.numel() for s in code.split) // 4 + 64
+    assert container.tensors["params.values"].numel() < 1.6 * (code.weight.numel() + code.bias.numel()) + 64
     data = to_bytes(container)
     back_collage, back, back_solver, shape = GridCollageCodec.unpack(from_bytes(data), registry)
     assert torch.equal(back.index, code.index) and all(torch.equal(a, b) for a, b in zip(back.split, code.split))
-    rounded = code.map(lambda t: t.half().float() if t.is_floating_point() else t)
+    w, w_back = effective_weights(code.weight, collage.contraction), effective_weights(back.weight, collage.contraction)
+    assert float((w_back - w).abs().max()) <= WEIGHT_STEP / 2 * 1.01 and float((back.bias - code.bias).abs().max()) <= step / 2 * 1.01
     cpu = torch.device("cpu")
-    torch.testing.assert_close(decode_grid(back_collage, back, back_solver, shape, 2, cpu), decode_grid(collage, rounded, solver, shape, 2, cpu))
+    exact = decode_grid(collage, code, solver, shape, 1, cpu)
+    stored = decode_grid(back_collage, back, back_solver, shape, 1, cpu)
+    assert 0 < float((stored - exact).abs().max()) < 0.01  # rounded, but only just
     bad = from_bytes(data)
-    bad.tensors["params.streams"][len(bad.tensors["params.streams"]) // 2] ^= 0x10
+    bad.tensors["params.values"][len(bad.tensors["params.values"]) // 2] ^= 0x10
     with pytest.raises(CollagekitError, match="corrupt"):
         GridCollageCodec.unpack(bad, registry)
+    for entry in ({"weight": WEIGHT_STEP}, {"weight": WEIGHT_STEP, "bias": float("inf")}, {"weight": 0.0, "bias": step}, {"weight": True, "bias": step}):
+        bad = from_bytes(data)
+        bad.header["quantiser"] = entry
+        with pytest.raises(CollagekitError, match="quantiser"):
+            GridCollageCodec.unpack(bad, registry)
     bad = from_bytes(data)
-    bad.tensors["params.bias"] = bad.tensors["params.bias"].float()
-    with pytest.raises(CollagekitError, match="float16"):
+    bad.tensors["params.bias"] = torch.zeros(3, dtype=torch.float16)
+    with pytest.raises(CollagekitError, match="holds streams, values"):
         GridCollageCodec.unpack(bad, registry)
-    bad = from_bytes(data)
-    bad.tensors["params.weight"] = bad.tensors["params.weight"][:-1]
-    with pytest.raises(CollagekitError, match="shape"):
-        GridCollageCodec.unpack(bad, registry)
+    with pytest.raises(CollagekitError, match="quantiser step"):
+        GridCollageCodec.pack(modality="image", collage_config=config, collage=collage, params=code, solver=solver,
+                              signal_shape=(3, 24, 20), created_by={}, bias_step=float("nan"))

@@ -32,6 +32,9 @@ def _centre_crop(path: Path, out: Path, size: int) -> None:
         image.convert("RGB").crop((left, top, left + size, top + size)).save(out)
 
 
+BYTES_PER_RANGE = 9  # over three planes, a little above the cost (the budget search shrinks from there)
+
+
 def _fit(data: dict[str, Any], registry) -> dict[str, Any]:
     from collagekit.recipe import validate_data
     from collagekit.tasks import run_task
@@ -42,21 +45,21 @@ def _fit(data: dict[str, Any], registry) -> dict[str, Any]:
 
 def _adaptive_at(crop: Path, out: Path, size_limit: int, registry, device: str) -> dict[str, Any]:
     """The adaptive recipe on ``crop`` with the largest leaf budget whose file fits ``size_limit`` bytes
-    (a range costs about 4.5 bytes per plane: its source index range-coded, weight and offset as float16;
-    start at 13 bytes over three planes and shrink until it fits)."""
+    (a range costs about 3.2 bytes per plane: its source index, weight and offset range-coded; start at 9
+    bytes over three planes, a little above what fits, and shrink until it fits)."""
     from collagekit.recipe import override, read_recipe
     from collagekit.recipes import find
 
     base, _ = read_recipe(find("image_fractalize_adaptive"))
     base.update(input=str(crop), output=str(out), code=None, metrics=None, scale=1, device=device)
-    budget = size_limit // 13
+    budget = size_limit // BYTES_PER_RANGE
     while True:
         data = {**base, "encoder": {**base["encoder"]}}
         override(data, ["encoder", "ranges"], budget, registry)
         metrics = _fit(data, registry)
         if metrics["code_bytes"] <= size_limit or budget <= 16:
             return {**metrics, "ranges": budget}
-        budget -= max(1, (metrics["code_bytes"] - size_limit) // 13 + 1)
+        budget -= max(1, (metrics["code_bytes"] - size_limit) // BYTES_PER_RANGE + 1)
 
 
 def fit_section(ctx: BenchContext, registry, images: list[Path]) -> tuple[dict[str, Any], list[str], list[dict[str, Any]]]:
