@@ -122,9 +122,23 @@ def cases(tmp: Path, quick: bool) -> list[dict[str, Any]]:
         out.append(decode(f"pifs 256x256 RGB, scale {scale}", "pifs.clg", ".png", scale))
     for scale in (1, 16) if quick else (1, 16, 64):
         out.append(decode(f"audio-collage 0.1 s stereo 44.1 kHz, scale {scale}", "audio.clg", ".wav", scale))
+    out.extend(audio_fit_cases(tmp, quick))
     for n, scale in ((16, 8),) if quick else ((16, 8), (64, 16)):
         args = ["sample", "mnist", "--n", str(n), "--scale", str(scale), "-o", str(tmp / "samples.png")]
         out.append({"name": f"Collage VAE, {n} samples at scale {scale}", "args": args, "warm": ["sample", "mnist", "--n", "4", "-o", str(tmp / "warm.png")]})
+    return out
+
+
+def audio_fit_cases(tmp: Path, quick: bool) -> list[dict[str, Any]]:
+    """Audio fractalize with its default recipe (the collage search): the repository's 0.1 s stereo clip, and
+    the whole 5.7 s stereo 44.1 kHz percussion clip of the shared data (where ``COLLAGEKIT_DATA`` has it), the
+    longest signal a default fit is run on; its search once grew to 24 GB (heap fragmentation)."""
+    warm = ["fractalize", str(DATA / "trumpet_stereo_100ms.flac"), "-o", str(tmp / "warm.wav")]
+    out = [{"name": "audio fractalize fit + decode, 0.1 s stereo 44.1 kHz", "args": [*warm[:-1], str(tmp / "fit_short.wav")], "warm": warm}]
+    clip = Path(os.environ.get("COLLAGEKIT_DATA", REPO.parent / "shared" / "data")) / "audio" / "music_brid_M4-01-SA_percussion.flac"
+    if not quick and clip.is_file():
+        args = ["fractalize", str(clip), "-o", str(tmp / "fit_long.wav")]
+        out.append({"name": "audio fractalize fit + decode, 5.7 s stereo 44.1 kHz (whole percussion clip)", "args": args, "warm": warm})
     return out
 
 

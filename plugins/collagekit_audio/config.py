@@ -68,14 +68,14 @@ class AudioFractalizeConfig(GridFractalizeConfig):
     scale: int = Field(1, ge=1, le=16, description="decode at this integer multiple of the input's sample rate")
     collage: CollageConfig = Field(
         default_factory=lambda: {
-            "partitioner": {"name": "segments1d", "range_size": 256, "levels": 6, "domain_size": 512, "domain_stride": 64},
+            "partitioner": {"name": "segments1d", "range_size": 256, "levels": 7, "domain_size": 512, "domain_stride": 128},
             "auxiliary": [{"name": "reverse"}],
             "mixing": "sparse",
             "sources": 1,
         },
         validate_default=True,
     )
-    encoder: Annotated[ComponentConfig, Slot("encoder")] = slot_default("search", range_samples=14, steps=100, lr=0.003)
+    encoder: Annotated[ComponentConfig, Slot("encoder")] = slot_default("search", range_samples=13, steps=100, lr=0.003)
 
 
 class AudioTrainConfig(CodecTrainConfig):

@@ -3,10 +3,11 @@
 Image fractalization (paper section 4.3) carried to 1D: every range segment is a copy of a segment
 twice as long, shrunk to its length (played forwards or backwards), times a weight, plus an offset, so
 decoding at scale s — at s x the sample rate — fills in self-similar detail. The segments are the
-leaves of a binary tree (256 samples down to 8), each naming ONE source found by the least-squares
+leaves of a binary tree (256 samples down to 4), each naming ONE source found by the least-squares
 search among every domain of its level, then refined on the attractor itself; a budget of one range
-per 14 samples keeps the code below a quarter of the 16-bit PCM. (The first release mixed the whole
-clip's 4 sign/time variants in fixed 32-sample segments: 0.7 dB SNR at 57 % of the PCM.)
+per 13 samples keeps the code (weights and offsets quantised) below a quarter of the 16-bit PCM.
+(The first release mixed the whole clip's 4 sign/time variants in fixed 32-sample segments: 0.7 dB
+SNR at 57 % of the PCM.)
 """
 
 from __future__ import annotations
