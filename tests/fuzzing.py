@@ -48,7 +48,7 @@ LIMIT = "256M"
 LIMIT_MIB = 256
 SLACK_MIB = 96  # what the budget does not count: the file read, headers, imports done on first use
 EXAMPLE_SECONDS = 60.0
-CODECS = ("grid-collage", "neural-collage", "pifs", "audio-collage", "ifs")
+CODECS = ("grid-collage", "grid-collage-sparse", "neural-collage", "pifs", "audio-collage", "ifs")
 CLASSES = (*(f"codec:{c}" for c in CODECS), "yaml", "degenerate:image", "degenerate:audio")
 DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 
@@ -102,7 +102,8 @@ def seed_files(folder: Path) -> dict[str, tuple[bytes, str]]:
 
     from collagekit.config import CollageConfig
     from collagekit.container import SIGNAL_ATTRS, to_bytes
-    from collagekit.gridcodec import GridCollageCodec
+    from collagekit.gridcodec import GridCollageCodec, bias_step_for
+    from collagekit.search import search
     from collagekit.modality import DEFAULT_MAX_ELEMENTS
     from collagekit.recipe import RecipeModels
     from collagekit.registry import get_registry, plugin_versions
@@ -127,6 +128,16 @@ def seed_files(folder: Path) -> dict[str, tuple[bytes, str]]:
         modality="image", collage_config=cfg, collage=collage, params=params, solver=solver,
         signal_shape=(1, 16, 12), created_by=plugin_versions(registry), registry=registry,
     )  # fmt: skip
+    # A sparse adaptive code (quantised values, range-coded layout) of the same small image.
+    sparse_cfg = models.specialize(CollageConfig).model_validate({
+        "partitioner": {"name": "tiles2d", "range_size": 8, "levels": 3, "domain_size": 16, "domain_stride": 8},
+        "auxiliary": [{"name": "dihedral"}], "mixing": "sparse", "sources": 1,
+    })  # fmt: skip
+    sparse_collage = sparse_cfg.build(registry)
+    sparse_grid = GridCollageCodec.pack(
+        modality="image", collage_config=sparse_cfg, collage=sparse_collage, params=search(sparse_collage, x, ranges=8), solver=solver,
+        signal_shape=(1, 16, 12), created_by=plugin_versions(registry), registry=registry, bias_step=bias_step_for(x),
+    )  # fmt: skip
     image = IMAGE.load(DATA / "kodim05_64.png", DEFAULT_MAX_ELEMENTS)[..., :32, :24]
     neural = registry.get("codec", "neural-collage").encode(image, registry, quality=1, device=cpu, options={})
     pifs = registry.get("codec", "pifs").encode(image, registry, quality=50, device=cpu, options={})
@@ -136,6 +147,7 @@ def seed_files(folder: Path) -> dict[str, tuple[bytes, str]]:
     ifs = pack(random_ifs(0, 3), Normalisation((1.0, -2.0, 0.5), 3.0), 400, 0, plugin_versions(registry))
     return {
         "grid-collage": (to_bytes(grid), ".png"),
+        "grid-collage-sparse": (to_bytes(sparse_grid), ".png"),
         "neural-collage": (to_bytes(neural), ".png"),
         "pifs": (to_bytes(pifs), ".png"),
         "audio-collage": (to_bytes(audio), ".wav"),
