@@ -82,6 +82,26 @@ class NeuralCollageDecodeOptions(Options):
     max_iter: int | None = Field(None, gt=0, description="most fixed-point iterations (default: the file's)")
 
 
+class SparseCollageEncodeOptions(Options):
+    lmbda: float | None = Field(None, gt=0, le=1e6, description="rate-distortion weight in 8-bit grey levels squared per bit (default: from the quality)")
+    range_size: int = Field(16, ge=4, le=64, description="largest range cell (top of the quadtree; a power of two)")
+    levels: int = Field(3, ge=1, le=5, description="quadtree levels: range sizes range_size, range_size/2, ...")
+    domain_stride: int = Field(2, ge=1, le=8, description="step between domains, in range sizes at each level (domains are twice a range)")
+    dihedral: bool = Field(False, description="also name the 7 rotations/flips of every domain")
+    sources: int = Field(1, ge=1, le=4, description="domains named per range cell")
+    weight_levels: int = Field(7, ge=1, le=31, description="weight lattice steps on each side of 0 (contraction / steps apart)")
+    contraction: float = Field(0.95, gt=0, lt=1, description="bound on the sum of a range's weight magnitudes")
+    bias_step: float = Field(2.0, gt=0, le=32, description="bias lattice step in 8-bit grey levels")
+    chroma: Literal["half", "full"] = Field("half", description="chroma planes at half or full resolution")
+    deblock: bool = Field(False, description="fit the deblocking post-filter's strengths and store them")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="refuse larger images")
+
+
+class SparseCollageDecodeOptions(Options):
+    tol: float | None = Field(None, gt=0, description="fixed-point tolerance (default: the file's)")
+    max_iter: int | None = Field(None, gt=0, le=100_000, description="most fixed-point iterations (default: the file's)")
+
+
 # ---------------------------------------------------------------- tasks
 class ImageFractalizeConfig(GridFractalizeConfig):
     task: Literal["image_fractalize"] = "image_fractalize"
@@ -138,6 +158,7 @@ class KodakOptions(Options):
     models: str | None = Field(None, description="comma-separated model names or files (default: every shipped nc-q*)")
     anchors: str | None = Field(None, description="comma-separated anchor codecs: jpeg, webp, jpeg2000, avif, jpegxl (default: those available here)")
     pifs: bool = Field(True, description="also run the classical PIFS codec")
+    sparse: bool = Field(True, description="also run the sparse-collage search codec over its lmbda ladder")
 
 
 IMAGE_FIT = Benchmark(

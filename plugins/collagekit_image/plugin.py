@@ -39,7 +39,12 @@ def register_tasks(register: Register) -> None:
 
 @hookimpl
 def register_codecs(register: Register) -> None:
-    from collagekit_image.config import NeuralCollageDecodeOptions, NeuralCollageEncodeOptions
+    from collagekit_image.config import (
+        NeuralCollageDecodeOptions,
+        NeuralCollageEncodeOptions,
+        SparseCollageDecodeOptions,
+        SparseCollageEncodeOptions,
+    )
 
     register(
         Lazy(
@@ -47,6 +52,14 @@ def register_codecs(register: Register) -> None:
             name="neural-collage",
             encode_options=NeuralCollageEncodeOptions,
             decode_options=NeuralCollageDecodeOptions,
+        )
+    )
+    register(
+        Lazy(
+            "collagekit_image.sparsecodec:SparseCollageCodec",
+            name="sparse-collage",
+            encode_options=SparseCollageEncodeOptions,
+            decode_options=SparseCollageDecodeOptions,
         )
     )
 
