@@ -140,9 +140,9 @@ def neural_point(x: torch.Tensor, model: str, device: torch.device, repeats: int
     return {"bpp": len(data) * 8 / pixels, "psnr_db": psnr(x, decoded), "encode_s": encode_s, "decode_s": decode_s, "bytes": len(data)}
 
 
-def sparse_curve(x: torch.Tensor, lambdas, device: torch.device) -> list[dict[str, Any]]:
-    """(1 c h w) -> one row per lmbda of the sparse-collage codec: bpp (file), PSNR of the decoded file,
-    encode and decode seconds (one run each)."""
+def sparse_curve(x: torch.Tensor, lambdas, device: torch.device, options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """(1 c h w) -> one row per lmbda of the sparse-collage codec (with these codec ``options``): bpp
+    (file), PSNR of the decoded file, encode and decode seconds (one run each)."""
     from collagekit.container import from_bytes, to_bytes
     from collagekit.metrics import psnr
     from collagekit_image.sparsecodec import SparseCollageCodec
@@ -152,7 +152,7 @@ def sparse_curve(x: torch.Tensor, lambdas, device: torch.device) -> list[dict[st
     rows = []
     for lmbda in lambdas:
         started = time.perf_counter()
-        data = to_bytes(codec.encode(x, None, quality=None, device=device, options={"lmbda": float(lmbda)}))
+        data = to_bytes(codec.encode(x, None, quality=None, device=device, options={**(options or {}), "lmbda": float(lmbda)}))
         encode_s = time.perf_counter() - started
         started = time.perf_counter()
         decoded = codec.decode(from_bytes(data), None, scale=1, device=device, options={}).cpu()

@@ -66,7 +66,8 @@ def register_codecs(register: Register) -> None:
 
 @hookimpl
 def register_benchmarks(register: Register) -> None:
-    from collagekit_image.config import IMAGE_FIT, KODAK_BENCH
+    from collagekit_image.config import IMAGE_FIT, KODAK_BENCH, SPARSE_BENCH
 
     register(IMAGE_FIT)
     register(KODAK_BENCH)
+    register(SPARSE_BENCH)

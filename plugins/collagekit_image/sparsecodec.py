@@ -229,7 +229,10 @@ def unpack_streams(data: bytes, layout: Layout, shapes: dict[str, tuple[int, tup
         if any(f.numel() and (f.min() < 0 or f.max() > 1) for f in split):
             raise bad("a split flag is not 0 or 1")
         split = tuple(f.bool() for f in split)
-        cells = tree.leaves(split, planes, part.range_grid(spatial), part.range_size(1), part.levels)  # checks the flags fit
+        try:
+            cells = tree.leaves(split, planes, part.range_grid(spatial), part.range_size(1), part.levels)  # checks the flags fit
+        except CollagekitError as exc:
+            raise bad(f"plane group {g!r}: {exc}") from None
         counts = [len(c) for c in cells]
         m = sum(counts)
         symbol = torch.from_numpy(decoded[f"{g}w"])
@@ -302,6 +305,8 @@ class SparseCollageCodec:
         image = rgb_to_ycbcr(image) if x.shape[1] == 3 else image
         codes, shapes, factors = {}, {}, {}
         for g, planes, factor in _groups(image, opts.chroma):
+            if not _fits(tuple(planes.shape[2:]), opts.range_size):
+                raise CollagekitError(f"{NAME}: the image ({w}x{h}) is too small for range_size {opts.range_size} (its domains are twice that); use a smaller range_size")
             weight = 1.0 if g == "y" else _chroma_weight(factor)
             spatial = tuple(planes.shape[2:])
             found = search_tree(layout.collage(), planes, layout.quantiser())
@@ -341,6 +346,11 @@ class SparseCollageCodec:
         if info["deblock"] is not None:
             z = torch.cat([deblocking.apply(z[:, c : c + 1], info["deblock"][c], *_borders(layout), scale) for c in range(z.shape[1])], dim=1)
         return (ycbcr_to_rgb(z) if z.shape[1] == 3 else z).clamp(0.0, 1.0)
+
+
+def _fits(size: tuple[int, ...], top: int) -> bool:
+    """Whether a domain (twice the top range) fits a plane of this size once padded to whole top cells."""
+    return min(math.ceil(s / top) * top for s in size) >= 2 * top
 
 
 def _borders(layout: Layout) -> tuple[int, int]:
@@ -396,9 +406,7 @@ def read_header(container: Container) -> tuple[Layout, dict[str, Any]]:
         shapes["c"] = (2, tuple((s + 1) // 2 for s in spatial) if half else spatial)
         factors["c"] = 2 if half else 1
     for g, (_, size) in shapes.items():
-        # The domains must fit the padded plane (the encoder could not have searched otherwise).
-        padded = [math.ceil(s / top) * top for s in size]
-        if min(padded) < 2 * top:
+        if not _fits(size, top):  # the encoder could not have searched it
             raise bad(f"plane group {g!r} of {list(size)} pixels is too small for domains of {2 * top} pixels")
     info = {"channels": channels, "spatial": spatial, "shapes": shapes, "factors": factors, "solver": solver, "deblock": deblock}
     return layout, info
