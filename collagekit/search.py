@@ -24,13 +24,14 @@ import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from collagekit import sparse, tree
+from collagekit.config import SearchConfig
 from collagekit.errors import CollagekitError
 from collagekit.fit import FitSettings, refine
-from collagekit.config import SearchConfig
 from collagekit.interfaces import Encoder
 from collagekit.operator import GridCollage
 from collagekit.solver import Solver
@@ -134,10 +135,12 @@ def _best_single(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: 
     chunk = max(1, CHUNK // max(1, cands.shape[0]))
     # Written in place: small results kept between the chunks' large temporaries fragment the heap.
     best = torch.empty(rc.shape[0], dtype=torch.long)
+    safe = norms.clamp_min(1e-12)
     for i in range(0, rc.shape[0], chunk):
         cross = rc[i : i + chunk] @ cands.T  # (c S)
-        s = (cross / norms.clamp_min(1e-12)).clamp(-limit, limit)
-        err = s * (s * norms - 2 * cross)  # the error up to |R~|^2, the same for every candidate
+        # In place, the same values as s * (s * norms - 2 * cross): three (c S) temporaries, not six.
+        s = torch.div(cross, safe).clamp_(-limit, limit)
+        err = torch.mul(s, norms).sub_(cross, alpha=2).mul_(s)  # the error up to |R~|^2, the same for every candidate
         err.scatter_(1, taken[i : i + chunk], float("inf"))
         torch.argmin(err, -1, out=best[i : i + chunk])
     return best

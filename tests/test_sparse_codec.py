@@ -7,21 +7,31 @@ from pathlib import Path
 
 import pytest
 import torch
+from collagekit_image.components import ImageTiles
+from collagekit_image.imageio import load_image
+from collagekit_image.sparsecodec import (
+    COLLAGE_KEYS,
+    Layout,
+    SparseCollageCodec,
+    unpack_streams,
+)
+from conftest import DATA, invoke
 from PIL import Image
 
 from collagekit import search as search_module
 from collagekit.colour import rgb_to_ycbcr
-from collagekit.container import Container, from_bytes, read_container, to_bytes, write_container
+from collagekit.container import (
+    Container,
+    from_bytes,
+    read_container,
+    to_bytes,
+    write_container,
+)
 from collagekit.errors import CollagekitError
 from collagekit.grid import AveragePooler
 from collagekit.metrics import psnr
 from collagekit.operator import GridCollage
 from collagekit.search import LevelCodes, Quantiser, RateModel, _cut_rd, search_tree
-from collagekit_image.components import ImageTiles
-from collagekit_image.imageio import load_image
-from collagekit_image.sparsecodec import COLLAGE_KEYS, Layout, SparseCollageCodec, unpack_streams
-
-from conftest import DATA, invoke
 
 CPU = torch.device("cpu")
 GREY = DATA / "kodim15_grey_48x40.png"
@@ -55,9 +65,9 @@ def test_rate_distortion_cut_is_the_best_cut() -> None:
         levels = [_codes(2, generator), _codes(4, generator)]
         leaf, flat = _cut_rd(levels, 2, lmbda, rate, quantiser)
 
-        def cost(level: int, node: int, as_flat: bool) -> float:
+        def cost(level: int, node: int, as_flat: bool, levels: list[LevelCodes] = levels, lmbda: float = lmbda) -> float:
             codes = levels[level]
-            k = int(round(float(codes.weight[node, 0]) / 0.25)) + 3
+            k = round(float(codes.weight[node, 0]) / 0.25) + 3
             if as_flat:
                 return float(codes.flat_error[node]) + lmbda * (float(rate.weight_bits[3]) + rate.bias_bits)
             index = rate.index_bits[level] if k != 3 else 0.0
@@ -111,7 +121,7 @@ def test_quantiser_keeps_several_sources_inside_the_ball() -> None:
 # ---------------------------------------------------------------- the codec
 def test_cli_round_trip_and_scale(tmp_path: Path) -> None:
     out = tmp_path / "k.clg"
-    made = invoke("compress", str(RGB), "--method", "sparse-collage", "--quality", "70", "-o", str(out), *sum((["-O", f"{k}={v}"] for k, v in SMALL.items()), []))
+    made = invoke("compress", str(RGB), "--method", "sparse-collage", "--quality", "70", "-o", str(out), *[part for k, v in SMALL.items() for part in ("-O", f"{k}={v}")])
     assert made.returncode == 0, made.stderr
     assert read_container(out).header["codec"] == "sparse-collage"
     result = invoke("decompress", str(out), "-o", str(tmp_path / "k.png"))

@@ -18,11 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from collagekit_pifs.bench import pifs_curve
 
 from collagekit.bench import BenchContext, write_results
 from collagekit.errors import CollagekitError
-from collagekit_image.kodak import PIFS_RMS, SPARSE_LAMBDAS, _bd, _rgb, anchor_curve, image_paths, sparse_curve
-from collagekit_pifs.bench import pifs_curve
+from collagekit_image.kodak import (
+    PIFS_RMS,
+    SPARSE_LAMBDAS,
+    _bd,
+    _rgb,
+    anchor_curve,
+    image_paths,
+    sparse_curve,
+)
 
 ANCHORS = ("jpeg", "pifs")
 

@@ -56,7 +56,10 @@ from collagekit.search import Quantiser, RateModel, SearchTree, search_tree
 from collagekit.solver import Picard
 from collagekit.sparse import SparseParams
 from collagekit_image.components import Dihedral, ImageTiles
-from collagekit_image.config import SparseCollageDecodeOptions, SparseCollageEncodeOptions
+from collagekit_image.config import (
+    SparseCollageDecodeOptions,
+    SparseCollageEncodeOptions,
+)
 
 NAME = "sparse-collage"
 DEFAULT_SOLVER = {"tol": 1e-4, "max_iter": 200}
