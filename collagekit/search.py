@@ -12,17 +12,17 @@ that of a code a file can store. The tree is then cut where splitting pays: ever
 exceeds ``split_tol`` splits; or, with a budget of ``ranges`` leaves per plane, the splits that remove
 the most error per added leaf are taken first; or, with ``lmbda`` and a :class:`RateModel`, the cut
 minimises ``D + lmbda * R`` (squared error plus the estimated bits of every leaf's code and the split
-flags; a leaf may also drop its sources and keep only its bias, a *flat* leaf, where that costs less).
+flags), and every leaf takes the cheapest of its candidate codes: the best with all ``j`` sources, with
+the first ``j - 1``, ..., 1 of them (refitted), or none (a *flat* leaf: its bias alone).
 :func:`search_tree` does the comparisons once; its :meth:`SearchTree.cut` may be called again (a codec
 re-estimates its rates from a first cut). Shapes: ``m`` cells, ``r`` samples per cell, ``S`` sources,
-``j`` sources named per range, ``q`` weight symbols.
+``j`` sources named per range, ``k`` candidate codes per cell, ``q`` weight symbols.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -74,14 +74,14 @@ class RateModel:
 
 @dataclass
 class LevelCodes:
-    """The best code of every cell of one level (full tree order)."""
+    """The candidate codes of every cell of one level (full tree order): candidate 0 the best code with
+    all ``j`` sources, then the code of its first ``j - 1``, ..., 1 sources (unused slots: weight 0,
+    index 0), then the flat code (no source: the cell's mean); with ``j = 0`` only the flat one."""
 
-    index: Tensor  # (m j) int64
-    weight: Tensor  # (m j) effective weights, sum |w| < rho
-    bias: Tensor  # (m,)
-    error: Tensor  # (m,) squared error of the code over the cell
-    flat_bias: Tensor  # (m,) the bias of the cell's flat code (its mean, quantised as the biases are)
-    flat_error: Tensor  # (m,) squared error of the flat code
+    index: Tensor  # (m k j) int64
+    weight: Tensor  # (m k j) effective weights, sum |w| < rho
+    bias: Tensor  # (m k)
+    error: Tensor  # (m k) squared error of each code over the cell
 
 
 def _fit(ranges: Tensor, chosen: Tensor, contraction: float, quantiser: Quantiser | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -154,8 +154,9 @@ def search_level(
     ranges = sparse.cell_blocks(padded, cells)  # (m r)
     m = ranges.shape[0]
     flat_bias, flat_error = _flat(ranges, quantiser)
+    flat = (torch.zeros(m, j, dtype=torch.long), ranges.new_zeros(m, j), flat_bias, flat_error)
     if j == 0:
-        return LevelCodes(torch.zeros(m, 0, dtype=torch.long), ranges.new_zeros(m, 0), flat_bias, flat_error, flat_bias, flat_error)
+        return LevelCodes(*(t[:, None] for t in flat))
     raw = sparse.level_candidates(collage, padded, spatial, level)  # (p S r)
     if j > raw.shape[1]:
         raise CollagekitError(f"a sparse range names {j} sources but level {level} has only {raw.shape[1]}")
@@ -175,8 +176,14 @@ def search_level(
             chosen = cands[plane][pick]
             s = ((res * chosen).sum(-1) / norms[plane][pick].clamp_min(1e-12)).clamp(-limit, limit)
             res = res - s[:, None] * chosen
-    weight, bias, error = _fit(ranges, raw[cells.plane[:, None], index], collage.contraction, quantiser)
-    return LevelCodes(index, weight, bias, error, flat_bias, flat_error)
+    chosen = raw[cells.plane[:, None], index]  # (m j r)
+    candidates = []
+    for t in range(j, 0, -1):  # all j sources, then ever fewer of the first ones
+        weight, bias, error = _fit(ranges, chosen[:, :t], collage.contraction, quantiser)
+        pad = (0, j - t)
+        candidates.append((torch.nn.functional.pad(index[:, :t], pad), torch.nn.functional.pad(weight, pad), bias, error))
+    candidates.append(flat)
+    return LevelCodes(*(torch.stack(parts, 1) for parts in zip(*candidates)))
 
 
 def _cut(levels: list[LevelCodes], children: int, ranges: int | None, split_tol: float, planes: int, cell_sizes: list[int]) -> list[Tensor]:
@@ -186,13 +193,13 @@ def _cut(levels: list[LevelCodes], children: int, ranges: int | None, split_tol:
     if ranges is None:
         leaf, exists = [], torch.ones(levels[0].error.shape[0], dtype=torch.bool)
         for level, codes in enumerate(levels):
-            rms = (codes.error / cell_sizes[level]).sqrt()
+            rms = (codes.error[:, 0] / cell_sizes[level]).sqrt()
             split = exists & (rms > split_tol) if level < count - 1 else torch.zeros_like(exists)
             leaf.append(exists & ~split)
             exists = split.repeat_interleave(children)
         return leaf
     # Greedy by gain per added leaf, per plane: a priority queue over the current leaves.
-    errors = [codes.error.tolist() for codes in levels]
+    errors = [codes.error[:, 0].tolist() for codes in levels]
     leaf = [torch.zeros(len(e), dtype=torch.bool) for e in errors]
 
     def gain(level: int, node: int) -> float:
@@ -220,27 +227,26 @@ def _cut(levels: list[LevelCodes], children: int, ranges: int | None, split_tol:
 
 
 def _leaf_costs(codes: LevelCodes, level: int, lmbda: float, rate: RateModel, quantiser: Quantiser) -> tuple[Tensor, Tensor]:
-    """Every cell's ``D + lmbda * R`` as a leaf (m,) with its better code, and whether that is flat (m,)."""
+    """Every cell's least ``D + lmbda * R`` as a leaf (m,), and which candidate code gives it (m,)."""
     bits = rate.weight_bits.to(codes.error)
     zero = (bits.shape[0] - 1) // 2
-    symbol = ((codes.weight / quantiser.weight_step).round().long() + zero).clamp(0, bits.shape[0] - 1)  # (m j)
-    named = (symbol != zero).sum(-1)
-    full = codes.error + lmbda * (bits[symbol].sum(-1) + named * rate.index_bits[level] + rate.bias_bits)
-    flat = codes.flat_error + lmbda * (codes.weight.shape[-1] * bits[zero] + rate.bias_bits)
-    return torch.minimum(full, flat), flat < full
+    symbol = ((codes.weight / quantiser.weight_step).round().long() + zero).clamp(0, bits.shape[0] - 1)  # (m k j)
+    named = (symbol != zero).sum(-1)  # a zero weight names no source: its index is not coded
+    cost = codes.error + lmbda * (bits[symbol].sum(-1) + named * rate.index_bits[level] + rate.bias_bits)  # (m k)
+    return cost.min(-1)
 
 
 def _cut_rd(levels: list[LevelCodes], children: int, lmbda: float, rate: RateModel, quantiser: Quantiser) -> tuple[list[Tensor], list[Tensor]]:
     """The cut minimising ``D + lmbda * R`` (exact, bottom up: a cell splits where its children's best
-    costs sum below its own) -> (leaves, flat leaves) per level, full-tree order."""
+    costs sum below its own) -> (leaves, each cell's chosen candidate code) per level, full-tree order."""
     count = len(levels)
     if len(rate.index_bits) != count:
         raise CollagekitError(f"the rate model has index bits for {len(rate.index_bits)} levels, the tree has {count}")
     best: list[Tensor] = [torch.empty(0)] * count
     split: list[Tensor] = [torch.empty(0)] * count
-    flat: list[Tensor] = [torch.empty(0)] * count
+    choice: list[Tensor] = [torch.empty(0)] * count
     for level in reversed(range(count)):
-        cost, flat[level] = _leaf_costs(levels[level], level, lmbda, rate, quantiser)
+        cost, choice[level] = _leaf_costs(levels[level], level, lmbda, rate, quantiser)
         if level == count - 1:
             split[level] = torch.zeros_like(cost, dtype=torch.bool)
         else:
@@ -252,7 +258,7 @@ def _cut_rd(levels: list[LevelCodes], children: int, lmbda: float, rate: RateMod
     for level in range(count):
         leaf.append(exists & ~split[level])
         exists = (exists & split[level]).repeat_interleave(children)
-    return leaf, [f & keep for f, keep in zip(flat, leaf)]
+    return leaf, choice
 
 
 @dataclass
@@ -277,36 +283,36 @@ class SearchTree:
         if lmbda is not None:
             if rate is None or self.quantiser is None:
                 raise CollagekitError("a rate-distortion cut (lmbda) needs a rate model and a quantiser")
-            leaf, flat = _cut_rd(codes, children, lmbda, rate, self.quantiser)
+            leaf, choice = _cut_rd(codes, children, lmbda, rate, self.quantiser)
         else:
             top = codes[0].error.shape[0] // self.planes
             if ranges is not None and ranges < top:
                 raise CollagekitError(f"a budget of {ranges} ranges is below the {top} top cells of this signal")
             leaf = _cut(codes, children, ranges, split_tol, self.planes, self.cell_sizes)
-            flat = [torch.zeros_like(mask) for mask in leaf]
+            choice = [torch.zeros(len(mask), dtype=torch.long) for mask in leaf]  # the codes with every source
         split, exists = [], torch.ones_like(leaf[0])
         for level in range(levels - 1):
             split.append((exists & ~leaf[level])[exists])
             exists = (exists & ~leaf[level]).repeat_interleave(children)
 
         # Leaves in full-tree order are the layout's order (tree.py): concatenate each level's kept cells.
-        def kept(field: str, flat_value: Callable[[LevelCodes], Tensor]) -> Tensor:
+        def kept(field: str) -> Tensor:
             parts = []
             for level in range(levels):
-                value, drop = getattr(codes[level], field), flat[level]
-                value = torch.where(drop.view(-1, *[1] * (value.ndim - 1)), flat_value(codes[level]), value)
-                parts.append(value[leaf[level]])
+                value = getattr(codes[level], field)  # (m k ...)
+                pick = choice[level].view(-1, 1, *[1] * (value.ndim - 2)).expand(-1, 1, *value.shape[2:])
+                parts.append(value.gather(1, pick)[:, 0][leaf[level]])
             return torch.cat(parts)
 
-        weight = kept("weight", lambda c: torch.zeros_like(c.weight))
+        weight = kept("weight")
         device = self.like.device
         return SparseParams(
             split=tuple(s.to(device) for s in split),
-            index=kept("index", lambda c: torch.zeros_like(c.index)).to(device),
+            index=kept("index").to(device),
             weight=sparse.raw_weights(weight, self.collage.contraction).to(self.like),
             const_index=torch.zeros(weight.shape[0], 0, dtype=torch.long, device=device),
             aux=self.like.new_zeros(weight.shape[0], 0),
-            bias=kept("bias", lambda c: c.flat_bias).to(self.like),
+            bias=kept("bias").to(self.like),
         )
 
 

@@ -49,10 +49,11 @@ def _decode(container: Container, scale: int = 1, **options) -> torch.Tensor:
 
 # ---------------------------------------------------------------- the rate-distortion cut
 def _codes(m: int, generator: torch.Generator) -> LevelCodes:
-    """Random codes of m cells, one source each, weights on a lattice of step 0.25."""
-    weight = (torch.randint(-3, 4, (m, 1), generator=generator) * 0.25).float()
-    error, flat_error = torch.rand(m, generator=generator) * 10, torch.rand(m, generator=generator) * 20
-    return LevelCodes(torch.zeros(m, 1, dtype=torch.long), weight, torch.zeros(m), error, torch.zeros(m), flat_error)
+    """Random candidate codes of m cells, one source each (then the flat code), weights on a lattice of step 0.25."""
+    weight = (torch.randint(-3, 4, (m, 1, 1), generator=generator) * 0.25).float()
+    weight = torch.cat([weight, torch.zeros(m, 1, 1)], 1)
+    error = torch.stack([torch.rand(m, generator=generator) * 10, torch.rand(m, generator=generator) * 20], 1)
+    return LevelCodes(torch.zeros(m, 2, 1, dtype=torch.long), weight, torch.zeros(m, 2), error)
 
 
 def test_rate_distortion_cut_is_the_best_cut() -> None:
@@ -63,15 +64,15 @@ def test_rate_distortion_cut_is_the_best_cut() -> None:
     rate = RateModel(torch.tensor([4.0, 3.0, 2.5, 1.0, 2.5, 3.0, 4.0]), (5.0, 3.0), 6.0, split_bits=1.0)
     for lmbda in (0.05, 0.5, 5.0):
         levels = [_codes(2, generator), _codes(4, generator)]
-        leaf, flat = _cut_rd(levels, 2, lmbda, rate, quantiser)
+        leaf, choice = _cut_rd(levels, 2, lmbda, rate, quantiser)
 
         def cost(level: int, node: int, as_flat: bool, levels: list[LevelCodes] = levels, lmbda: float = lmbda) -> float:
             codes = levels[level]
-            k = round(float(codes.weight[node, 0]) / 0.25) + 3
             if as_flat:
-                return float(codes.flat_error[node]) + lmbda * (float(rate.weight_bits[3]) + rate.bias_bits)
+                return float(codes.error[node, 1]) + lmbda * (float(rate.weight_bits[3]) + rate.bias_bits)
+            k = round(float(codes.weight[node, 0, 0]) / 0.25) + 3
             index = rate.index_bits[level] if k != 3 else 0.0
-            return float(codes.error[node]) + lmbda * (float(rate.weight_bits[k]) + index + rate.bias_bits)
+            return float(codes.error[node, 0]) + lmbda * (float(rate.weight_bits[k]) + index + rate.bias_bits)
 
         best = float("inf")
         for splits in itertools.product((False, True), repeat=2):
@@ -83,9 +84,8 @@ def test_rate_distortion_cut_is_the_best_cut() -> None:
         chosen = 2 * lmbda * rate.split_bits
         for level, mask in enumerate(leaf):
             for node in mask.nonzero().flatten().tolist():
-                chosen += cost(level, node, bool(flat[level][node]))
+                chosen += cost(level, node, bool(choice[level][node] == 1))
         assert chosen == pytest.approx(best, rel=1e-6)
-        assert not (flat[0] & ~leaf[0]).any() and not (flat[1] & ~leaf[1]).any()
 
 
 def test_quantised_search_refits_the_bias_and_reports_the_true_collage_error() -> None:
@@ -102,12 +102,24 @@ def test_quantised_search_refits_the_bias_and_reports_the_true_collage_error() -
     w = params.weight * 0.9
     assert torch.allclose(w / quantiser.weight_step, (w / quantiser.weight_step).round(), atol=1e-4)
     assert torch.allclose(params.bias / quantiser.bias_step, (params.bias / quantiser.bias_step).round(), atol=1e-3)
-    codes = found.codes[0]
-    _, flat = _cut_rd(found.codes, 4, 2e-3, rate, quantiser)
-    searched = torch.where(flat[0], codes.flat_error, codes.error).sum()
+    _, choice = _cut_rd(found.codes, 4, 2e-3, rate, quantiser)
+    searched = found.codes[0].error.gather(1, choice[0][:, None]).sum()
     step, _ = collage.step_and_start(params, 1, (64, 64))
     assert float(((step(x) - x) ** 2).sum()) == pytest.approx(float(searched), rel=1e-3)
-    assert flat[0].any() and (~flat[0]).any()  # both kinds of leaf occur on a real image
+    assert (choice[0] == 1).any() and (choice[0] == 0).any()  # flat and named leaves both occur on a real image
+
+
+def test_with_two_sources_a_leaf_may_keep_one() -> None:
+    """Candidates with 2 and 1 sources and none; the cut takes one source where a second does not pay."""
+    x = rgb_to_ycbcr(load_image(RGB, 1 << 20))[:, :1]
+    collage = GridCollage(ImageTiles(range_size=8, levels=1, domain_size=16, domain_stride=8), AveragePooler(), [], contraction=0.9,
+                          mixing="sparse", sources=2)  # fmt: skip
+    found = search_tree(collage, x, Quantiser(0.9 / 7, 2.0 / 255))
+    codes = found.codes[0]
+    assert codes.weight.shape[1:] == (3, 2) and (codes.weight[:, 1, 1] == 0).all() and (codes.weight[:, 2] == 0).all()
+    assert (codes.index[:, 1, 0] == codes.index[:, 0, 0]).all()  # the one-source code keeps the first pick
+    _, choice = _cut_rd(found.codes, 4, 1e-3, RateModel(torch.full((15,), 3.0), (8.0,), 6.0), found.quantiser)
+    assert set(choice[0].tolist()) >= {0, 1}
 
 
 def test_quantiser_keeps_several_sources_inside_the_ball() -> None:
