@@ -232,7 +232,8 @@ def collage_fit_bytes(geometry: CollageGeometry, batch: int, solver: Mapping[str
         # (collagekit.search.CHUNK pairs, three temporaries), every tree cell's code; then refinement,
         # which holds the decode's plan with gradients: twice the decode's per-sample buffers.
         j, i = geometry.named
-        search = 2 * batch * geometry.candidates + 3 * (1 << 22) + batch * geometry.tree_cells * (3 * j + 3)
+        # (Every cell keeps j + 1 candidate codes: with j, j - 1, ..., 1 sources and none.)
+        search = 2 * batch * geometry.candidates + 3 * (1 << 22) + batch * geometry.tree_cells * (j + 1) * (3 * j + 3)
         return FLOAT * search + 2 * collage_decode_bytes(geometry, batch, 1, solver)
     step = signal * STEP_COPIES + 2 * batch * (geometry.dependent + geometry.constant) * geometry.cell
     step += batch * geometry.domains * geometry.domain_cell

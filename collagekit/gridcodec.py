@@ -27,6 +27,7 @@ from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit import sparse, tree
 from collagekit.codec import MAX_CLASS, as_tensor, decode_symbols, encode_symbols, from_tensor, signed_from_streams, signed_streams
 from collagekit.operator import CollageParams, GridCollage
+from collagekit.search import Quantiser
 from collagekit.sparse import SparseParams
 from collagekit.progress import progress_bar
 from collagekit.plugins import ENV_SELECT
@@ -156,7 +157,7 @@ def _stored(collage: GridCollage, params: CollageParams | SparseParams, spatial:
     out = {"streams": as_tensor(encode_symbols({name: values[name] for name in streams}, alphabets))}
     numbers: dict[str, Tensor] = {}
     symbols: dict[str, int] = {}
-    for key, value in _float_params(collage, params).items():
+    for key, value in _float_params(collage, params, steps["weight"]).items():
         q = value.detach().double().cpu() / steps[QUANTISED[key]]
         if not torch.isfinite(q).all() or (q.numel() and float(q.abs().max()) >= 2 ** (MAX_CLASS - 1)):
             raise CollagekitError(f"a sparse code's {key} is not finite or too large to store: the fit diverged")
@@ -167,9 +168,14 @@ def _stored(collage: GridCollage, params: CollageParams | SparseParams, spatial:
     return out
 
 
-def _float_params(collage: GridCollage, params: SparseParams) -> dict[str, Tensor]:
-    """The real-valued parts of a sparse code as they are quantised: weights as applied (inside the ball)."""
-    return {"weight": sparse.effective_weights(params.weight, collage.contraction), "aux": params.aux, "bias": params.bias}
+def _float_params(collage: GridCollage, params: SparseParams, weight_step: float) -> dict[str, Tensor]:
+    """The real-valued parts of a sparse code as they are quantised: weights as applied, on the lattice
+    and inside the ball (the search's quantiser), so a file's weights are exactly what decoding applies."""
+    with torch.no_grad():
+        w = sparse.effective_weights(params.weight.detach().cpu(), collage.contraction)
+        # The bias step does not matter here: only the weights go through the search's quantiser.
+        lattice = Quantiser(weight_step=weight_step, bias_step=1.0).weights(w, collage.contraction)
+    return {"weight": lattice, "aux": params.aux, "bias": params.bias}
 
 
 def _quantiser(entry: Any, bad: Callable[[str], CollagekitError]) -> dict[str, float] | None:

@@ -6,10 +6,17 @@ Every cell of every level of the full tree is compared with every signal-depende
 code, ``|R - (sum_j w_j S_j + b)|^2``, which by the Collage theorem bounds the attractor's error up to
 ``1 / (1 - rho)``. With one source per range the best source and its weight are exact (clamped to the
 contraction); with more, sources are added greedily (matching pursuit on the residual) and the chosen
-ones refitted jointly. The tree is then cut where splitting pays: every cell whose RMS error exceeds
-``split_tol`` splits, or, with a budget of ``ranges`` leaves per plane, the splits that remove the most
-error per added leaf are taken first. Shapes: ``m`` cells, ``r`` samples per cell, ``S`` sources,
-``j`` sources named per range.
+ones refitted jointly. With a :class:`Quantiser` the weights are rounded to the file's lattice and the
+bias refitted to the rounded weights before it is rounded in turn, so every error the cut compares is
+that of a code a file can store. The tree is then cut where splitting pays: every cell whose RMS error
+exceeds ``split_tol`` splits; or, with a budget of ``ranges`` leaves per plane, the splits that remove
+the most error per added leaf are taken first; or, with ``lmbda`` and a :class:`RateModel`, the cut
+minimises ``D + lmbda * R`` (squared error plus the estimated bits of every leaf's code and the split
+flags), and every leaf takes the cheapest of its candidate codes: the best with all ``j`` sources, with
+the first ``j - 1``, ..., 1 of them (refitted), or none (a *flat* leaf: its bias alone).
+:func:`search_tree` does the comparisons once; its :meth:`SearchTree.cut` may be called again (a codec
+re-estimates its rates from a first cut). Shapes: ``m`` cells, ``r`` samples per cell, ``S`` sources,
+``j`` sources named per range, ``k`` candidate codes per cell, ``q`` weight symbols.
 """
 
 from __future__ import annotations
@@ -17,13 +24,14 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from collagekit import sparse, tree
+from collagekit.config import SearchConfig
 from collagekit.errors import CollagekitError
 from collagekit.fit import FitSettings, refine
-from collagekit.config import SearchConfig
 from collagekit.interfaces import Encoder
 from collagekit.operator import GridCollage
 from collagekit.solver import Solver
@@ -32,19 +40,54 @@ from collagekit.sparse import SparseParams
 CHUNK = 1 << 22  # (cell, source) pairs per matrix product: 16 MB temporaries
 
 
+@dataclass(frozen=True)
+class Quantiser:
+    """Uniform lattices of the effective weights (``weight_step``; at most ``contraction`` in sum of
+    magnitudes) and the biases (``bias_step``), as a file stores them."""
+
+    weight_step: float
+    bias_step: float
+
+    def weights(self, w: Tensor, contraction: float) -> Tensor:
+        """(m j) weights inside the ball -> the nearest lattice weights; where rounding to nearest leaves
+        the ball (several sources), every magnitude is rounded down instead, which cannot."""
+        near = (w / self.weight_step).round()
+        down = (w / self.weight_step).trunc()
+        outside = (near.abs().sum(-1, keepdim=True) * self.weight_step) > contraction + 1e-6
+        return torch.where(outside, down, near) * self.weight_step
+
+    def bias(self, b: Tensor) -> Tensor:
+        return (b / self.bias_step).round() * self.bias_step
+
+
+@dataclass(frozen=True)
+class RateModel:
+    """Estimated bits of a leaf's code, for the rate-distortion cut: ``weight_bits`` (q,) per weight
+    symbol (the weight ``(k - Z) * step`` has symbol ``k``, ``Z`` = ``(q - 1) / 2``; symbol ``Z``, weight 0,
+    needs no index), ``index_bits`` per level, ``bias_bits`` per leaf and ``split_bits`` per flag."""
+
+    weight_bits: Tensor
+    index_bits: tuple[float, ...]
+    bias_bits: float
+    split_bits: float = 1.0
+
+
 @dataclass
 class LevelCodes:
-    """The best code of every cell of one level (full tree order)."""
+    """The candidate codes of every cell of one level (full tree order): candidate 0 the best code with
+    all ``j`` sources, then the code of its first ``j - 1``, ..., 1 sources (unused slots: weight 0,
+    index 0), then the flat code (no source: the cell's mean); with ``j = 0`` only the flat one."""
 
-    index: Tensor  # (m j) int64
-    weight: Tensor  # (m j) effective weights, sum |w| < rho
-    bias: Tensor  # (m,)
-    error: Tensor  # (m,) squared error of the code over the cell
+    index: Tensor  # (m k j) int64
+    weight: Tensor  # (m k j) effective weights, sum |w| < rho
+    bias: Tensor  # (m k)
+    error: Tensor  # (m k) squared error of each code over the cell
 
 
-def _fit(ranges: Tensor, chosen: Tensor, contraction: float) -> tuple[Tensor, Tensor, Tensor]:
+def _fit(ranges: Tensor, chosen: Tensor, contraction: float, quantiser: Quantiser | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """(m r) ranges, (m j r) chosen sources -> least-squares weights (m j) inside the contraction ball,
-    bias (m,), squared error (m,)."""
+    bias (m,), squared error (m,); with ``quantiser``, the best weights rounded to its lattice, the bias
+    refitted to them and rounded, and the error of that code."""
     rm, cm = ranges.mean(-1), chosen.mean(-1)
     rc, cc = ranges - rm[:, None], chosen - cm[..., None]
     gram = (cc @ cc.transpose(1, 2)).double()  # (m j j)
@@ -55,18 +98,33 @@ def _fit(ranges: Tensor, chosen: Tensor, contraction: float) -> tuple[Tensor, Te
     w = torch.where((info == 0)[:, None] & torch.isfinite(w[..., 0]), w[..., 0], 0.0).to(ranges.dtype)  # (m j)
     norm = w.abs().sum(-1, keepdim=True)
     w = w * (contraction / norm.clamp_min(contraction)).clamp_max(1.0)  # shrink only codes outside the ball
+    if quantiser is not None:
+        w = quantiser.weights(w, contraction)
     err = ((rc - (w[..., None] * cc).sum(1)) ** 2).sum(-1)
     if w.shape[-1] > 1:
         # A joint fit outside the ball shrinks badly (large weights of opposite signs): where the first
         # source alone, its weight clamped, does better, keep that (so more sources never fit worse).
         first = cc[:, 0]
         s = ((rc * first).sum(-1) / (first * first).sum(-1).clamp_min(1e-12)).clamp(-contraction, contraction)
+        if quantiser is not None:
+            s = quantiser.weights(s[:, None], contraction)[:, 0]
         alone = ((rc - s[:, None] * first) ** 2).sum(-1)
         better = alone < err
         w = torch.where(better[:, None], torch.nn.functional.pad(s[:, None], (0, w.shape[-1] - 1)), w)
         err = torch.where(better, alone, err)
     b = rm - (w * cm).sum(-1)
+    if quantiser is not None:
+        # The residual after the exact bias has zero mean, so a bias off by e adds r e^2.
+        exact, b = b, quantiser.bias(b)
+        err = err + ranges.shape[-1] * (b - exact) ** 2
     return w, b, err
+
+
+def _flat(ranges: Tensor, quantiser: Quantiser | None) -> tuple[Tensor, Tensor]:
+    """(m r) -> the bias (m,) and squared error (m,) of each cell's code without sources (its mean)."""
+    mean = ranges.mean(-1)
+    bias = mean if quantiser is None else quantiser.bias(mean)
+    return bias, ((ranges - mean[:, None]) ** 2).sum(-1) + ranges.shape[-1] * (bias - mean) ** 2
 
 
 def _best_single(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: Tensor) -> Tensor:
@@ -88,14 +146,17 @@ def _best_single(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: 
     return best
 
 
-def search_level(collage: GridCollage, padded: Tensor, spatial: tuple[int, ...], level: int, cells: tree.Cells) -> LevelCodes:
+def search_level(
+    collage: GridCollage, padded: Tensor, spatial: tuple[int, ...], level: int, cells: tree.Cells, quantiser: Quantiser | None = None
+) -> LevelCodes:
     """Best ``collage.sources`` sources, weights and bias of every cell of one level."""
     j = collage.sources
     ranges = sparse.cell_blocks(padded, cells)  # (m r)
     m = ranges.shape[0]
+    flat_bias, flat_error = _flat(ranges, quantiser)
+    flat = (torch.zeros(m, j, dtype=torch.long), ranges.new_zeros(m, j), flat_bias, flat_error)
     if j == 0:
-        bias = ranges.mean(-1)
-        return LevelCodes(torch.zeros(m, 0, dtype=torch.long), ranges.new_zeros(m, 0), bias, ((ranges - bias[:, None]) ** 2).sum(-1))
+        return LevelCodes(*(t[:, None] for t in flat))
     raw = sparse.level_candidates(collage, padded, spatial, level)  # (p S r)
     if j > raw.shape[1]:
         raise CollagekitError(f"a sparse range names {j} sources but level {level} has only {raw.shape[1]}")
@@ -115,8 +176,14 @@ def search_level(collage: GridCollage, padded: Tensor, spatial: tuple[int, ...],
             chosen = cands[plane][pick]
             s = ((res * chosen).sum(-1) / norms[plane][pick].clamp_min(1e-12)).clamp(-limit, limit)
             res = res - s[:, None] * chosen
-    weight, bias, error = _fit(ranges, raw[cells.plane[:, None], index], collage.contraction)
-    return LevelCodes(index, weight, bias, error)
+    chosen = raw[cells.plane[:, None], index]  # (m j r)
+    candidates = []
+    for t in range(j, 0, -1):  # all j sources, then ever fewer of the first ones
+        weight, bias, error = _fit(ranges, chosen[:, :t], collage.contraction, quantiser)
+        pad = (0, j - t)
+        candidates.append((torch.nn.functional.pad(index[:, :t], pad), torch.nn.functional.pad(weight, pad), bias, error))
+    candidates.append(flat)
+    return LevelCodes(*(torch.stack(parts, 1) for parts in zip(*candidates)))
 
 
 def _cut(levels: list[LevelCodes], children: int, ranges: int | None, split_tol: float, planes: int, cell_sizes: list[int]) -> list[Tensor]:
@@ -126,13 +193,13 @@ def _cut(levels: list[LevelCodes], children: int, ranges: int | None, split_tol:
     if ranges is None:
         leaf, exists = [], torch.ones(levels[0].error.shape[0], dtype=torch.bool)
         for level, codes in enumerate(levels):
-            rms = (codes.error / cell_sizes[level]).sqrt()
+            rms = (codes.error[:, 0] / cell_sizes[level]).sqrt()
             split = exists & (rms > split_tol) if level < count - 1 else torch.zeros_like(exists)
             leaf.append(exists & ~split)
             exists = split.repeat_interleave(children)
         return leaf
     # Greedy by gain per added leaf, per plane: a priority queue over the current leaves.
-    errors = [codes.error.tolist() for codes in levels]
+    errors = [codes.error[:, 0].tolist() for codes in levels]
     leaf = [torch.zeros(len(e), dtype=torch.bool) for e in errors]
 
     def gain(level: int, node: int) -> float:
@@ -159,11 +226,98 @@ def _cut(levels: list[LevelCodes], children: int, ranges: int | None, split_tol:
     return leaf
 
 
-def search(collage: GridCollage, x: Tensor, *, ranges: int | None = None, split_tol: float = 0.02) -> SparseParams:
-    """x (b c *spatial) -> its sparse code: layout, sources, weights and biases by least squares.
+def _leaf_costs(codes: LevelCodes, level: int, lmbda: float, rate: RateModel, quantiser: Quantiser) -> tuple[Tensor, Tensor]:
+    """Every cell's least ``D + lmbda * R`` as a leaf (m,), and which candidate code gives it (m,)."""
+    bits = rate.weight_bits.to(codes.error)
+    zero = (bits.shape[0] - 1) // 2
+    symbol = ((codes.weight / quantiser.weight_step).round().long() + zero).clamp(0, bits.shape[0] - 1)  # (m k j)
+    named = (symbol != zero).sum(-1)  # a zero weight names no source: its index is not coded
+    cost = codes.error + lmbda * (bits[symbol].sum(-1) + named * rate.index_bits[level] + rate.bias_bits)  # (m k)
+    return cost.min(-1)
 
-    ``ranges``: leaves per plane (the code's size); None: split every cell whose RMS error exceeds
-    ``split_tol`` (in the signal's units)."""
+
+def _cut_rd(levels: list[LevelCodes], children: int, lmbda: float, rate: RateModel, quantiser: Quantiser) -> tuple[list[Tensor], list[Tensor]]:
+    """The cut minimising ``D + lmbda * R`` (exact, bottom up: a cell splits where its children's best
+    costs sum below its own) -> (leaves, each cell's chosen candidate code) per level, full-tree order."""
+    count = len(levels)
+    if len(rate.index_bits) != count:
+        raise CollagekitError(f"the rate model has index bits for {len(rate.index_bits)} levels, the tree has {count}")
+    best: list[Tensor] = [torch.empty(0)] * count
+    split: list[Tensor] = [torch.empty(0)] * count
+    choice: list[Tensor] = [torch.empty(0)] * count
+    for level in reversed(range(count)):
+        cost, choice[level] = _leaf_costs(levels[level], level, lmbda, rate, quantiser)
+        if level == count - 1:
+            split[level] = torch.zeros_like(cost, dtype=torch.bool)
+        else:
+            kids = best[level + 1].view(-1, children).sum(1)
+            split[level] = kids < cost
+            cost = torch.minimum(kids, cost) + lmbda * rate.split_bits  # every cell above the last level has a flag
+        best[level] = cost
+    leaf, exists = [], torch.ones_like(split[0])
+    for level in range(count):
+        leaf.append(exists & ~split[level])
+        exists = (exists & split[level]).repeat_interleave(children)
+    return leaf, choice
+
+
+@dataclass
+class SearchTree:
+    """Every cell's best code at every level of the full tree (:func:`search_tree`), ready to be cut."""
+
+    collage: GridCollage
+    codes: list[LevelCodes]
+    planes: int
+    cell_sizes: list[int]  # samples per cell at each level
+    quantiser: Quantiser | None
+    like: Tensor  # an empty tensor of the signal's dtype and device
+
+    def cut(
+        self, *, ranges: int | None = None, split_tol: float = 0.02, lmbda: float | None = None, rate: RateModel | None = None
+    ) -> SparseParams:
+        """The sparse code of one cut: ``lmbda`` with ``rate`` (needs a quantiser): minimise ``D + lmbda * R``,
+        D in squared signal units summed over samples, R in bits; else ``ranges`` leaves per plane; else
+        every cell whose RMS error exceeds ``split_tol`` splits."""
+        codes, levels = self.codes, len(self.codes)
+        children = 2 ** len(self.collage.partitioner.range_size(1))
+        if lmbda is not None:
+            if rate is None or self.quantiser is None:
+                raise CollagekitError("a rate-distortion cut (lmbda) needs a rate model and a quantiser")
+            leaf, choice = _cut_rd(codes, children, lmbda, rate, self.quantiser)
+        else:
+            top = codes[0].error.shape[0] // self.planes
+            if ranges is not None and ranges < top:
+                raise CollagekitError(f"a budget of {ranges} ranges is below the {top} top cells of this signal")
+            leaf = _cut(codes, children, ranges, split_tol, self.planes, self.cell_sizes)
+            choice = [torch.zeros(len(mask), dtype=torch.long) for mask in leaf]  # the codes with every source
+        split, exists = [], torch.ones_like(leaf[0])
+        for level in range(levels - 1):
+            split.append((exists & ~leaf[level])[exists])
+            exists = (exists & ~leaf[level]).repeat_interleave(children)
+
+        # Leaves in full-tree order are the layout's order (tree.py): concatenate each level's kept cells.
+        def kept(field: str) -> Tensor:
+            parts = []
+            for level in range(levels):
+                value = getattr(codes[level], field)  # (m k ...)
+                pick = choice[level].view(-1, 1, *[1] * (value.ndim - 2)).expand(-1, 1, *value.shape[2:])
+                parts.append(value.gather(1, pick)[:, 0][leaf[level]])
+            return torch.cat(parts)
+
+        weight = kept("weight")
+        device = self.like.device
+        return SparseParams(
+            split=tuple(s.to(device) for s in split),
+            index=kept("index").to(device),
+            weight=sparse.raw_weights(weight, self.collage.contraction).to(self.like),
+            const_index=torch.zeros(weight.shape[0], 0, dtype=torch.long, device=device),
+            aux=self.like.new_zeros(weight.shape[0], 0),
+            bias=kept("bias").to(self.like),
+        )
+
+
+def search_tree(collage: GridCollage, x: Tensor, quantiser: Quantiser | None = None) -> SearchTree:
+    """x (b c *spatial) -> the best code of every cell of the full tree (the expensive part of a search)."""
     if not collage.sparse:
         raise CollagekitError("the collage search codes sparse collages (mixing: sparse)")
     if collage.constants:
@@ -173,32 +327,19 @@ def search(collage: GridCollage, x: Tensor, *, ranges: int | None = None, split_
     spatial = tuple(spatial_list)
     grid, top, levels = part.range_grid(spatial), part.range_size(1), part.levels
     sizes = tree.level_sizes(top, levels)
-    planes = b * c
-    if ranges is not None and ranges < math.prod(grid):
-        raise CollagekitError(f"a budget of {ranges} ranges is below the {math.prod(grid)} top cells of this signal")
     with torch.no_grad():
         padded = sparse.pad_to(x.detach(), tuple(g * t for g, t in zip(grid, top)))
-        nodes = tree.full_tree(planes, grid, top, levels)
-        codes = [search_level(collage, padded, spatial, level, cells) for level, cells in enumerate(nodes)]
-    children = 2 ** len(spatial)
-    leaf = _cut(codes, children, ranges, split_tol, planes, [math.prod(s) for s in sizes])
-    split, exists = [], torch.ones_like(leaf[0])
-    for level in range(levels - 1):
-        split.append((exists & ~leaf[level])[exists])
-        exists = (exists & ~leaf[level]).repeat_interleave(children)
-    # Leaves in full-tree order are the layout's order (tree.py): concatenate each level's kept cells.
-    def kept(field: str) -> Tensor:
-        return torch.cat([getattr(codes[level], field)[leaf[level]] for level in range(levels)])
+        nodes = tree.full_tree(b * c, grid, top, levels)
+        codes = [search_level(collage, padded, spatial, level, cells, quantiser) for level, cells in enumerate(nodes)]
+    return SearchTree(collage, codes, b * c, [math.prod(s) for s in sizes], quantiser, x.new_empty(0))
 
-    weight = kept("weight")
-    return SparseParams(
-        split=tuple(s.to(x.device) for s in split),
-        index=kept("index").to(x.device),
-        weight=sparse.raw_weights(weight, collage.contraction).to(x),
-        const_index=torch.zeros(weight.shape[0], 0, dtype=torch.long, device=x.device),
-        aux=x.new_zeros(weight.shape[0], 0),
-        bias=kept("bias").to(x),
-    )
+
+def search(collage: GridCollage, x: Tensor, *, ranges: int | None = None, split_tol: float = 0.02) -> SparseParams:
+    """x (b c *spatial) -> its sparse code: layout, sources, weights and biases by least squares.
+
+    ``ranges``: leaves per plane (the code's size); None: split every cell whose RMS error exceeds
+    ``split_tol`` (in the signal's units)."""
+    return search_tree(collage, x).cut(ranges=ranges, split_tol=split_tol)
 
 
 class SearchEncoder(Encoder):

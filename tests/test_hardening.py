@@ -31,7 +31,7 @@ from conftest import DATA, invoke, make_distribution, run_cli
 from fuzzing import Deep, Parsed, seed_files
 
 FAST = ["encoder.collage_steps=2", "encoder.steps=2"]
-OUTPUT = {"grid-collage": "out.png", "neural-collage": "out.png", "pifs": "out.png", "audio-collage": "out.wav", "ifs": "out.ply"}
+OUTPUT = {"grid-collage": "out.png", "neural-collage": "out.png", "pifs": "out.png", "sparse-collage": "out.png", "audio-collage": "out.wav", "ifs": "out.ply"}
 
 
 def one_error(result) -> str:

@@ -39,7 +39,7 @@ def results(photos: Path, tmp_path_factory) -> dict:
 def test_bd_figures_are_the_per_image_pchip_deltas_in_the_window(results: dict) -> None:
     rows = results["images"]
     assert sorted(r["image"] for r in rows) == ["face.bmp", "harbour scene.png"]
-    assert set(results["tables"]["bd"]) == {*ANCHORS, "pifs"}
+    assert set(results["tables"]["bd"]) == {*ANCHORS, "pifs", "sparse-collage"}
     for anchor, table in results["tables"]["bd"].items():
         expected = {}
         for r in rows:
@@ -55,6 +55,19 @@ def test_bd_figures_are_the_per_image_pchip_deltas_in_the_window(results: dict) 
         assert table["bd_psnr_db"] == pytest.approx(sum(expected.values()) / len(expected), abs=1e-3)
         assert table["curve_of_means_bd_psnr_db"] is not None
     assert "BD-PSNR" in results["markdown"] and "curve of means" in results["markdown"]
+
+
+def test_the_sparse_collage_curve_has_its_own_deltas_against_every_codec(results: dict) -> None:
+    rows = results["images"]
+    assert set(results["tables"]["bd_sparse"]) == {"neural-collage", *ANCHORS, "pifs"}
+    for r in rows:
+        curve = [(p["bpp"], p["psnr_db"]) for p in r["sparse"]]
+        assert curve == [tuple(p) for p in r["anchors"]["sparse-collage"]] and len(curve) >= 4
+        assert all(p["encode_s"] > 0 and p["decode_s"] > 0 for p in r["sparse"])
+        value = bd_psnr(r["anchors"]["pifs"], curve, BD_WINDOW)
+        got = results["tables"]["bd_sparse"]["pifs"]["per_image"][r["image"]]["bd_psnr_db"]
+        assert got == (None if value is None else pytest.approx(value, abs=1e-4))
+    assert "sparse-collage against each codec" in results["markdown"]
 
 
 def test_fixed_rate_means_cover_only_images_every_codec_reaches(results: dict) -> None:

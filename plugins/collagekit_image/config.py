@@ -82,6 +82,26 @@ class NeuralCollageDecodeOptions(Options):
     max_iter: int | None = Field(None, gt=0, description="most fixed-point iterations (default: the file's)")
 
 
+class SparseCollageEncodeOptions(Options):
+    lmbda: float | None = Field(None, gt=0, le=1e6, description="rate-distortion weight in 8-bit grey levels squared per bit (default: from the quality)")
+    range_size: int = Field(16, ge=4, le=64, description="largest range cell (top of the quadtree; a power of two)")
+    levels: int = Field(3, ge=1, le=5, description="quadtree levels: range sizes range_size, range_size/2, ...")
+    domain_stride: int = Field(2, ge=1, le=8, description="step between domains, in range sizes at each level (domains are twice a range)")
+    dihedral: bool = Field(True, description="also name the 7 rotations/flips of every domain")
+    sources: int = Field(1, ge=1, le=4, description="domains named per range cell")
+    weight_levels: int = Field(7, ge=1, le=31, description="weight lattice steps on each side of 0 (contraction / steps apart)")
+    contraction: float = Field(0.95, gt=0, lt=1, description="bound on the sum of a range's weight magnitudes")
+    bias_step: float = Field(4.0, gt=0, le=32, description="bias lattice step in 8-bit grey levels")
+    chroma: Literal["half", "full"] = Field("half", description="chroma planes at half or full resolution")
+    deblock: bool = Field(True, description="fit the deblocking post-filter's strengths and store them")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="refuse larger images")
+
+
+class SparseCollageDecodeOptions(Options):
+    tol: float | None = Field(None, gt=0, description="fixed-point tolerance (default: the file's)")
+    max_iter: int | None = Field(None, gt=0, le=100_000, description="most fixed-point iterations (default: the file's)")
+
+
 # ---------------------------------------------------------------- tasks
 class ImageFractalizeConfig(GridFractalizeConfig):
     task: Literal["image_fractalize"] = "image_fractalize"
@@ -138,6 +158,15 @@ class KodakOptions(Options):
     models: str | None = Field(None, description="comma-separated model names or files (default: every shipped nc-q*)")
     anchors: str | None = Field(None, description="comma-separated anchor codecs: jpeg, webp, jpeg2000, avif, jpegxl (default: those available here)")
     pifs: bool = Field(True, description="also run the classical PIFS codec")
+    sparse: bool = Field(True, description="also run the sparse-collage search codec over its lmbda ladder")
+
+
+class SparseBenchOptions(Options):
+    images: str | None = Field("validation", description="which images of the data folder: 'validation' (default), a file listing names, or null for every image")
+    limit: int = Field(10_000, ge=1, description="at most the first N images")
+    variants: str = Field("base", description="codec settings to compare: 'base;domain_stride=1;bias_step=4.0,weight_levels=5' (base: the defaults)")
+    lambdas: str | float | None = Field(None, description="comma-separated lmbda ladder (default: bench kodak's)")
+    results: str = Field("sparse_collage_validation", description="results file name")
 
 
 IMAGE_FIT = Benchmark(
@@ -146,6 +175,14 @@ IMAGE_FIT = Benchmark(
     run=Lazy("collagekit_image.bench:run"),
     default_data="kodak",
     options=ImageFitOptions,
+)
+
+SPARSE_BENCH = Benchmark(
+    name="sparse-collage",
+    description="sparse-collage codec settings side by side on the image validation split: BD-PSNR/BD-rate vs JPEG and PIFS, times",
+    run=Lazy("collagekit_image.sparse_bench:run"),
+    default_data="train_images",
+    options=SparseBenchOptions,
 )
 
 KODAK_BENCH = Benchmark(

@@ -14,6 +14,9 @@ section 4).
   Pillow JPEG (``optimize=True``), WebP (``method=6``), JPEG 2000 (``mct=1``, rate sweep), AVIF (one
   thread), JPEG XL (libjxl through ``imagecodecs``, distance sweep, one thread), each if installed; PIFS
   via the ``pifs`` codec (nearest-neighbour search, an RMS sweep; ``pifs=false`` skips it).
+* The ``sparse-collage`` codec (the core's least-squares collage search, :mod:`collagekit_image.sparsecodec`)
+  over its lmbda ladder, a curve like the anchors' (``sparse=false`` skips it), with its own
+  Bjøntegaard deltas against every anchor and its encode and decode seconds (one run per point).
 * BD-PSNR and BD-rate of Neural Collage against every anchor (:mod:`collagekit.bjontegaard`, PCHIP):
   per image over the bpp interval both curves cover within 0.1-1.0 bpp, then the mean over the images
   where that interval exists (the headline); also on the set's mean curves ("curve of means"). And
@@ -24,7 +27,7 @@ section 4).
   encode time against the PIFS sweep's encode time interpolated (in log-time) at the same PSNR.
 
 Options: ``limit=N`` (first N images), ``repeats=R``, ``models=...``, ``anchors=jpeg,webp,...``,
-``pifs=false``, ``images=validation|FILE``, ``results=STEM`` (results file names; default ``kodak``, or
+``pifs=false``, ``sparse=false``, ``images=validation|FILE``, ``results=STEM`` (results file names; default ``kodak``, or
 ``kodak_validation`` with ``images=validation``).
 """
 
@@ -33,7 +36,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import statistics
 import time
 from pathlib import Path
@@ -50,6 +52,7 @@ from collagekit.timing import median_time
 from collagekit_pifs.bench import pifs_curve
 
 NEURAL = "neural-collage"
+SPARSE = "sparse-collage"
 TARGETS = (0.15, 0.30)
 BD_WINDOW = (0.1, 1.0)  # bpp interval the Bjøntegaard deltas are taken over
 MAX_PIXELS = 1 << 26
@@ -62,7 +65,8 @@ SWEEPS: dict[str, tuple] = {  # quality settings reaching from below 0.1 bpp (wh
     "jpegxl": (25.0, 15.0, 10.0, 7.0, 5.0, 3.5, 2.5, 1.7, 1.2, 0.8),  # butteraugli distance; 25 is libjxl's largest
 }
 PIFS_RMS = (4.0, 6.0, 8.0, 12.0, 20.0, 32.0, 50.0, 80.0)
-LABELS = {"jpeg": "JPEG", "webp": "WebP", "jpeg2000": "JPEG 2000", "avif": "AVIF", "jpegxl": "JPEG XL", "pifs": "PIFS", NEURAL: "Neural Collage"}
+SPARSE_LAMBDAS = (24.0, 64.0, 160.0, 400.0, 1000.0, 2500.0)  # grey levels^2 per bit: ~0.1 to ~1 bpp on the validation split
+LABELS = {"jpeg": "JPEG", "webp": "WebP", "jpeg2000": "JPEG 2000", "avif": "AVIF", "jpegxl": "JPEG XL", "pifs": "PIFS", NEURAL: "Neural Collage", SPARSE: "sparse-collage"}
 
 
 def _encode_decode(image, codec: str, setting) -> tuple[int, np.ndarray]:
@@ -136,6 +140,27 @@ def neural_point(x: torch.Tensor, model: str, device: torch.device, repeats: int
     return {"bpp": len(data) * 8 / pixels, "psnr_db": psnr(x, decoded), "encode_s": encode_s, "decode_s": decode_s, "bytes": len(data)}
 
 
+def sparse_curve(x: torch.Tensor, lambdas, device: torch.device, options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """(1 c h w) -> one row per lmbda of the sparse-collage codec (with these codec ``options``): bpp
+    (file), PSNR of the decoded file, encode and decode seconds (one run each)."""
+    from collagekit.container import from_bytes, to_bytes
+    from collagekit.metrics import psnr
+    from collagekit_image.sparsecodec import SparseCollageCodec
+
+    codec = SparseCollageCodec()
+    pixels = x.shape[2] * x.shape[3]
+    rows = []
+    for lmbda in lambdas:
+        started = time.perf_counter()
+        data = to_bytes(codec.encode(x, None, quality=None, device=device, options={**(options or {}), "lmbda": float(lmbda)}))
+        encode_s = time.perf_counter() - started
+        started = time.perf_counter()
+        decoded = codec.decode(from_bytes(data), None, scale=1, device=device, options={}).cpu()
+        decode_s = time.perf_counter() - started
+        rows.append({"lmbda": lmbda, "bpp": len(data) * 8 / pixels, "psnr_db": psnr(x, decoded), "encode_s": encode_s, "decode_s": decode_s, "bytes": len(data)})
+    return rows
+
+
 def _mean(values) -> float | None:
     values = [v for v in values if v is not None]
     return round(statistics.mean(values), 3) if values else None
@@ -196,13 +221,15 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     missing = sorted(set(anchors) - set(available_anchors()))
     if missing:
         raise CollagekitError(f"anchors {', '.join(missing)} are not available here (Pillow features, or imagecodecs for jpegxl)")
-    with_pifs = ctx.option("pifs")
+    with_pifs, with_sparse = ctx.option("pifs"), ctx.option("sparse")
     device = ctx.device
     loaded = {model: STORE.load(model) for model in models}  # fail early on an unknown model
     # Untimed warm-up: the first encode/decode pays lazy imports and allocator growth.
     warm = _rgb(paths[0])[1][..., :256, :256]
     for model in models:
         neural_point(warm, model, device, 1)
+    if with_sparse:
+        sparse_curve(warm, SPARSE_LAMBDAS[:1], torch.device("cpu"))
 
     rows: list[dict[str, Any]] = []
     for path in paths:
@@ -215,15 +242,19 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         if with_pifs:
             row["pifs"] = pifs_curve(x, "nearest", PIFS_RMS, torch.device("cpu"), {})
             row["anchors"]["pifs"] = [(r["bpp"], r["psnr_db"]) for r in row["pifs"]]
+        if with_sparse:
+            # On the CPU like PIFS: the search has not been tuned for an accelerator.
+            row["sparse"] = sparse_curve(x, SPARSE_LAMBDAS, torch.device("cpu"))
+            row["anchors"][SPARSE] = [(r["bpp"], r["psnr_db"]) for r in row["sparse"]]
         rows.append(row)
         nc = "  ".join(f"{n}: {p['bpp']:.3f} bpp {p['psnr_db']:.2f} dB ({p['encode_s']:.2f}/{p['decode_s']:.2f} s)" for n, p in row["neural"].items())
         print(f"{path.name}: {nc}", flush=True)
 
-    summary, tables = summarise(rows, models, list(rows[0]["anchors"]), device)
+    summary, tables = summarise(rows, models, list(rows[0]["anchors"]))
     summary.update(data=str(ctx.data), images_option=images or "all", wall_s=round(time.perf_counter() - started, 1))
     if images == "validation":
         summary["models_not_holding_out_the_split"] = [m for m, entry in loaded.items() if not _held_out(entry.metadata)]
-    markdown = render(name, summary, tables, repeats, device)
+    markdown = render(name, summary, tables, repeats)
     write_results(ctx, name, markdown, {"summary": summary, "tables": tables, "images": rows})
     plot(rows, ctx.out / f"{name}.png", Path(ctx.data).name + (f", {images}" if images else ""))
     return {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
@@ -284,9 +315,10 @@ def fixed_rate_table(rows: list[dict[str, Any]], codecs: list[str]) -> dict[str,
     return table
 
 
-def summarise(rows: list[dict[str, Any]], models: list[str], anchors: list[str], device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
+def summarise(rows: list[dict[str, Any]], models: list[str], anchors: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     codecs = [NEURAL, *anchors]
     bd = {anchor: bd_table(rows, anchor, NEURAL) for anchor in anchors}
+    bd_sparse = {anchor: bd_table(rows, anchor, SPARSE) for anchor in [NEURAL, *anchors] if anchor != SPARSE} if SPARSE in anchors else {}
     vs_jpeg = {c: bd_table(rows, "jpeg", c) for c in codecs if c != "jpeg"} if "jpeg" in anchors else {}
     fixed = fixed_rate_table(rows, codecs)
     per_model = []
@@ -316,13 +348,18 @@ def summarise(rows: list[dict[str, Any]], models: list[str], anchors: list[str],
         per_model.append(entry)
     summary: dict[str, Any] = {
         "images": len(rows),
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
         "bd_window_bpp": list(BD_WINDOW),
         **{f"bd_psnr_vs_{a}": bd[a]["bd_psnr_db"] for a in anchors},
         **{f"bd_rate_vs_{a}": bd[a]["bd_rate_pct"] for a in anchors},
+        **{f"sparse_bd_psnr_vs_{a}": b["bd_psnr_db"] for a, b in bd_sparse.items()},
+        **{f"sparse_bd_rate_vs_{a}": b["bd_rate_pct"] for a, b in bd_sparse.items()},
     }
+    if bd_sparse:
+        points = [p for r in rows for p in r["sparse"]]
+        summary["sparse_encode_s_median"] = round(statistics.median(p["encode_s"] for p in points), 3)
+        summary["sparse_encode_s_max"] = round(max(p["encode_s"] for p in points), 3)
+        summary["sparse_decode_s_median"] = round(statistics.median(p["decode_s"] for p in points), 3)
+        summary["sparse_decode_s_max"] = round(max(p["decode_s"] for p in points), 3)
     for t in TARGETS:
         key = f"{t:.2f}"
         summary[f"psnr_at_{key}"] = fixed[key]["mean_over_reached"][NEURAL]
@@ -331,7 +368,7 @@ def summarise(rows: list[dict[str, Any]], models: list[str], anchors: list[str],
         summary[f"common_images_at_{key}"] = fixed[key]["common_images"]
     summary["encode_s_median"] = per_model[0]["encode_s_median"] if per_model else None
     summary["decode_s_median"] = per_model[0]["decode_s_median"] if per_model else None
-    return summary, {"bd": bd, "bd_vs_jpeg": vs_jpeg, "fixed_rate": fixed, "models": per_model}
+    return summary, {"bd": bd, "bd_sparse": bd_sparse, "bd_vs_jpeg": vs_jpeg, "fixed_rate": fixed, "models": per_model}
 
 
 def _interp_time(points: list[tuple[float, float]], psnr_db: float) -> float | None:
@@ -352,7 +389,7 @@ def _signed(v: float | None, spec: str) -> str:
     return "n/a" if v is None else format(v, "+" + spec)
 
 
-def render(name: str, summary: dict[str, Any], tables: dict[str, Any], repeats: int, device: torch.device) -> str:
+def render(name: str, summary: dict[str, Any], tables: dict[str, Any], repeats: int) -> str:
     n = summary["images"]
     lo, hi = summary["bd_window_bpp"]
     option = summary["images_option"]
@@ -360,7 +397,7 @@ def render(name: str, summary: dict[str, Any], tables: dict[str, Any], repeats: 
         f"# {name}: Neural Collage image codec on {n} images",
         "",
         f"`collagekit bench kodak` on {n} images of `{summary['data']}`" + (f" (`images={option}`)" if option != "all" else "")
-        + f", device {device}, {summary['threads']} torch thread(s) ({summary['cpu_count']} CPUs), {summary['wall_s']:.0f} s in all.",
+        + f", {summary['wall_s']:.0f} s in all (device, threads and load: Conditions below).",
         "bpp = file bytes x 8 / pixels; PSNR on the decoded file, 8-bit RGB, whole image (DESIGN section 4); times: median of",
         f"{repeats} run(s) per image after an untimed warm-up. Neural Collage: one curve per image through the models below.",
         "",
@@ -386,6 +423,21 @@ def render(name: str, summary: dict[str, Any], tables: dict[str, Any], repeats: 
             f"| {_label(anchor)} | {_signed(b['bd_psnr_db'], '.2f')} | {_signed(b['bd_rate_pct'], '.1f')} | {b['bd_psnr_images']} / {b['bd_rate_images']} | "
             f"{_signed(b['curve_of_means_bd_psnr_db'], '.2f')} | {_signed(b['curve_of_means_bd_rate_pct'], '.1f')} |"
         )
+    if tables["bd_sparse"]:
+        lines += [
+            "", f"## Bjøntegaard deltas of sparse-collage against each codec ({lo:g}-{hi:g} bpp)", "",
+            f"The search codec over its lmbda ladder {', '.join(f'{v:g}' for v in SPARSE_LAMBDAS)}; the same method. Encode "
+            f"{summary['sparse_encode_s_median']:.2f} s median ({summary['sparse_encode_s_max']:.2f} max), decode "
+            f"{summary['sparse_decode_s_median']:.2f} s median ({summary['sparse_decode_s_max']:.2f} max) per image and point, one run each, on the CPU.",
+            "",
+            "| against | BD-PSNR (dB) | BD-rate (%) | images (PSNR / rate) | curve of means: BD-PSNR | BD-rate |",
+            "|---|---|---|---|---|---|",
+        ]
+        for anchor, b in tables["bd_sparse"].items():
+            lines.append(
+                f"| {_label(anchor)} | {_signed(b['bd_psnr_db'], '.2f')} | {_signed(b['bd_rate_pct'], '.1f')} | {b['bd_psnr_images']} / {b['bd_rate_images']} | "
+                f"{_signed(b['curve_of_means_bd_psnr_db'], '.2f')} | {_signed(b['curve_of_means_bd_rate_pct'], '.1f')} |"
+            )
     if tables["bd_vs_jpeg"]:
         lines += ["", "## Every codec against JPEG (same method, for scale)", "",
                   "| codec | BD-PSNR (dB) | BD-rate (%) | images (PSNR / rate) |", "|---|---|---|---|"]

@@ -39,7 +39,12 @@ def register_tasks(register: Register) -> None:
 
 @hookimpl
 def register_codecs(register: Register) -> None:
-    from collagekit_image.config import NeuralCollageDecodeOptions, NeuralCollageEncodeOptions
+    from collagekit_image.config import (
+        NeuralCollageDecodeOptions,
+        NeuralCollageEncodeOptions,
+        SparseCollageDecodeOptions,
+        SparseCollageEncodeOptions,
+    )
 
     register(
         Lazy(
@@ -49,11 +54,20 @@ def register_codecs(register: Register) -> None:
             decode_options=NeuralCollageDecodeOptions,
         )
     )
+    register(
+        Lazy(
+            "collagekit_image.sparsecodec:SparseCollageCodec",
+            name="sparse-collage",
+            encode_options=SparseCollageEncodeOptions,
+            decode_options=SparseCollageDecodeOptions,
+        )
+    )
 
 
 @hookimpl
 def register_benchmarks(register: Register) -> None:
-    from collagekit_image.config import IMAGE_FIT, KODAK_BENCH
+    from collagekit_image.config import IMAGE_FIT, KODAK_BENCH, SPARSE_BENCH
 
     register(IMAGE_FIT)
     register(KODAK_BENCH)
+    register(SPARSE_BENCH)

@@ -1,0 +1,415 @@
+"""The ``sparse-collage`` codec: an image as the core's adaptive, sparse collage, found by the core's
+least-squares search (:mod:`collagekit.search`) and entropy-coded.
+
+Encode: RGB -> YCbCr (:mod:`collagekit.colour`), chroma at half resolution (option ``chroma``). Each
+plane group (luma; the two chroma planes) is one sparse collage over a quadtree of range cells
+(``range_size`` down ``levels`` levels), each range naming ``sources`` domains (twice its size,
+``domain_stride`` range sizes apart, optionally turned by the 8 dihedral transforms) with weights on a
+lattice of ``weight_levels`` steps each side of 0 up to the contraction, and one bias on a lattice of
+``bias_step`` grey levels. The search rounds every candidate code to these lattices (the bias refitted
+to the rounded weights), and the quadtree is cut to minimise ``D + lmbda * R``: squared error in 8-bit
+units, weighted by what each plane's error costs in RGB, plus the estimated bits, re-estimated twice
+from the streams of the previous cut. A range whose weights are all 0 is *flat* and names no domain.
+Decode: the core solver to the fixed point (chroma at twice the scale when it was halved), then the
+optional fitted deblocking filter (:mod:`collagekit.deblock`) at the smallest range's borders.
+
+Container header (besides the container's own fields)::
+
+    {"codec": "sparse-collage", "modality": "image",
+     "image": {"channels": 1 | 3, "spatial": [h, w]},
+     "collage": {"range_size", "levels", "domain_stride", "dihedral", "sources", "weight_levels",
+                 "contraction", "bias_step"},          # bias_step in 8-bit grey levels
+     "chroma": "half" | "full",
+     "deblock": [[6 integers], ...] (optional),
+     "solver": {"tol", "max_iter"}}
+
+and one uint8 tensor ``streams`` (:func:`collagekit.codec.encode_symbols`): per plane group ``g`` (``y``,
+``c``), ``gs<l>`` the split flags of level l, ``gw`` every leaf's weight symbols (level by level),
+``gi<l>`` the source indices of level l's non-zero weights, ``gb`` the bias integers minus their least,
+and ``h`` each group's least bias integer and span.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from collagekit import deblock as deblocking
+from collagekit import sparse, tree
+from collagekit.codec import as_tensor, decode_symbols, encode_symbols, from_tensor
+from collagekit.colour import YCBCR_TO_RGB, rgb_to_ycbcr, ycbcr_to_rgb
+from collagekit.config import parse_options
+from collagekit.container import Container, header_int, header_number, header_shape
+from collagekit.errors import CollagekitError
+from collagekit.grid import AveragePooler
+from collagekit.gridcodec import solve_grid
+from collagekit.modality import DEFAULT_MAX_ELEMENTS
+from collagekit.operator import GridCollage
+from collagekit.registry import plugin_versions
+from collagekit.search import Quantiser, RateModel, SearchTree, search_tree
+from collagekit.solver import Picard
+from collagekit.sparse import SparseParams
+from collagekit_image.components import Dihedral, ImageTiles
+from collagekit_image.config import (
+    SparseCollageDecodeOptions,
+    SparseCollageEncodeOptions,
+)
+
+NAME = "sparse-collage"
+DEFAULT_SOLVER = {"tol": 1e-4, "max_iter": 200}
+GREY = 255.0  # 8-bit units: lmbda and bias_step are given in grey levels
+RATE_PASSES = 3  # cuts per plane group: the first with guessed rates, each next with the last one's
+COLLAGE_KEYS = ("range_size", "levels", "domain_stride", "dihedral", "sources", "weight_levels", "contraction", "bias_step")
+BIAS_SPAN = 2.0  # |bias| < 2: range and domain means lie in [0, 1] and |weights| < 1
+
+
+def lmbda_for_quality(quality: int) -> float:
+    """Quality 0..100 -> lmbda: 4096 grey levels^2 per bit at 0, halving every 10 (4 at 100)."""
+    if not 0 <= quality <= 100:
+        raise CollagekitError(f"{NAME} quality must be in [0, 100], got {quality}")
+    return 4096.0 * 2.0 ** (-quality / 10.0)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the file's header fixes: the collage of each plane group and the quantisers."""
+
+    range_size: int
+    levels: int
+    domain_stride: int
+    dihedral: bool
+    sources: int
+    weight_levels: int
+    contraction: float
+    bias_step: float  # grey levels
+
+    def collage(self) -> GridCollage:
+        top = self.range_size
+        part = ImageTiles(range_size=top, levels=self.levels, domain_size=2 * top, domain_stride=self.domain_stride * top)
+        aux = [Dihedral()] if self.dihedral else []
+        return GridCollage(part, AveragePooler(), aux, contraction=self.contraction, mixing="sparse", sources=self.sources)
+
+    def quantiser(self) -> Quantiser:
+        return Quantiser(self.contraction / self.weight_levels, self.bias_step / GREY)
+
+    @property
+    def symbols(self) -> int:
+        return 2 * self.weight_levels + 1
+
+    def bias_bound(self) -> int:
+        """Bias integers lie in [-bound, bound] (biases in (-1, 2))."""
+        return math.ceil(BIAS_SPAN / self.quantiser().bias_step) + 1
+
+    def header(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in COLLAGE_KEYS}
+
+
+def _groups(x: Tensor, chroma: str) -> list[tuple[str, Tensor, int]]:
+    """(1 c h w) YCbCr or grey -> (name, planes (1 p h' w'), scale to full resolution) per plane group."""
+    if x.shape[1] == 1:
+        return [("y", x, 1)]
+    c = x[:, 1:]
+    if chroma == "half":
+        c = F.avg_pool2d(sparse.pad_to(c, tuple(s + s % 2 for s in c.shape[2:])), 2)
+        return [("y", x[:, :1], 1), ("c", c, 2)]
+    return [("y", x[:, :1], 1), ("c", c, 1)]
+
+
+def _chroma_weight(factor: int) -> float:
+    """What a unit of squared error in a chroma sample costs in squared RGB error (summed over pixels,
+    mean over the 3 channels), against 1 for luma: the colour transform's weight of Cb and Cr (their
+    mean), times the ``factor^2`` pixels each sample spreads over."""
+    cb, cr = ((YCBCR_TO_RGB.float() ** 2).sum(0) / 3)[1:].tolist()
+    return factor**2 * (cb + cr) / 2
+
+
+def _leaf_counts(split: tuple[Tensor, ...], collage: GridCollage, planes: int, spatial: tuple[int, ...]) -> list[int]:
+    part = collage.partitioner
+    return [len(c) for c in tree.leaves(split, planes, part.range_grid(spatial), part.range_size(1), part.levels)]
+
+
+def _symbols(params: SparseParams, layout: Layout, counts: list[int]) -> tuple[Tensor, list[Tensor], Tensor]:
+    """A code -> weight symbols (m j) in [0, 2Z], per level the indices of its non-zero weights, bias integers (m,)."""
+    q = layout.quantiser()
+    w = sparse.effective_weights(params.weight, layout.contraction)
+    symbol = ((w / q.weight_step).round().long() + layout.weight_levels).clamp(0, layout.symbols - 1)
+    named = symbol != layout.weight_levels
+    index, first = [], 0
+    for count in counts:
+        rows = slice(first, first + count)
+        index.append(params.index[rows][named[rows]])
+        first += count
+    return symbol, index, (params.bias / q.bias_step).round().long()
+
+
+def _bits(symbols: np.ndarray, alphabet: int) -> np.ndarray:
+    """(alphabet,) estimated bits of each symbol from its count in ``symbols`` (half a count added)."""
+    counts = np.bincount(symbols, minlength=alphabet) + 0.5
+    return -np.log2(counts / counts.sum())
+
+
+def _rate(params: SparseParams | None, layout: Layout, sources: list[int], counts: list[int]) -> RateModel:
+    """The rate model of the next cut: from the last cut's symbols, or (None) a first guess."""
+    index_bits = tuple(math.log2(s) for s in sources)
+    if params is None:
+        return RateModel(torch.full((layout.symbols,), math.log2(layout.symbols)), index_bits, 6.0)
+    symbol, _, bias = _symbols(params, layout, counts)
+    weight_bits = torch.from_numpy(_bits(symbol.reshape(-1).numpy(), layout.symbols)).float()
+    b = (bias - bias.min()).numpy()
+    bias_bits = float((_bits(b, int(b.max()) + 1)[b]).mean())
+    flags = torch.cat(params.split).long().numpy() if params.split else np.zeros(0, dtype=np.int64)
+    split_bits = float(_bits(flags, 2)[flags].mean()) if flags.size else 1.0
+    return RateModel(weight_bits, index_bits, bias_bits, split_bits)
+
+
+def encode_group(found: SearchTree, layout: Layout, spatial: tuple[int, ...], lmbda: float) -> SparseParams:
+    """A plane group's searched tree -> its code, cut at ``lmbda`` (signal units^2 per bit) with the
+    rates re-estimated from each cut."""
+    collage = found.collage
+    sources = [sparse.level_sources(collage, spatial, level) for level in range(layout.levels)]
+    params: SparseParams | None = None
+    for _ in range(RATE_PASSES):
+        counts = _leaf_counts(params.split, collage, found.planes, spatial) if params is not None else []
+        params = found.cut(lmbda=lmbda, rate=_rate(params, layout, sources, counts))
+    assert params is not None
+    return params
+
+
+def pack_streams(codes: dict[str, SparseParams], layout: Layout, shapes: dict[str, tuple[int, tuple[int, ...]]]) -> bytes:
+    """Plane group -> code, (planes, spatial) -> the entropy-coded streams."""
+    collage = layout.collage()
+    streams: dict[str, Tensor] = {}
+    alphabets: dict[str, int] = {}
+    heads: list[int] = []
+    bound = layout.bias_bound()
+    for g, params in codes.items():
+        planes, spatial = shapes[g]
+        counts = _leaf_counts(params.split, collage, planes, spatial)
+        for level, flags in enumerate(params.split):
+            streams[f"{g}s{level}"], alphabets[f"{g}s{level}"] = flags.long(), 2
+        symbol, index, bias = _symbols(params, layout, counts)
+        streams[f"{g}w"], alphabets[f"{g}w"] = symbol.reshape(-1), layout.symbols
+        for level, ids in enumerate(index):
+            streams[f"{g}i{level}"], alphabets[f"{g}i{level}"] = ids, sparse.level_sources(collage, spatial, level)
+        lo, hi = int(bias.min()), int(bias.max())
+        if not -bound <= lo <= hi <= bound:
+            raise CollagekitError(f"a bias integer lies outside [{-bound}, {bound}]: the search's code is not bounded as it should be")
+        streams[f"{g}b"], alphabets[f"{g}b"] = bias - lo, hi - lo + 1
+        heads += [lo + bound, hi - lo]
+    streams["h"], alphabets["h"] = torch.tensor(heads, dtype=torch.long), 2 * bound + 1
+    return encode_symbols(streams, alphabets)
+
+
+def unpack_streams(data: bytes, layout: Layout, shapes: dict[str, tuple[int, tuple[int, ...]]]) -> dict[str, SparseParams]:
+    """Inverse of :func:`pack_streams`; every inconsistency is a one-line error naming the file corrupt."""
+
+    def bad(why: str) -> CollagekitError:
+        return CollagekitError(f"corrupt .clg file: {why}")
+
+    collage = layout.collage()
+    part = collage.partitioner
+    bound = layout.bias_bound()
+    j = layout.sources
+    # Bounds before anything is allocated: every cell of every full tree once, each with its flag, j
+    # weights and j indices and a bias.
+    full = sum(p * math.prod(part.range_grid(s)) for p, s in shapes.values()) * sum(4**level for level in range(layout.levels))
+    decoded = decode_symbols(data, None, max_symbols=full * (2 * j + 2) + 2 * len(shapes), what=f"{NAME} streams")
+    names = ["h"] + [f"{g}{k}" for g in shapes for k in [*(f"s{level}" for level in range(layout.levels - 1)), "w", *(f"i{level}" for level in range(layout.levels)), "b"]]
+    if sorted(decoded) != sorted(names):
+        raise bad(f"its streams {sorted(decoded)} are not those of this layout")
+    heads = decoded["h"]
+    if heads.size != 2 * len(shapes) or heads.min() < 0 or heads.max() > 2 * bound:
+        raise bad("its bias ranges are malformed")
+    out = {}
+    for n, (g, (planes, spatial)) in enumerate(shapes.items()):
+        split = tuple(torch.from_numpy(decoded[f"{g}s{level}"]) for level in range(layout.levels - 1))
+        if any(f.numel() and (f.min() < 0 or f.max() > 1) for f in split):
+            raise bad("a split flag is not 0 or 1")
+        split = tuple(f.bool() for f in split)
+        try:
+            cells = tree.leaves(split, planes, part.range_grid(spatial), part.range_size(1), part.levels)  # checks the flags fit
+        except CollagekitError as exc:
+            raise bad(f"plane group {g!r}: {exc}") from None
+        counts = [len(c) for c in cells]
+        m = sum(counts)
+        symbol = torch.from_numpy(decoded[f"{g}w"])
+        if symbol.numel() != m * j or (symbol.numel() and (symbol.min() < 0 or symbol.max() >= layout.symbols)):
+            raise bad(f"plane group {g!r} has {m} ranges but {symbol.numel()} weight symbols (or one out of range)")
+        symbol = symbol.view(m, j)
+        named = symbol != layout.weight_levels
+        index = torch.zeros(m, j, dtype=torch.long)
+        first = 0
+        for level, count in enumerate(counts):
+            rows = slice(first, first + count)
+            ids = torch.from_numpy(decoded[f"{g}i{level}"])
+            if ids.numel() != int(named[rows].sum()):
+                raise bad(f"plane group {g!r} level {level} names {int(named[rows].sum())} sources but has {ids.numel()} indices")
+            if ids.numel() and (ids.min() < 0 or ids.max() >= sparse.level_sources(collage, spatial, level)):
+                raise bad(f"plane group {g!r} level {level} has a source index out of range")
+            block = index[rows]
+            block[named[rows]] = ids
+            index[rows] = block
+            first += count
+        lo, span = int(heads[2 * n]) - bound, int(heads[2 * n + 1])
+        bias = torch.from_numpy(decoded[f"{g}b"]) + lo
+        if bias.numel() != m or (m and (bias.min() < lo or bias.max() > lo + span)) or lo + span > bound:
+            raise bad(f"plane group {g!r} has {m} ranges but {bias.numel()} biases (or one out of range)")
+        q = layout.quantiser()
+        weight = (symbol - layout.weight_levels).float() * q.weight_step
+        out[g] = SparseParams(
+            split=split,
+            index=index,
+            weight=sparse.raw_weights(weight, layout.contraction),
+            const_index=torch.zeros(m, 0, dtype=torch.long),
+            aux=torch.zeros(m, 0),
+            bias=bias.float() * q.bias_step,
+        )
+    return out
+
+
+def _solve(layout: Layout, codes: dict[str, SparseParams], shapes: dict[str, tuple[int, tuple[int, ...]]], factors: dict[str, int],
+           spatial: tuple[int, int], scale: int, device: torch.device, tol: float, max_iter: int) -> Tensor:  # fmt: skip
+    """Codes -> the planes (1 c h*scale w*scale), Y or YCbCr, not clipped."""
+    collage = layout.collage()
+    solver = Picard(tol=tol, max_iter=max_iter)
+    planes = []
+    h, w = spatial[0] * scale, spatial[1] * scale
+    for g, params in codes.items():
+        count, size = shapes[g]
+        z, _ = solve_grid(collage, params, solver, (count, *size), factors[g] * scale, device)  # (1 count H W)
+        planes.append(z[..., :h, :w])
+    return torch.cat(planes, dim=1)
+
+
+class SparseCollageCodec:
+    name = NAME
+    encode_options = SparseCollageEncodeOptions
+    decode_options = SparseCollageDecodeOptions
+
+    def encode(self, x: Tensor, registry: Any, *, quality: int | None, device: torch.device, options: dict[str, Any]) -> Container:
+        """(1 c h w) in [0, 1], c = 1 or 3 -> a container."""
+        opts = parse_options(f"codec {self.name!r}", self.encode_options, options)
+        if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
+            raise CollagekitError(f"{NAME} compresses grey or RGB images (1 c h w, c = 1 or 3), got shape {tuple(x.shape)}")
+        h, w = int(x.shape[2]), int(x.shape[3])
+        if h * w > opts.max_pixels:
+            raise CollagekitError(f"the image has {h * w:,} pixels, above the limit of {opts.max_pixels:,} (codec option max_pixels)")
+        if opts.range_size & (opts.range_size - 1) or opts.range_size >> (opts.levels - 1) < 2:
+            raise CollagekitError(f"{NAME}: range_size must be a power of two whose {opts.levels} levels end at 2 pixels or more, got {opts.range_size}")
+        lmbda = opts.lmbda if opts.lmbda is not None else lmbda_for_quality(50 if quality is None else quality)
+        layout = Layout(**{k: getattr(opts, k) for k in COLLAGE_KEYS})
+        image = x.detach().float().cpu()
+        image = rgb_to_ycbcr(image) if x.shape[1] == 3 else image
+        codes, shapes, factors = {}, {}, {}
+        for g, planes, factor in _groups(image, opts.chroma):
+            if not _fits(tuple(planes.shape[2:]), opts.range_size):
+                raise CollagekitError(f"{NAME}: the image ({w}x{h}) is too small for range_size {opts.range_size} (its domains are twice that); use a smaller range_size")
+            weight = 1.0 if g == "y" else _chroma_weight(factor)
+            spatial = tuple(planes.shape[2:])
+            found = search_tree(layout.collage(), planes, layout.quantiser())
+            codes[g] = encode_group(found, layout, spatial, lmbda / GREY**2 / weight)
+            shapes[g], factors[g] = (int(planes.shape[1]), spatial), factor
+        data = pack_streams(codes, layout, shapes)
+        header: dict[str, Any] = {
+            "codec": self.name,
+            "modality": "image",
+            "created_by": plugin_versions(registry, self.name),
+            "image": {"channels": int(x.shape[1]), "spatial": [h, w]},
+            "collage": layout.header(),
+            "chroma": opts.chroma,
+            "solver": dict(DEFAULT_SOLVER),
+        }
+        if opts.deblock:
+            # Fitted on what the decoder will decode: the codes as read back from the streams.
+            decoded = _solve(layout, unpack_streams(data, layout, shapes), shapes, factors, (h, w), 1, device, **DEFAULT_SOLVER)
+            strengths = [deblocking.fit(decoded[:, c : c + 1], image[:, c : c + 1].to(decoded), *_borders(layout)) for c in range(x.shape[1])]
+            if any(any(s) for s in strengths):
+                header["deblock"] = strengths
+        return Container(header, {"streams": as_tensor(data)})
+
+    def decode(self, container: Container, registry: Any, *, scale: int, device: torch.device, options: dict[str, Any]) -> Tensor:
+        """-> (1 c h*scale w*scale) in [0, 1]."""
+        opts = parse_options(f"codec {self.name!r}", self.decode_options, options)
+        if not isinstance(scale, int) or scale < 1:
+            raise CollagekitError(f"scale must be a positive integer, got {scale!r}")
+        layout, info = read_header(container)
+        if set(container.tensors) != {"streams"}:
+            raise CollagekitError(f"corrupt .clg file: a {NAME} file holds one tensor 'streams', found {sorted(container.tensors)}")
+        data = from_tensor(container.tensors["streams"], f"{NAME} streams")
+        codes = unpack_streams(data, layout, info["shapes"])
+        tol = opts.tol or info["solver"]["tol"]
+        max_iter = opts.max_iter or info["solver"]["max_iter"]
+        z = _solve(layout, codes, info["shapes"], info["factors"], info["spatial"], scale, device, tol, max_iter)
+        if info["deblock"] is not None:
+            z = torch.cat([deblocking.apply(z[:, c : c + 1], info["deblock"][c], *_borders(layout), scale) for c in range(z.shape[1])], dim=1)
+        return (ycbcr_to_rgb(z) if z.shape[1] == 3 else z).clamp(0.0, 1.0)
+
+
+def _fits(size: tuple[int, ...], top: int) -> bool:
+    """Whether a domain (twice the top range) fits a plane of this size once padded to whole top cells."""
+    return min(math.ceil(s / top) * top for s in size) >= 2 * top
+
+
+def _borders(layout: Layout) -> tuple[int, int]:
+    """The deblocking filter's cell and tile sizes: the smallest range cell and the quadtree's top cell."""
+    return layout.range_size >> (layout.levels - 1), layout.range_size
+
+
+def read_header(container: Container) -> tuple[Layout, dict[str, Any]]:
+    """Validate a sparse-collage header -> (layout, info: channels, spatial, shapes, factors, solver, deblock)."""
+
+    def bad(why: str) -> CollagekitError:
+        return CollagekitError(f"corrupt .clg file: {why}")
+
+    image = container.require("image")
+    if not isinstance(image, dict):
+        raise bad("the image's shape is malformed")
+    channels = header_int(image.get("channels"), "image.channels", 1, 3)
+    if channels == 2:
+        raise bad("an image has 1 or 3 channels, not 2")
+    spatial = header_shape(image.get("spatial"), "image.spatial", 2, DEFAULT_MAX_ELEMENTS // channels)
+    c = container.require("collage")
+    if not isinstance(c, dict) or set(c) != set(COLLAGE_KEYS):
+        raise bad(f"its collage settings must name exactly {', '.join(COLLAGE_KEYS)}")
+    top = header_int(c["range_size"], "collage.range_size", 4, 64)
+    levels = header_int(c["levels"], "collage.levels", 1, 5)
+    if top & (top - 1) or top >> (levels - 1) < 2:
+        raise bad(f"collage.range_size {top} with {levels} levels is not a power of two ending at 2 pixels or more")
+    if not isinstance(c["dihedral"], bool):
+        raise bad("collage.dihedral must be true or false")
+    layout = Layout(
+        range_size=top, levels=levels,
+        domain_stride=header_int(c["domain_stride"], "collage.domain_stride", 1, 8),
+        dihedral=c["dihedral"],
+        sources=header_int(c["sources"], "collage.sources", 1, 4),
+        weight_levels=header_int(c["weight_levels"], "collage.weight_levels", 1, 31),
+        contraction=header_number(c["contraction"], "collage.contraction", 1e-3, 0.999),
+        bias_step=header_number(c["bias_step"], "collage.bias_step", 1e-2, 32.0),
+    )  # fmt: skip
+    chroma = container.require("chroma")
+    if chroma not in ("half", "full"):
+        raise bad(f"chroma must be 'half' or 'full', got {chroma!r}")
+    solver = container.require("solver")
+    if not isinstance(solver, dict) or set(solver) != {"tol", "max_iter"}:
+        raise bad("the solver settings are malformed")
+    solver = {"tol": header_number(solver["tol"], "solver.tol", 1e-9, 1.0), "max_iter": header_int(solver["max_iter"], "solver.max_iter", 1, 100_000)}
+    deblock = container.header.get("deblock")
+    if deblock is not None and not (isinstance(deblock, list) and len(deblock) == channels and all(deblocking.valid(s) for s in deblock)):
+        raise bad("its deblocking strengths are malformed")
+    shapes: dict[str, tuple[int, tuple[int, ...]]] = {"y": (1, spatial)}
+    factors = {"y": 1}
+    if channels == 3:
+        half = chroma == "half"
+        shapes["c"] = (2, tuple((s + 1) // 2 for s in spatial) if half else spatial)
+        factors["c"] = 2 if half else 1
+    for g, (_, size) in shapes.items():
+        if not _fits(size, top):  # the encoder could not have searched it
+            raise bad(f"plane group {g!r} of {list(size)} pixels is too small for domains of {2 * top} pixels")
+    info = {"channels": channels, "spatial": spatial, "shapes": shapes, "factors": factors, "solver": solver, "deblock": deblock}
+    return layout, info

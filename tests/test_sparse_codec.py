@@ -1,0 +1,242 @@
+"""The sparse-collage image codec and the search's rate-distortion cut it is built on."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+from collagekit_image.components import ImageTiles
+from collagekit_image.imageio import load_image
+from collagekit_image.sparsecodec import (
+    COLLAGE_KEYS,
+    Layout,
+    SparseCollageCodec,
+    unpack_streams,
+)
+from conftest import DATA, invoke
+from PIL import Image
+
+from collagekit import search as search_module
+from collagekit.colour import rgb_to_ycbcr
+from collagekit.container import (
+    Container,
+    from_bytes,
+    read_container,
+    to_bytes,
+    write_container,
+)
+from collagekit.errors import CollagekitError
+from collagekit.grid import AveragePooler
+from collagekit.metrics import psnr
+from collagekit.operator import GridCollage
+from collagekit.search import LevelCodes, Quantiser, RateModel, _cut_rd, search_tree
+
+CPU = torch.device("cpu")
+GREY = DATA / "kodim15_grey_48x40.png"
+RGB = DATA / "kodim05_64.png"
+SMALL = {"range_size": 8, "levels": 3, "domain_stride": 1}  # 8, 4 and 2 pixel ranges on tiny images
+
+
+def _encode(path: Path, **options) -> Container:
+    return SparseCollageCodec().encode(load_image(path, 1 << 20), None, quality=None, device=CPU, options={**SMALL, **options})
+
+
+def _decode(container: Container, scale: int = 1, **options) -> torch.Tensor:
+    return SparseCollageCodec().decode(from_bytes(to_bytes(container)), None, scale=scale, device=CPU, options=options)
+
+
+# ---------------------------------------------------------------- the rate-distortion cut
+def _codes(m: int, generator: torch.Generator) -> LevelCodes:
+    """Random candidate codes of m cells, one source each (then the flat code), weights on a lattice of step 0.25."""
+    weight = (torch.randint(-3, 4, (m, 1, 1), generator=generator) * 0.25).float()
+    weight = torch.cat([weight, torch.zeros(m, 1, 1)], 1)
+    error = torch.stack([torch.rand(m, generator=generator) * 10, torch.rand(m, generator=generator) * 20], 1)
+    return LevelCodes(torch.zeros(m, 2, 1, dtype=torch.long), weight, torch.zeros(m, 2), error)
+
+
+def test_rate_distortion_cut_is_the_best_cut() -> None:
+    """Two levels over two top cells of a 1D tree (2 children each): every cut and every flat choice
+    enumerated; the cut's cost is the least of them."""
+    generator = torch.Generator().manual_seed(3)
+    quantiser = Quantiser(0.25, 0.01)
+    rate = RateModel(torch.tensor([4.0, 3.0, 2.5, 1.0, 2.5, 3.0, 4.0]), (5.0, 3.0), 6.0, split_bits=1.0)
+    for lmbda in (0.05, 0.5, 5.0):
+        levels = [_codes(2, generator), _codes(4, generator)]
+        leaf, choice = _cut_rd(levels, 2, lmbda, rate, quantiser)
+
+        def cost(level: int, node: int, as_flat: bool, levels: list[LevelCodes] = levels, lmbda: float = lmbda) -> float:
+            codes = levels[level]
+            if as_flat:
+                return float(codes.error[node, 1]) + lmbda * (float(rate.weight_bits[3]) + rate.bias_bits)
+            k = round(float(codes.weight[node, 0, 0]) / 0.25) + 3
+            index = rate.index_bits[level] if k != 3 else 0.0
+            return float(codes.error[node, 0]) + lmbda * (float(rate.weight_bits[k]) + index + rate.bias_bits)
+
+        best = float("inf")
+        for splits in itertools.product((False, True), repeat=2):
+            total = 2 * lmbda * rate.split_bits
+            for top, split in enumerate(splits):
+                cells = [(1, 2 * top), (1, 2 * top + 1)] if split else [(0, top)]
+                total += sum(min(cost(lv, n, False), cost(lv, n, True)) for lv, n in cells)
+            best = min(best, total)
+        chosen = 2 * lmbda * rate.split_bits
+        for level, mask in enumerate(leaf):
+            for node in mask.nonzero().flatten().tolist():
+                chosen += cost(level, node, bool(choice[level][node] == 1))
+        assert chosen == pytest.approx(best, rel=1e-6)
+
+
+def test_quantised_search_refits_the_bias_and_reports_the_true_collage_error() -> None:
+    """One level, so every cell is a leaf: the code the cut returns lies on the lattices, and one collage
+    step of it on the image misses by exactly the error the search compared (the bias refitted to the
+    rounded weights, then rounded)."""
+    x = rgb_to_ycbcr(load_image(RGB, 1 << 20))[:, :1]  # 64 x 64: no padding
+    collage = GridCollage(ImageTiles(range_size=8, levels=1, domain_size=16, domain_stride=8), AveragePooler(), [], contraction=0.9,
+                          mixing="sparse", sources=1)  # fmt: skip
+    quantiser = Quantiser(0.9 / 7, 2.0 / 255)
+    found = search_tree(collage, x, quantiser)
+    rate = RateModel(torch.full((15,), 3.0), (6.0,), 6.0)
+    params = found.cut(lmbda=2e-3, rate=rate)
+    w = params.weight * 0.9
+    assert torch.allclose(w / quantiser.weight_step, (w / quantiser.weight_step).round(), atol=1e-4)
+    assert torch.allclose(params.bias / quantiser.bias_step, (params.bias / quantiser.bias_step).round(), atol=1e-3)
+    _, choice = _cut_rd(found.codes, 4, 2e-3, rate, quantiser)
+    searched = found.codes[0].error.gather(1, choice[0][:, None]).sum()
+    step, _ = collage.step_and_start(params, 1, (64, 64))
+    assert float(((step(x) - x) ** 2).sum()) == pytest.approx(float(searched), rel=1e-3)
+    assert (choice[0] == 1).any() and (choice[0] == 0).any()  # flat and named leaves both occur on a real image
+
+
+def test_with_two_sources_a_leaf_may_keep_one() -> None:
+    """Candidates with 2 and 1 sources and none; the cut takes one source where a second does not pay."""
+    x = rgb_to_ycbcr(load_image(RGB, 1 << 20))[:, :1]
+    collage = GridCollage(ImageTiles(range_size=8, levels=1, domain_size=16, domain_stride=8), AveragePooler(), [], contraction=0.9,
+                          mixing="sparse", sources=2)  # fmt: skip
+    found = search_tree(collage, x, Quantiser(0.9 / 7, 2.0 / 255))
+    codes = found.codes[0]
+    assert codes.weight.shape[1:] == (3, 2) and (codes.weight[:, 1, 1] == 0).all() and (codes.weight[:, 2] == 0).all()
+    assert (codes.index[:, 1, 0] == codes.index[:, 0, 0]).all()  # the one-source code keeps the first pick
+    _, choice = _cut_rd(found.codes, 4, 1e-3, RateModel(torch.full((15,), 3.0), (8.0,), 6.0), found.quantiser)
+    assert set(choice[0].tolist()) >= {0, 1}
+
+
+def test_quantiser_keeps_several_sources_inside_the_ball() -> None:
+    q = Quantiser(0.3, 0.1)
+    w = torch.tensor([[0.44, 0.44], [0.2, -0.1], [-0.89, 0.0]])
+    rounded = q.weights(w, 0.9)
+    assert (rounded.abs().sum(-1) <= 0.9 + 1e-6).all()
+    assert torch.allclose(rounded, torch.tensor([[0.3, 0.3], [0.3, 0.0], [-0.9, 0.0]]))
+
+
+# ---------------------------------------------------------------- the codec
+def test_cli_round_trip_and_scale(tmp_path: Path) -> None:
+    out = tmp_path / "k.clg"
+    made = invoke("compress", str(RGB), "--method", "sparse-collage", "--quality", "70", "-o", str(out), *[part for k, v in SMALL.items() for part in ("-O", f"{k}={v}")])
+    assert made.returncode == 0, made.stderr
+    assert read_container(out).header["codec"] == "sparse-collage"
+    result = invoke("decompress", str(out), "-o", str(tmp_path / "k.png"))
+    assert result.returncode == 0, result.stderr
+    x = load_image(RGB, 1 << 20)
+    y = load_image(tmp_path / "k.png", 1 << 20)
+    assert y.shape == x.shape and psnr(x, y) > 27.0  # a broken coder (wrong indices, weights or biases) lands far below
+    result = invoke("decompress", str(out), "-o", str(tmp_path / "k2.png"), "--scale", "2")
+    assert result.returncode == 0, result.stderr
+    with Image.open(tmp_path / "k2.png") as image:
+        assert image.size == (128, 128) and image.mode == "RGB"
+
+
+def test_grey_round_trip_and_rate_knob() -> None:
+    x = load_image(GREY, 1 << 20)  # 48 x 40: padded to whole top cells
+    sizes, quality = [], []
+    for lmbda in (20.0, 200.0, 2000.0):
+        container = _encode(GREY, lmbda=lmbda)
+        y = _decode(container)
+        assert y.shape == x.shape
+        sizes.append(len(to_bytes(container)))
+        quality.append(psnr(x, y))
+    assert sizes[0] > sizes[1] > sizes[2] and quality[0] > quality[1] > quality[2]
+    assert quality[0] > 30.0
+
+
+def test_decoding_runs_no_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    container = _encode(RGB, lmbda=100.0, deblock=True)
+    import collagekit_image.sparsecodec as codec_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("decoding searched")
+
+    monkeypatch.setattr(search_module, "search_level", refuse)
+    monkeypatch.setattr(codec_module, "search_tree", refuse)
+    assert psnr(load_image(RGB, 1 << 20), _decode(container)) > 25.0
+
+
+def _tampered(container: Container, **changes) -> Container:
+    return Container({**container.header, **changes}, dict(container.tensors))
+
+
+def test_bad_files_give_one_line_errors(tmp_path: Path) -> None:
+    good = _encode(RGB, lmbda=100.0)
+    streams = good.tensors["streams"]
+    flipped = streams.clone()
+    flipped[len(flipped) // 2] ^= 0x21
+    collage = good.header["collage"]
+    cases = {
+        "truncated streams": Container(good.header, {"streams": streams[:-9]}),
+        "flipped byte": Container(good.header, {"streams": flipped}),
+        "other size": _tampered(good, image={"channels": 3, "spatial": [64, 96]}),
+        "huge size": _tampered(good, image={"channels": 3, "spatial": [1 << 20, 1 << 20]}),
+        "two channels": _tampered(good, image={"channels": 2, "spatial": [64, 64]}),
+        "grey header": _tampered(good, image={"channels": 1, "spatial": [64, 64]}),
+        "other layout": _tampered(good, collage={**collage, "levels": 2}),
+        "odd range size": _tampered(good, collage={**collage, "range_size": 12}),
+        "no contraction": _tampered(good, collage={**collage, "contraction": 1.5}),
+        "missing key": _tampered(good, collage={k: v for k, v in collage.items() if k != "bias_step"}),
+        "bad chroma": _tampered(good, chroma="quarter"),
+        "bad solver": _tampered(good, solver={"tol": -1.0, "max_iter": 5}),
+        "bad deblock": _tampered(good, deblock=[[1, 2, 3]] * 3),
+        "missing image": Container({k: v for k, v in good.header.items() if k != "image"}, dict(good.tensors)),
+        "float tensor": Container(good.header, {"streams": streams.float()}),
+        "extra tensor": Container(good.header, {"streams": streams, "x": torch.zeros(2)}),
+    }
+    for name, container in cases.items():
+        with pytest.raises(CollagekitError) as info:
+            _decode(container)
+        message = str(info.value)
+        assert "\n" not in message and "corrupt" in message, (name, message)
+    path = tmp_path / "x.clg"
+    write_container(path, good)
+    data = path.read_bytes()
+    (tmp_path / "cut.clg").write_bytes(data[: len(data) - 20])
+    result = invoke("decompress", str(tmp_path / "cut.clg"), "-o", str(tmp_path / "cut.png"))
+    assert result.returncode == 1 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+def test_streams_are_checked_against_the_layout() -> None:
+    good = _encode(RGB, lmbda=100.0)
+    data = bytes(good.tensors["streams"].numpy())
+    layout = Layout(**{k: good.header["collage"][k] for k in COLLAGE_KEYS})
+    # The same bytes read as a grey image's: the streams do not match the layout.
+    with pytest.raises(CollagekitError, match="corrupt"):
+        unpack_streams(data, layout, {"y": (1, (64, 64))})
+
+
+def test_bad_options_give_clear_errors() -> None:
+    x = load_image(GREY, 1 << 20)
+    codec = SparseCollageCodec()
+    for options, match in [
+        ({"range_size": 12}, "power of two"),
+        ({"range_size": 4, "levels": 3}, "power of two"),
+        ({"contraction": 1.0}, "option contraction"),
+        ({"chroma": "quarter"}, "option chroma"),
+        ({"speed": 3}, "does not take the option"),
+    ]:
+        with pytest.raises(CollagekitError, match=match):
+            codec.encode(x, None, quality=None, device=CPU, options=options)
+    with pytest.raises(CollagekitError, match="quality"):
+        codec.encode(x, None, quality=101, device=CPU, options={})
+    with pytest.raises(CollagekitError, match="grey or RGB"):
+        codec.encode(torch.rand(1, 2, 16, 16), None, quality=None, device=CPU, options={})
+    with pytest.raises(CollagekitError, match="too small for range_size 16"):
+        codec.encode(torch.rand(1, 3, 20, 20), None, quality=None, device=CPU, options={})
