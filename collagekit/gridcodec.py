@@ -18,21 +18,28 @@ import torch
 from pydantic import ValidationError
 from torch import Tensor
 
-from collagekit import budget
+from collagekit import budget, sparse, tree
 from collagekit.budget import CollageGeometry, collage_decode_bytes
+from collagekit.codec import (
+    MAX_CLASS,
+    as_tensor,
+    decode_symbols,
+    encode_symbols,
+    from_tensor,
+    signed_from_streams,
+    signed_streams,
+)
 from collagekit.config import CollageConfig, Options, parse_options
 from collagekit.container import Container, header_int, header_shape
 from collagekit.errors import CollagekitError
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
-from collagekit import sparse, tree
-from collagekit.codec import MAX_CLASS, as_tensor, decode_symbols, encode_symbols, from_tensor, signed_from_streams, signed_streams
 from collagekit.operator import CollageParams, GridCollage
-from collagekit.search import Quantiser
-from collagekit.sparse import SparseParams
-from collagekit.progress import progress_bar
 from collagekit.plugins import ENV_SELECT
+from collagekit.progress import progress_bar
 from collagekit.registry import Registry, component_providers
+from collagekit.search import Quantiser
 from collagekit.solver import Solver, SolverStats
+from collagekit.sparse import SparseParams
 
 PARAM_PREFIX = "params."
 # A sparse code's real values are stored as multiples of a step (header ``quantiser``): weights (at most

@@ -116,3 +116,13 @@ def save_image(z: Tensor, path: Path) -> None:
     with atomic_output(path) as tmp:
         Image.fromarray(np.ascontiguousarray(array)).save(tmp)
 
+
+
+def codec_input_size(x: Tensor, codec: str, max_pixels: int) -> tuple[int, int]:
+    """An image codec's input (1 c h w), c = 1 or 3, checked -> (h, w); one line naming the codec otherwise."""
+    if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
+        raise CollagekitError(f"{codec} compresses grey or RGB images (1 c h w, c = 1 or 3), got shape {tuple(x.shape)}")
+    h, w = int(x.shape[2]), int(x.shape[3])
+    if h * w > max_pixels:
+        raise CollagekitError(f"the image has {h * w:,} pixels, above the limit of {max_pixels:,} (codec option max_pixels)")
+    return h, w

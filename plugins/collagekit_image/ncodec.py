@@ -42,7 +42,13 @@ from torch import Tensor
 from collagekit import budget
 from collagekit import deblock as deblocking
 from collagekit.budget import CollageGeometry, collage_decode_bytes
-from collagekit.codec import CellGrid, decode_latent_groups, encode_latent_groups, latent_container, read_latent_payload
+from collagekit.codec import (
+    CellGrid,
+    decode_latent_groups,
+    encode_latent_groups,
+    latent_container,
+    read_latent_payload,
+)
 from collagekit.colour import YCBCR_TO_RGB, rgb_to_ycbcr
 from collagekit.config import parse_options
 from collagekit.container import Container, header_int, header_shape
@@ -52,7 +58,12 @@ from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit.pretrained import LoadedModel
 from collagekit.progress import progress_bar
 from collagekit.registry import plugin_versions
-from collagekit_image.config import DEFAULT_CHUNK, NeuralCollageDecodeOptions, NeuralCollageEncodeOptions
+from collagekit_image.config import (
+    DEFAULT_CHUNK,
+    NeuralCollageDecodeOptions,
+    NeuralCollageEncodeOptions,
+)
+from collagekit_image.imageio import codec_input_size
 from collagekit_image.neural import Layout, NeuralCollageModel, Plane, pad_image
 from collagekit_image.pretrained import STORE
 
@@ -117,11 +128,7 @@ class NeuralCollageCodec:
     def encode(self, x: Tensor, registry: Any, *, quality: int | None, device: torch.device, options: dict[str, Any]) -> Container:
         """(1 c h w) in [0, 1], c = 1 or 3 -> a container."""
         opts = parse_options(f"codec {self.name!r}", self.encode_options, options)
-        if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
-            raise CollagekitError(f"{NAME} compresses grey or RGB images (1 c h w, c = 1 or 3), got shape {tuple(x.shape)}")
-        h, w = int(x.shape[2]), int(x.shape[3])
-        if h * w > opts.max_pixels:
-            raise CollagekitError(f"the image has {h * w:,} pixels, above the limit of {opts.max_pixels:,} (codec option max_pixels)")
+        h, w = codec_input_size(x, NAME, opts.max_pixels)
         loaded = STORE.load(str(opts.model or STORE.for_quality(quality)))
         lmbda = _rd_weight(loaded, opts.rdo)
         latents = encode_latents(loaded.model.to(device), x.to(device), opts.chunk, lmbda)

@@ -60,6 +60,7 @@ from collagekit_image.config import (
     SparseCollageDecodeOptions,
     SparseCollageEncodeOptions,
 )
+from collagekit_image.imageio import codec_input_size
 
 NAME = "sparse-collage"
 DEFAULT_SOLVER = {"tol": 1e-4, "max_iter": 200}
@@ -295,11 +296,7 @@ class SparseCollageCodec:
     def encode(self, x: Tensor, registry: Any, *, quality: int | None, device: torch.device, options: dict[str, Any]) -> Container:
         """(1 c h w) in [0, 1], c = 1 or 3 -> a container."""
         opts = parse_options(f"codec {self.name!r}", self.encode_options, options)
-        if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
-            raise CollagekitError(f"{NAME} compresses grey or RGB images (1 c h w, c = 1 or 3), got shape {tuple(x.shape)}")
-        h, w = int(x.shape[2]), int(x.shape[3])
-        if h * w > opts.max_pixels:
-            raise CollagekitError(f"the image has {h * w:,} pixels, above the limit of {opts.max_pixels:,} (codec option max_pixels)")
+        h, w = codec_input_size(x, NAME, opts.max_pixels)
         if opts.range_size & (opts.range_size - 1) or opts.range_size >> (opts.levels - 1) < 2:
             raise CollagekitError(f"{NAME}: range_size must be a power of two whose {opts.levels} levels end at 2 pixels or more, got {opts.range_size}")
         lmbda = opts.lmbda if opts.lmbda is not None else lmbda_for_quality(50 if quality is None else quality)
