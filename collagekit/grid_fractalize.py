@@ -19,8 +19,14 @@ from collagekit import budget
 from collagekit.budget import CollageGeometry, collage_decode_bytes, collage_fit_bytes
 from collagekit.container import SIGNAL_ATTRS, from_bytes, to_bytes
 from collagekit.errors import CollagekitError
-from collagekit.gridcodec import GridCollageCodec, bias_step_for, decode_grid
+from collagekit.gridcodec import (
+    GridCollageCodec,
+    bias_step_for,
+    decode_grid,
+    on_lattice,
+)
 from collagekit.metrics import psnr
+from collagekit.sparse import SparseParams
 from collagekit.tasks import Coded, FractalizeTask, GridFractalizeConfig
 
 __all__ = ["GridFractalizeConfig", "GridFractalizeTask"]
@@ -67,6 +73,8 @@ class GridFractalizeTask(FractalizeTask):
         if not all(bool(torch.isfinite(t).all()) for t in params):
             raise CollagekitError("the fit diverged (its parameters are NaN or infinite); lower encoder.lr or use fewer steps")
 
+        if isinstance(params, SparseParams):
+            params = on_lattice(collage, params, x)
         container = GridCollageCodec.pack(
             modality=self.modality,
             collage_config=cfg.collage,

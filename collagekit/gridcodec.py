@@ -197,13 +197,45 @@ def _quantiser(entry: Any, bad: Callable[[str], CollagekitError]) -> dict[str, f
     return {key: float(step) for key, step in entry.items()}
 
 
+def on_lattice(collage: GridCollage, params: SparseParams, x: Tensor) -> SparseParams:
+    """A fitted sparse code of x (b c *spatial) with its weights moved to the stored lattice and every
+    offset refitted to them: a leaf's mean is ``sum_j w_j mean(S_j) + b``, so rounding a weight by d
+    moves it by ``d mean(S_j)``, which the offset takes back. Without this a flat region (a weight near
+    rho on a source near 1) drifts by up to ``d / (1 - rho)`` on the attractor: 5 grey levels."""
+    if not collage.sources:
+        return params
+    spatial = tuple(x.shape[2:])
+    part = collage.partitioner
+    grid, top = part.range_grid(spatial), part.range_size(1)
+    with torch.no_grad():
+        w = sparse.effective_weights(params.weight, collage.contraction)
+        lattice = Quantiser(weight_step=WEIGHT_STEP, bias_step=1.0).weights(w, collage.contraction)
+        padded = sparse.pad_to(x.detach(), tuple(g * t for g, t in zip(grid, top)))
+        cells = tree.leaves(params.split, sparse.planes_of(collage, params, spatial), grid, top, part.levels)
+        shift, first = [], 0
+        for level, level_cells in enumerate(cells):
+            rows = slice(first, first + len(level_cells))
+            first += len(level_cells)
+            if not len(level_cells):
+                continue
+            means = sparse.level_candidates(collage, padded, spatial, level).mean(-1)  # (p S)
+            source_means = means[level_cells.plane[:, None].to(means.device), params.index[rows]]  # (m j)
+            shift.append(((w[rows] - lattice[rows]) * source_means).sum(-1))
+        bias = params.bias + torch.cat(shift) if shift else params.bias
+    return SparseParams(params.split, params.index, sparse.raw_weights(lattice, collage.contraction), params.const_index, params.aux, bias)
+
+
 def bias_step_for(x: Tensor) -> float:
     """(b c *spatial) signal -> the offsets' quantiser step: its RMS about its mean over 256 (rounding
     noise ~60 dB below the signal, ~33 dB at worst after the attractor's 1 / (1 - rho) gain), a power
-    of two, within the steps a header may carry."""
-    rms = float((x.detach().double() - x.detach().double().mean()).pow(2).mean().sqrt())
-    step = 2.0 ** math.floor(math.log2(max(rms, MIN_STEP * 256) / 256))
-    return min(max(step, MIN_STEP), MAX_STEP)
+    of two, within the steps a header may carry, and no finer than its peak over 2**20: an offset is at
+    most about twice the peak, so its magnitude stays far below 2**MAX_CLASS steps even where the
+    signal is flat (RMS 0)."""
+    signal = x.detach().double()
+    rms = float((signal - signal.mean()).pow(2).mean().sqrt())
+    peak = float(signal.abs().max()) if signal.numel() else 0.0
+    finest = max(rms / 256, peak * 2.0**-20, MIN_STEP)
+    return min(2.0 ** math.floor(math.log2(finest)), MAX_STEP)
 
 
 def _sparse_streams_layout(collage: GridCollage, spatial: tuple[int, ...]) -> tuple[list[str], dict[str, int]]:

@@ -368,3 +368,29 @@ def test_sparse_codes_round_trip_through_clg_files(tmp_path: Path) -> None:
     with pytest.raises(CollagekitError, match="quantiser step"):
         GridCollageCodec.pack(modality="image", collage_config=config, collage=collage, params=code, solver=solver,
                               signal_shape=(3, 24, 20), created_by={}, bias_step=float("nan"))
+
+
+def test_flat_signals_store_their_offsets() -> None:
+    """A flat signal has RMS 0; the offsets' step still keeps its level (up to twice its peak) storable
+    (a white image once reached 'too large to store'), and the offsets refitted to the weights' lattice
+    keep it exact (without the refit a weight near rho moved -0.9 to -0.886)."""
+    from collagekit.config import CollageConfig
+    from collagekit.gridcodec import bias_step_for, on_lattice
+    from collagekit.recipe import RecipeModels
+    from collagekit.registry import get_registry
+
+    registry = get_registry()
+    config = RecipeModels(registry).specialize(CollageConfig).model_validate({
+        "partitioner": {"name": "tiles2d", "range_size": 8, "levels": 2, "domain_size": 16, "domain_stride": 8},
+        "mixing": "sparse", "sources": 1,
+    })
+    collage = config.build(registry)
+    solver = registry.build("solver", registry.get("solver", "picard").Config(tol=1e-7, max_iter=300))
+    for level in (1.0, -0.9, 0.0):
+        x = torch.full((1, 1, 16, 16), level)
+        code = on_lattice(collage, search(collage, x, ranges=8), x)
+        container = GridCollageCodec.pack(modality="image", collage_config=config, collage=collage, params=code, solver=solver,
+                                          signal_shape=(1, 16, 16), created_by={}, bias_step=bias_step_for(x))
+        back_collage, back, back_solver, shape = GridCollageCodec.unpack(from_bytes(to_bytes(container)), registry)
+        decoded = decode_grid(back_collage, back, back_solver, shape, 1, torch.device("cpu"))
+        assert float((decoded - x).abs().max()) < 1e-4, level
