@@ -69,18 +69,18 @@ def signed_streams(name: str, q: Tensor) -> tuple[dict[str, Tensor], dict[str, i
     """(n,) int64 with |q| < 2**MAX_CLASS -> three streams for :func:`encode_symbols` and their alphabets.
 
     ``name.c``: each value's magnitude class (its bit length, 0 for zero: the categorical model learns
-    the spread); ``name.s``: the sign of every non-zero value; ``name.m``: the bits below each leading
-    one, most significant first (near uniform, so a value costs about its own bit length plus its
+    the spread); ``name.s``: the sign of every non-zero value; ``name.m``: the bits below the leading
+    ones, position by position (near uniform, so a value costs about its own bit length plus its
     class's entropy). Like JPEG's size category with its extra bits."""
     mag = q.abs()
     if mag.numel() and int(mag.max()) >= 1 << MAX_CLASS:
         raise ValueError(f"stream {name!r}: a magnitude reaches 2**{MAX_CLASS}")
     cls = torch.frexp(mag.double()).exponent.long()  # the bit length, exact (mag = m 2**e, 0.5 <= m < 1; 0 -> 0)
     low = (cls - 1).clamp_min(0)  # bits below the leading one
-    position = torch.arange(MAX_CLASS - 1)  # (p,) bit p below the leading one
-    shift = low[:, None] - 1 - position[None]  # (n p)
-    bits = (mag[:, None] >> shift.clamp_min(0)) & 1
-    streams = {f"{name}.c": cls, f"{name}.s": (q[mag > 0] < 0).long(), f"{name}.m": bits[shift >= 0]}
+    # Bit position by position (the first bit below the leading one of every value that has one, then
+    # the second, ...): temporaries of n values, never n x MAX_CLASS.
+    bits = [(mag[low > p] >> (low[low > p] - 1 - p)) & 1 for p in range(int(low.max()) if low.numel() else 0)]
+    streams = {f"{name}.c": cls, f"{name}.s": (q[mag > 0] < 0).long(), f"{name}.m": torch.cat(bits) if bits else low[:0]}
     return streams, {f"{name}.c": MAX_CLASS + 1, f"{name}.s": 2, f"{name}.m": 2}
 
 
@@ -98,11 +98,13 @@ def signed_from_streams(name: str, decoded: Mapping[str, np.ndarray], count: int
     low = (cls - 1).clamp_min(0)
     if sign.numel() != int((cls > 0).sum()) or bits.numel() != int(low.sum()):
         raise fail(f"streams {name}.s and {name}.m do not match the classes in {name}.c")
-    start = torch.cumsum(low, 0) - low  # where each value's bits begin
     mag = torch.where(cls > 0, 1 << low, 0)
+    first = 0
     for p in range(int(low.max()) if count else 0):  # bit p below the leading one, for every value that has it
         has = low > p
-        mag[has] += bits[start[has] + p] << (low[has] - 1 - p)
+        n = int(has.sum())
+        mag[has] += bits[first : first + n] << (low[has] - 1 - p)
+        first += n
     mag[cls > 0] *= 1 - 2 * sign
     return mag
 
