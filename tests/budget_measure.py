@@ -95,6 +95,7 @@ def prepare(tmp: Path) -> None:
     _collagekit("compress", str(image), "-o", str(tmp / "nc.clg"))
     _collagekit("compress", str(image), "-o", str(tmp / "nc_plain.clg"), "-O", "rdo=false")  # keeps the domain weights: longer solves
     _collagekit("compress", str(image), "-o", str(tmp / "pifs.clg"), "--method", "pifs")
+    _collagekit("compress", str(image), "-o", str(tmp / "sparse.clg"), "--method", "sparse-collage")
     _collagekit("compress", str(DATA / "trumpet_stereo_100ms.flac"), "-o", str(tmp / "audio.clg"))
 
 
@@ -120,6 +121,8 @@ def cases(tmp: Path, quick: bool) -> list[dict[str, Any]]:
         out.append(decode(f"neural-collage 256x256 RGB without rate-distortion choice (rdo=false), scale {scale}", "nc_plain.clg", ".png", scale))
     for scale in (1, 4) if quick else (1, 4, 8):
         out.append(decode(f"pifs 256x256 RGB, scale {scale}", "pifs.clg", ".png", scale))
+    for scale in (1, 4) if quick else (1, 4, 8):
+        out.append(decode(f"sparse-collage 256x256 RGB, scale {scale}", "sparse.clg", ".png", scale))
     for scale in (1, 16) if quick else (1, 16, 64):
         out.append(decode(f"audio-collage 0.1 s stereo 44.1 kHz, scale {scale}", "audio.clg", ".wav", scale))
     out.extend(audio_fit_cases(tmp, quick))

@@ -131,7 +131,7 @@ def test_quantiser_keeps_several_sources_inside_the_ball() -> None:
 
 
 # ---------------------------------------------------------------- the codec
-def test_cli_round_trip_and_scale(tmp_path: Path) -> None:
+def test_cli_round_trip_and_scale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "k.clg"
     made = invoke("compress", str(RGB), "--method", "sparse-collage", "--quality", "70", "-o", str(out), *[part for k, v in SMALL.items() for part in ("-O", f"{k}={v}")])
     assert made.returncode == 0, made.stderr
@@ -145,6 +145,11 @@ def test_cli_round_trip_and_scale(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     with Image.open(tmp_path / "k2.png") as image:
         assert image.size == (128, 128) and image.mode == "RGB"
+    # Memory is estimated before decoding: above the limit, one line and no output.
+    monkeypatch.setenv("COLLAGEKIT_MAX_MEMORY", "64M")
+    limited = invoke("decompress", str(out), "-o", str(tmp_path / "k8.png"), "--scale", "8")
+    assert limited.returncode == 1 and limited.stderr.strip().startswith("error: ") and len(limited.stderr.strip().splitlines()) == 1
+    assert "COLLAGEKIT_MAX_MEMORY" in limited.stderr and not (tmp_path / "k8.png").exists()
 
 
 def test_grey_round_trip_and_rate_knob() -> None:

@@ -40,8 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from collagekit import budget, sparse, tree
 from collagekit import deblock as deblocking
-from collagekit import sparse, tree
+from collagekit.budget import CollageGeometry, collage_decode_bytes, collage_fit_bytes
 from collagekit.codec import as_tensor, decode_symbols, encode_symbols, from_tensor
 from collagekit.colour import YCBCR_TO_RGB, rgb_to_ycbcr, ycbcr_to_rgb
 from collagekit.config import parse_options
@@ -303,10 +304,16 @@ class SparseCollageCodec:
         layout = Layout(**{k: getattr(opts, k) for k in COLLAGE_KEYS})
         image = x.detach().float().cpu()
         image = rgb_to_ycbcr(image) if x.shape[1] == 3 else image
-        codes, shapes, factors = {}, {}, {}
-        for g, planes, factor in _groups(image, opts.chroma):
+        groups = _groups(image, opts.chroma)
+        for g, planes, factor in groups:
             if not _fits(tuple(planes.shape[2:]), opts.range_size):
                 raise CollagekitError(f"{NAME}: the image ({w}x{h}) is too small for range_size {opts.range_size} (its domains are twice that); use a smaller range_size")
+        # The search of the larger group, then the decode the deblocking filter is fitted on.
+        search = max(collage_fit_bytes(CollageGeometry.of_collage(layout.collage(), tuple(planes.shape[2:])), planes.shape[1], DEFAULT_SOLVER)
+                     for _, planes, _ in groups)  # fmt: skip
+        budget.check(search, f"searching a {w}x{h} image", "use a smaller image or larger range cells")
+        codes, shapes, factors = {}, {}, {}
+        for g, planes, factor in groups:
             weight = 1.0 if g == "y" else _chroma_weight(factor)
             spatial = tuple(planes.shape[2:])
             found = search_tree(layout.collage(), planes, layout.quantiser())
@@ -336,6 +343,11 @@ class SparseCollageCodec:
         if not isinstance(scale, int) or scale < 1:
             raise CollagekitError(f"scale must be a positive integer, got {scale!r}")
         layout, info = read_header(container)
+        elements = info["channels"] * math.prod(info["spatial"]) * scale * scale
+        if elements > DEFAULT_MAX_ELEMENTS:
+            raise CollagekitError(f"decoding at scale {scale} needs {elements:,} values, above the limit of {DEFAULT_MAX_ELEMENTS:,}; use a smaller scale")
+        size = "x".join(map(str, reversed(info["spatial"])))
+        budget.check(decode_bytes(layout, info, scale), f"decoding a {size} image at scale {scale}", "use a smaller scale or image")
         if set(container.tensors) != {"streams"}:
             raise CollagekitError(f"corrupt .clg file: a {NAME} file holds one tensor 'streams', found {sorted(container.tensors)}")
         data = from_tensor(container.tensors["streams"], f"{NAME} streams")
@@ -346,6 +358,23 @@ class SparseCollageCodec:
         if info["deblock"] is not None:
             z = torch.cat([deblocking.apply(z[:, c : c + 1], info["deblock"][c], *_borders(layout), scale) for c in range(z.shape[1])], dim=1)
         return (ycbcr_to_rgb(z) if z.shape[1] == 3 else z).clamp(0.0, 1.0)
+
+
+# Float32 copies of the decoded planes kept while they become the image: the planes, the deblocking
+# filter's basis signal and output, the colour transform, the clip (as the neural-collage codec counts).
+OUTPUT_COPIES = 6
+
+
+def decode_bytes(layout: Layout, info: dict[str, Any], scale: int) -> int:
+    """Peak working memory of a decode at ``scale``: the larger plane group's solve on top of the decoded
+    planes, then the output's copies."""
+    collage = layout.collage()
+    solves = [
+        collage_decode_bytes(CollageGeometry.of_collage(collage, size), count, info["factors"][g] * scale, {"method": "picard"}, output=0)
+        for g, (count, size) in info["shapes"].items()
+    ]
+    output = info["channels"] * math.prod(info["spatial"]) * scale * scale
+    return max(solves) + budget.FLOAT * (OUTPUT_COPIES + budget.SAVE_COPIES) * output
 
 
 def _fits(size: tuple[int, ...], top: int) -> bool:
