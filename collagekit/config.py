@@ -97,6 +97,14 @@ class FitConfig(ComponentConfig):
     lr: float = Field(0.05, gt=0, description="Adam learning rate")
 
 
+class ShortlistConfig(StrictModel):
+    """A search shortlist's architecture (:mod:`collagekit.shortlist`), stored with its weights."""
+
+    samples: list[int] = Field([16, 64], min_length=1, description="cell sizes (samples per range cell) that get a network; others are searched exhaustively")
+    classes: int = Field(64, ge=2, le=4096, description="classes the blocks are sorted into")
+    hidden: int = Field(64, ge=4, le=1024, description="width of each network's two hidden layers")
+
+
 class SearchConfig(ComponentConfig):
     name: Literal["search"] = "search"
     ranges: int | None = Field(None, ge=1, le=1 << 24, description="range cells (leaves) per channel (the code's size)")

@@ -49,6 +49,8 @@ class ModelStore:
     prefix: shipped models named ``<prefix><N>`` are quality level N.
     config: the architecture's pydantic model; build: config -> the (untrained) module.
     what: how errors name the models ("Neural Collage model").
+    subfolder: the folder under the package that holds them (a codec with several kinds of model
+    keeps each kind in its own).
     """
 
     package: str
@@ -57,9 +59,10 @@ class ModelStore:
     config: type[BaseModel]
     build: Callable[[Any], nn.Module]
     what: str
+    subfolder: str = "models"
 
     def folder(self) -> Path:
-        return Path(str(files(self.package) / "models"))
+        return Path(str(files(self.package) / self.subfolder))
 
     def shipped(self) -> dict[str, Path]:
         """Name -> path of every model shipped with the package."""

@@ -34,6 +34,7 @@ from collagekit.errors import CollagekitError
 from collagekit.fit import FitSettings, refine
 from collagekit.interfaces import Encoder
 from collagekit.operator import GridCollage
+from collagekit.shortlist import Shortlist
 from collagekit.solver import Solver
 from collagekit.sparse import SparseParams
 
@@ -127,29 +128,70 @@ def _flat(ranges: Tensor, quantiser: Quantiser | None) -> tuple[Tensor, Tensor]:
     return bias, ((ranges - mean[:, None]) ** 2).sum(-1) + ranges.shape[-1] * (bias - mean) ** 2
 
 
-def _best_single(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: Tensor) -> Tensor:
-    """(m r) centred ranges of one plane, (S r) its centred candidates, their squared norms (S,), the
-    (m t) candidates each range already took -> (m,) index of the candidate not taken with the least
-    error at its clamped least-squares weight. Works in chunks of ranges: S grows with the signal, so
-    no (m S) array is ever whole (a 5.7 s stereo clip has m * S ~ 8e9 pairs at its finest level)."""
+def _best_single(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: Tensor) -> tuple[Tensor, Tensor]:
+    """(m r) centred ranges of one plane, (S r) centred candidates, their squared norms (S,), the (m t)
+    candidates each range already took (-1: none of these) -> (m,) index of the candidate not taken
+    with the least error at its clamped least-squares weight, and that error minus ``|R~|^2`` (m,).
+    Works in chunks of ranges: S grows with the signal, so no (m S) array is ever whole (a 5.7 s stereo
+    clip has m * S ~ 8e9 pairs at its finest level)."""
     chunk = max(1, CHUNK // max(1, cands.shape[0]))
     # Written in place: small results kept between the chunks' large temporaries fragment the heap.
     best = torch.empty(rc.shape[0], dtype=torch.long)
+    least = torch.empty(rc.shape[0], dtype=rc.dtype)
     safe = norms.clamp_min(1e-12)
     for i in range(0, rc.shape[0], chunk):
         cross = rc[i : i + chunk] @ cands.T  # (c S)
         # In place, the same values as s * (s * norms - 2 * cross): three (c S) temporaries, not six.
         s = torch.div(cross, safe).clamp_(-limit, limit)
         err = torch.mul(s, norms).sub_(cross, alpha=2).mul_(s)  # the error up to |R~|^2, the same for every candidate
-        err.scatter_(1, taken[i : i + chunk], float("inf"))
-        torch.argmin(err, -1, out=best[i : i + chunk])
+        for column in taken[i : i + chunk].T:
+            rows = (column >= 0).nonzero().squeeze(1)
+            err[rows, column[rows]] = float("inf")
+        torch.min(err, -1, out=(least[i : i + chunk], best[i : i + chunk]))
+    return best, least
+
+
+def _best_listed(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: Tensor, listed: Tensor, source_class: Tensor) -> Tensor:
+    """As :func:`_best_single`, but each range is compared only with the sources whose class
+    (``source_class`` (S,)) is one of its ``listed`` classes (m b): one exhaustive search per class.
+    A range none of whose classes holds a source gets source 0 (its exact fit still decides)."""
+    best = torch.zeros(rc.shape[0], dtype=torch.long)
+    least = torch.full((rc.shape[0],), float("inf"), dtype=rc.dtype)
+    classes = int(max(int(listed.max()), int(source_class.max()))) + 1
+    by_class = source_class.argsort()
+    ends = torch.bincount(source_class, minlength=classes).cumsum(0).tolist()
+    local = torch.full((cands.shape[0],), -1, dtype=torch.long)
+    for probe in listed.T:
+        order = probe.argsort()
+        range_ends = torch.bincount(probe, minlength=classes).cumsum(0).tolist()
+        for k in range(classes):
+            rows = order[(range_ends[k - 1] if k else 0) : range_ends[k]]
+            cols = by_class[(ends[k - 1] if k else 0) : ends[k]]
+            if rows.numel() == 0 or cols.numel() == 0:
+                continue
+            local[cols] = torch.arange(cols.numel())
+            held = taken[rows]
+            pick, err = _best_single(rc[rows], cands[cols], norms[cols], limit, torch.where(held >= 0, local[held.clamp_min(0)], -1))
+            local[cols] = -1
+            better = err < least[rows]
+            least[rows] = torch.where(better, err, least[rows])
+            best[rows] = torch.where(better, cols[pick], best[rows])
     return best
 
 
 def search_level(
-    collage: GridCollage, padded: Tensor, spatial: tuple[int, ...], level: int, cells: tree.Cells, quantiser: Quantiser | None = None
+    collage: GridCollage,
+    padded: Tensor,
+    spatial: tuple[int, ...],
+    level: int,
+    cells: tree.Cells,
+    quantiser: Quantiser | None = None,
+    shortlist: Shortlist | None = None,
+    probes: int = 2,
 ) -> LevelCodes:
-    """Best ``collage.sources`` sources, weights and bias of every cell of one level."""
+    """Best ``collage.sources`` sources, weights and bias of every cell of one level (among the
+    sources of each range's ``probes`` most likely classes where the ``shortlist`` has a network for
+    this level's cell size)."""
     j = collage.sources
     ranges = sparse.cell_blocks(padded, cells)  # (m r)
     m = ranges.shape[0]
@@ -165,13 +207,19 @@ def search_level(
     limit = collage.contraction
     index = torch.zeros(m, j, dtype=torch.long)
     residual = ranges - ranges.mean(-1, keepdim=True)
+    listed = shortlist is not None and shortlist.covers(ranges.shape[-1])
     for plane in range(cands.shape[0]):
         rows = (cells.plane == plane).nonzero().squeeze(1)
         if rows.numel() == 0:
             continue
         res = residual[rows]
+        if listed:
+            range_classes, source_class = shortlist.lists(ranges[rows], raw[plane], probes)
         for slot in range(j):  # matching pursuit: each pick explains what the earlier ones left
-            pick = _best_single(res, cands[plane], norms[plane], limit, index[rows, :slot])
+            if listed:
+                pick = _best_listed(res, cands[plane], norms[plane], limit, index[rows, :slot], range_classes, source_class)
+            else:
+                pick, _ = _best_single(res, cands[plane], norms[plane], limit, index[rows, :slot])
             index[rows, slot] = pick
             chosen = cands[plane][pick]
             s = ((res * chosen).sum(-1) / norms[plane][pick].clamp_min(1e-12)).clamp(-limit, limit)
@@ -316,8 +364,12 @@ class SearchTree:
         )
 
 
-def search_tree(collage: GridCollage, x: Tensor, quantiser: Quantiser | None = None) -> SearchTree:
-    """x (b c *spatial) -> the best code of every cell of the full tree (the expensive part of a search)."""
+def search_tree(
+    collage: GridCollage, x: Tensor, quantiser: Quantiser | None = None, shortlist: Shortlist | None = None, probes: int = 2
+) -> SearchTree:
+    """x (b c *spatial) -> the best code of every cell of the full tree (the expensive part of a search);
+    with a ``shortlist``, each range is compared only with the sources of its ``probes`` most likely
+    classes (the amortized search)."""
     if not collage.sparse:
         raise CollagekitError("the collage search codes sparse collages (mixing: sparse)")
     if collage.constants:
@@ -330,8 +382,31 @@ def search_tree(collage: GridCollage, x: Tensor, quantiser: Quantiser | None = N
     with torch.no_grad():
         padded = sparse.pad_to(x.detach(), tuple(g * t for g, t in zip(grid, top)))
         nodes = tree.full_tree(b * c, grid, top, levels)
-        codes = [search_level(collage, padded, spatial, level, cells, quantiser) for level, cells in enumerate(nodes)]
+        codes = [search_level(collage, padded, spatial, level, cells, quantiser, shortlist, probes) for level, cells in enumerate(nodes)]
     return SearchTree(collage, codes, b * c, [math.prod(s) for s in sizes], quantiser, x.new_empty(0))
+
+
+def best_pairs(collage: GridCollage, x: Tensor, level: int) -> tuple[Tensor, Tensor, Tensor]:
+    """x (b c *spatial) -> the blocks of every cell of ``level`` (m r), the source the exhaustive search
+    picks for each (m r) and every source of the level (p S r), p = b * c planes: what a
+    :class:`~collagekit.shortlist.Shortlist` learns from."""
+    part = collage.partitioner
+    b, c, *spatial_list = x.shape
+    spatial = tuple(spatial_list)
+    grid, top = part.range_grid(spatial), part.range_size(1)
+    with torch.no_grad():
+        padded = sparse.pad_to(x.detach(), tuple(g * t for g, t in zip(grid, top)))
+        cells = tree.full_tree(b * c, grid, top, part.levels)[level]
+        ranges = sparse.cell_blocks(padded, cells)  # (m r)
+        raw = sparse.level_candidates(collage, padded, spatial, level)  # (p S r)
+        cands = raw - raw.mean(-1, keepdim=True)
+        matches = torch.empty_like(ranges)
+        for plane in range(raw.shape[0]):
+            rows = (cells.plane == plane).nonzero().squeeze(1)
+            res = ranges[rows] - ranges[rows].mean(-1, keepdim=True)
+            pick, _ = _best_single(res, cands[plane], (cands[plane] ** 2).sum(-1), collage.contraction, torch.zeros(rows.numel(), 0, dtype=torch.long))
+            matches[rows] = raw[plane][pick]
+    return ranges, matches, raw
 
 
 def search(collage: GridCollage, x: Tensor, *, ranges: int | None = None, split_tol: float = 0.02) -> SparseParams:

@@ -30,6 +30,16 @@ CASES = {
         "decoded": "d.wav",
         "count": ("clips", 2),
     },
+    "sparse-collage shortlist": {
+        "recipe": "sparse_collage_train.yaml",
+        "files": {"photo_a.png": "kodim05_64.png", "bsd200_2092.png": "kodim05_64.png"},
+        "overrides": ["options.range_size=8", "model.hidden=8", "model.classes=4", "training.batch_size=16"],
+        "sample": DATA / "kodim05_64.png",
+        "decoded": "d.png",
+        "count": ("images", 1),
+        "compress": ["--method", "sparse-collage", "-O", "range_size=8", "-O", "shortlist={export}"],
+        "decompress": [],
+    },
 }
 
 
@@ -56,11 +66,12 @@ def test_training_recipe_trains_resumes_exports_and_the_model_compresses(kind: s
     assert json.loads((out / "train_metrics.json").read_text())["resumed_from"] == 2
 
     code = tmp_path / "x.clg"
-    assert invoke("compress", str(case["sample"]), "-o", str(code), "--model", str(export)).returncode == 0
+    compress = [arg.format(export=export) for arg in case.get("compress", ["--model", "{export}"])]
+    assert invoke("compress", str(case["sample"]), "-o", str(code), *compress).returncode == 0
     decoded = tmp_path / case["decoded"]
-    result = invoke("decompress", str(code), "-o", str(decoded), f"--model={export}")
+    result = invoke("decompress", str(code), "-o", str(decoded), *case.get("decompress", [f"--model={export}"]))
     assert result.returncode == 0, result.stderr
-    if kind == "image":
+    if decoded.suffix == ".png":
         assert Image.open(decoded).size == Image.open(case["sample"]).size
 
 

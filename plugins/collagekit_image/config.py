@@ -13,6 +13,7 @@ from collagekit.config import (
     ComponentConfig,
     GridConfig,
     Options,
+    ShortlistConfig,
     StrictModel,
     TrainingConfig,
 )
@@ -93,6 +94,11 @@ class SparseCollageEncodeOptions(Options):
     contraction: float = Field(0.95, gt=0, lt=1, description="bound on the sum of a range's weight magnitudes")
     bias_step: float = Field(4.0, gt=0, le=32, description="bias lattice step in 8-bit grey levels")
     chroma: Literal["half", "full"] = Field("half", description="chroma planes at half or full resolution")
+    search: Literal["shortlist", "exhaustive"] = Field(
+        "shortlist", description="compare each range with the shortlist network's candidates only (amortized), or with every source"
+    )
+    shortlist: str = Field("shortlist", description="the search shortlist: a shipped name or a .safetensors path (sparse_collage_train)")
+    probes: int = Field(2, ge=1, le=64, description="classes of the shortlist each range is compared with (more: slower, closer to exhaustive)")
     deblock: bool = Field(True, description="fit the deblocking post-filter's strengths and store them")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="refuse larger images")
 
@@ -129,6 +135,24 @@ class ImageTrainConfig(CodecTrainConfig):
     training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(steps=2000, batch_size=16, lr=1e-3, warmup_steps=100, log_every=50, checkpoint_every=500))
 
 
+class SparseCollageTrainConfig(CodecTrainConfig):
+    task: Literal["sparse_collage_train"] = "sparse_collage_train"
+    data: str | None = Field(None, description="folder of training images (default: $COLLAGEKIT_DATA/train_images); never Kodak")
+    out_dir: str = Field("outputs/sparse_collage_train", description="checkpoints, the training log and (by default) the exported shortlist")
+    lmbda: float = Field(
+        0.5, gt=0, description="weight of the search's cost (the share of pairs compared, times the classes) against missing the exhaustive search's pick"
+    )
+    images: int = Field(64, ge=1, le=10_000, description="training images the examples are searched in (drawn with the seed)")
+    min_rms: float = Field(2.0, ge=0, description="leave out range cells flatter than this RMS in grey levels (they are coded flat)")
+    probes: int = Field(2, ge=1, le=64, description="classes listed per range in the reported recall and compared share (the codec's default)")
+    options: SparseCollageEncodeOptions = Field(default_factory=SparseCollageEncodeOptions, description="the codec options whose layout the examples are searched with")
+    hold_out_validation: bool = Field(
+        True, description="skip the validation split's files (collagekit_image/validation_images.txt): design decisions are judged on them"
+    )
+    model: ShortlistConfig = Field(default_factory=ShortlistConfig)
+    training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(steps=3000, batch_size=1024, lr=3e-3, warmup_steps=100, log_every=100, checkpoint_every=1000))
+
+
 class ImageCompressConfig(FileTaskConfig):
     task: Literal["image_compress"] = "image_compress"
     input: str | None = Field(None, description="image to compress (default: the sample shipped with collagekit_image)")
@@ -159,6 +183,7 @@ class KodakOptions(Options):
     anchors: str | None = Field(None, description="comma-separated anchor codecs: jpeg, webp, jpeg2000, avif, jpegxl (default: those available here)")
     pifs: bool = Field(True, description="also run the classical PIFS codec")
     sparse: bool = Field(True, description="also run the sparse-collage search codec over its lmbda ladder")
+    pifs_exhaustive: int = Field(0, ge=0, description="also sweep PIFS with its exhaustive search on the first N images (slow): the paper's speed comparison")
 
 
 class SparseBenchOptions(Options):

@@ -25,9 +25,12 @@ section 4).
   compared codec reaches at that rate, with each codec's own count.
 * Per model: mean bpp, PSNR and times, and each anchor's PSNR at that image's Neural Collage bpp; its
   encode time against the PIFS sweep's encode time interpolated (in log-time) at the same PSNR.
+* sparse-collage's encode time against PIFS's at equal PSNR: per sparse-collage point inside a PIFS
+  sweep's PSNR range, PIFS's encode seconds interpolated there over sparse-collage's; the median ratio,
+  against the nearest-neighbour sweep and (``pifs_exhaustive=N``, the first N images) the exhaustive one.
 
 Options: ``limit=N`` (first N images), ``repeats=R``, ``models=...``, ``anchors=jpeg,webp,...``,
-``pifs=false``, ``sparse=false``, ``images=validation|FILE``, ``results=STEM`` (results file names; default ``kodak``, or
+``pifs=false``, ``pifs_exhaustive=N``, ``sparse=false``, ``images=validation|FILE``, ``results=STEM`` (results file names; default ``kodak``, or
 ``kodak_validation`` with ``images=validation``).
 """
 
@@ -242,6 +245,8 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         if with_pifs:
             row["pifs"] = pifs_curve(x, "nearest", PIFS_RMS, torch.device("cpu"), {})
             row["anchors"]["pifs"] = [(r["bpp"], r["psnr_db"]) for r in row["pifs"]]
+        if len(rows) < ctx.option("pifs_exhaustive"):
+            row["pifs_exhaustive"] = pifs_curve(x, "exhaustive", PIFS_RMS, torch.device("cpu"), {})
         if with_sparse:
             # On the CPU like PIFS: the search has not been tuned for an accelerator.
             row["sparse"] = sparse_curve(x, SPARSE_LAMBDAS, torch.device("cpu"))
@@ -355,6 +360,12 @@ def summarise(rows: list[dict[str, Any]], models: list[str], anchors: list[str])
         **{f"sparse_bd_rate_vs_{a}": b["bd_rate_pct"] for a, b in bd_sparse.items()},
     }
     if bd_sparse:
+        for search in ("pifs", "pifs_exhaustive"):
+            ratios = sparse_speedup(rows, search)
+            if ratios:
+                summary[f"sparse_speedup_vs_{search}"] = round(statistics.median(ratios), 2)
+                summary[f"sparse_speedup_vs_{search}_points"] = len(ratios)
+                summary[f"sparse_speedup_vs_{search}_images"] = sum(search in r for r in rows)
         points = [p for r in rows for p in r["sparse"]]
         summary["sparse_encode_s_median"] = round(statistics.median(p["encode_s"] for p in points), 3)
         summary["sparse_encode_s_max"] = round(max(p["encode_s"] for p in points), 3)
@@ -369,6 +380,21 @@ def summarise(rows: list[dict[str, Any]], models: list[str], anchors: list[str])
     summary["encode_s_median"] = per_model[0]["encode_s_median"] if per_model else None
     summary["decode_s_median"] = per_model[0]["decode_s_median"] if per_model else None
     return summary, {"bd": bd, "bd_sparse": bd_sparse, "bd_vs_jpeg": vs_jpeg, "fixed_rate": fixed, "models": per_model}
+
+
+def sparse_speedup(rows: list[dict[str, Any]], search: str) -> list[float]:
+    """Per sparse-collage point whose PSNR a PIFS sweep (``search``: the row's key) spans: PIFS's encode
+    seconds interpolated at that PSNR over sparse-collage's."""
+    ratios = []
+    for r in rows:
+        if search not in r:
+            continue
+        timing = [(p["psnr_db"], p["encode_s"]) for p in r[search]]
+        for point in r["sparse"]:
+            pifs_s = _interp_time(timing, point["psnr_db"])
+            if pifs_s is not None:
+                ratios.append(pifs_s / point["encode_s"])
+    return ratios
 
 
 def _interp_time(points: list[tuple[float, float]], psnr_db: float) -> float | None:
@@ -429,6 +455,12 @@ def render(name: str, summary: dict[str, Any], tables: dict[str, Any], repeats: 
             f"The search codec over its lmbda ladder {', '.join(f'{v:g}' for v in SPARSE_LAMBDAS)}; the same method. Encode "
             f"{summary['sparse_encode_s_median']:.2f} s median ({summary['sparse_encode_s_max']:.2f} max), decode "
             f"{summary['sparse_decode_s_median']:.2f} s median ({summary['sparse_decode_s_max']:.2f} max) per image and point, one run each, on the CPU.",
+            *[
+                f"Encode at equal PSNR: PIFS's {'exhaustive' if s == 'pifs_exhaustive' else 'nearest-neighbour'} search takes "
+                f"{summary[f'sparse_speedup_vs_{s}']:.1f}x sparse-collage's time (median over {summary[f'sparse_speedup_vs_{s}_points']} points "
+                f"of {summary[f'sparse_speedup_vs_{s}_images']} images)."
+                for s in ("pifs", "pifs_exhaustive") if f"sparse_speedup_vs_{s}" in summary
+            ],
             "",
             "| against | BD-PSNR (dB) | BD-rate (%) | images (PSNR / rate) | curve of means: BD-PSNR | BD-rate |",
             "|---|---|---|---|---|---|",

@@ -30,10 +30,11 @@ def register_modalities(register: Register) -> None:
 
 @hookimpl
 def register_tasks(register: Register) -> None:
-    from collagekit_image.config import ImageCompressConfig, ImageFractalizeConfig, ImageTrainConfig
+    from collagekit_image.config import ImageCompressConfig, ImageFractalizeConfig, ImageTrainConfig, SparseCollageTrainConfig
 
     register(Lazy("collagekit_image.tasks:ImageFractalize", Config=ImageFractalizeConfig))
     register(Lazy("collagekit_image.train:ImageTrain", Config=ImageTrainConfig))
+    register(Lazy("collagekit_image.shortlist_train:SparseCollageTrain", Config=SparseCollageTrainConfig))
     register(Lazy("collagekit_image.compress:ImageCompress", Config=ImageCompressConfig))
 
 

@@ -1,9 +1,12 @@
-"""Trained Neural Collage image models: shipped ones (``models/<name>.safetensors`` in this package)
-and user-trained ones given by path, through the core's :class:`collagekit.pretrained.ModelStore`."""
+"""Trained image models: shipped ones (``models/<name>.safetensors`` in this package: Neural Collage
+models; ``models/shortlist/``: the sparse-collage search's shortlists) and user-trained ones given by
+path, through the core's :class:`collagekit.pretrained.ModelStore`."""
 
 from __future__ import annotations
 
+from collagekit.config import ShortlistConfig
 from collagekit.pretrained import ModelStore
+from collagekit.shortlist import Shortlist
 from collagekit_image.neural import ModelConfig, NeuralCollageModel
 
 MODEL_FORMAT = "collagekit-image-model"
@@ -16,4 +19,14 @@ STORE = ModelStore(
     config=ModelConfig,
     build=NeuralCollageModel,
     what="Neural Collage model",
+)
+
+SHORTLISTS = ModelStore(
+    package="collagekit_image",
+    format="collagekit-image-shortlist",
+    prefix="shortlist",
+    config=ShortlistConfig,
+    build=Shortlist,
+    what="search shortlist",
+    subfolder="models/shortlist",
 )

@@ -62,6 +62,7 @@ from collagekit_image.config import (
     SparseCollageEncodeOptions,
 )
 from collagekit_image.imageio import codec_input_size
+from collagekit_image.pretrained import SHORTLISTS
 
 NAME = "sparse-collage"
 DEFAULT_SOLVER = {"tol": 1e-4, "max_iter": 200}
@@ -112,7 +113,7 @@ class Layout:
         return {k: getattr(self, k) for k in COLLAGE_KEYS}
 
 
-def _groups(x: Tensor, chroma: str) -> list[tuple[str, Tensor, int]]:
+def plane_groups(x: Tensor, chroma: str) -> list[tuple[str, Tensor, int]]:
     """(1 c h w) YCbCr or grey -> (name, planes (1 p h' w'), scale to full resolution) per plane group."""
     if x.shape[1] == 1:
         return [("y", x, 1)]
@@ -304,19 +305,20 @@ class SparseCollageCodec:
         layout = Layout(**{k: getattr(opts, k) for k in COLLAGE_KEYS})
         image = x.detach().float().cpu()
         image = rgb_to_ycbcr(image) if x.shape[1] == 3 else image
-        groups = _groups(image, opts.chroma)
+        groups = plane_groups(image, opts.chroma)
         for g, planes, factor in groups:
-            if not _fits(tuple(planes.shape[2:]), opts.range_size):
+            if not fits(tuple(planes.shape[2:]), opts.range_size):
                 raise CollagekitError(f"{NAME}: the image ({w}x{h}) is too small for range_size {opts.range_size} (its domains are twice that); use a smaller range_size")
         # The search of the larger group, then the decode the deblocking filter is fitted on.
         search = max(collage_fit_bytes(CollageGeometry.of_collage(layout.collage(), tuple(planes.shape[2:])), planes.shape[1], DEFAULT_SOLVER)
                      for _, planes, _ in groups)  # fmt: skip
         budget.check(search, f"searching a {w}x{h} image", "use a smaller image or larger range cells")
+        shortlist = SHORTLISTS.load(opts.shortlist).model if opts.search == "shortlist" else None
         codes, shapes, factors = {}, {}, {}
         for g, planes, factor in groups:
             weight = 1.0 if g == "y" else _chroma_weight(factor)
             spatial = tuple(planes.shape[2:])
-            found = search_tree(layout.collage(), planes, layout.quantiser())
+            found = search_tree(layout.collage(), planes, layout.quantiser(), shortlist, opts.probes)
             codes[g] = encode_group(found, layout, spatial, lmbda / GREY**2 / weight)
             shapes[g], factors[g] = (int(planes.shape[1]), spatial), factor
         data = pack_streams(codes, layout, shapes)
@@ -377,7 +379,7 @@ def decode_bytes(layout: Layout, info: dict[str, Any], scale: int) -> int:
     return max(solves) + budget.FLOAT * (OUTPUT_COPIES + budget.SAVE_COPIES) * output
 
 
-def _fits(size: tuple[int, ...], top: int) -> bool:
+def fits(size: tuple[int, ...], top: int) -> bool:
     """Whether a domain (twice the top range) fits a plane of this size once padded to whole top cells."""
     return min(math.ceil(s / top) * top for s in size) >= 2 * top
 
@@ -435,7 +437,7 @@ def read_header(container: Container) -> tuple[Layout, dict[str, Any]]:
         shapes["c"] = (2, tuple((s + 1) // 2 for s in spatial) if half else spatial)
         factors["c"] = 2 if half else 1
     for g, (_, size) in shapes.items():
-        if not _fits(size, top):  # the encoder could not have searched it
+        if not fits(size, top):  # the encoder could not have searched it
             raise bad(f"plane group {g!r} of {list(size)} pixels is too small for domains of {2 * top} pixels")
     info = {"channels": channels, "spatial": spatial, "shapes": shapes, "factors": factors, "solver": solver, "deblock": deblock}
     return layout, info
