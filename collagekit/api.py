@@ -396,7 +396,8 @@ def _encode(
         raise CollagekitError(f"codec {name!r} only decodes; method: {choose_from('codec', compressing)}")
     codec = registry.get("codec", name)
     container = codec.encode(x, registry, quality=quality, device=device, options=options)
-    container.header[SIGNAL_ATTRS] = attrs
+    if attrs:  # most signals have none: no bytes for an empty mapping
+        container.header[SIGNAL_ATTRS] = attrs
     return to_bytes(container)
 
 

@@ -86,7 +86,8 @@ class GridFractalizeTask(FractalizeTask):
             registry=registry,
             bias_step=bias_step_for(x),
         )
-        container.header[SIGNAL_ATTRS] = attrs
+        if attrs:  # most signals have none: no bytes for an empty mapping
+            container.header[SIGNAL_ATTRS] = attrs
         code = to_bytes(container)
         # Report what the code file decodes to, not the in-memory fit.
         s_collage, s_params, s_solver, shape = GridCollageCodec.unpack(from_bytes(code), registry)

@@ -30,7 +30,7 @@ def photos(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def results(photos: Path, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("results")
-    result = invoke("bench", "kodak", "--data", str(photos), "--out", str(out), f"anchors={','.join(ANCHORS)}", "results=mine", "--device", "cpu")
+    result = invoke("bench", "kodak", "--data", str(photos), "--out", str(out), f"anchors={','.join(ANCHORS)}", "results=mine", "pifs_exhaustive=1", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert {p.name for p in out.iterdir()} >= {"mine.md", "mine.json"}
     return json.loads((out / "mine.json").read_text()) | {"markdown": (out / "mine.md").read_text()}
@@ -68,6 +68,34 @@ def test_the_sparse_collage_curve_has_its_own_deltas_against_every_codec(results
         got = results["tables"]["bd_sparse"]["pifs"]["per_image"][r["image"]]["bd_psnr_db"]
         assert got == (None if value is None else pytest.approx(value, abs=1e-4))
     assert "sparse-collage against each codec" in results["markdown"]
+
+
+def test_sparse_collage_encode_time_is_set_against_pifs_at_equal_psnr(results: dict) -> None:
+    """Per sparse-collage point inside a PIFS sweep's PSNR range: PIFS's seconds, interpolated in
+    log-time at that PSNR, over sparse-collage's; the exhaustive sweep only on the first image."""
+    import math
+    import statistics
+
+    rows, summary = results["images"], results["summary"]
+    assert "pifs_exhaustive" in rows[0] and "pifs_exhaustive" not in rows[1]
+    assert [p["rms"] for p in rows[0]["pifs_exhaustive"]] == [6.0, 12.0, 20.0]
+    for search in ("pifs", "pifs_exhaustive"):
+        ratios = []
+        for r in rows:
+            sweep = sorted((p["psnr_db"], p["encode_s"]) for p in r.get(search, []))
+            for point in r["sparse"]:
+                for (p0, t0), (p1, t1) in zip(sweep, sweep[1:]):
+                    if p0 <= point["psnr_db"] <= p1 and p1 > p0:
+                        w = (point["psnr_db"] - p0) / (p1 - p0)
+                        ratios.append(math.exp(math.log(t0) + w * (math.log(t1) - math.log(t0))) / point["encode_s"])
+                        break
+        if ratios:
+            assert summary[f"sparse_speedup_vs_{search}"] == pytest.approx(statistics.median(ratios), abs=0.01)
+            assert summary[f"sparse_speedup_vs_{search}_points"] == len(ratios)
+            assert f"{summary[f'sparse_speedup_vs_{search}']:.1f}x" in results["markdown"]
+        else:
+            assert f"sparse_speedup_vs_{search}" not in summary
+    assert "sparse_speedup_vs_pifs" in summary  # the nearest-neighbour sweep spans some of the curve
 
 
 def test_fixed_rate_means_cover_only_images_every_codec_reaches(results: dict) -> None:

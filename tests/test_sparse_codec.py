@@ -11,14 +11,18 @@ from collagekit_image.components import ImageTiles
 from collagekit_image.imageio import load_image
 from collagekit_image.sparsecodec import (
     COLLAGE_KEYS,
+    PRESETS,
     Layout,
     SparseCollageCodec,
+    pack_streams,
+    read_header,
     unpack_streams,
 )
 from conftest import DATA, invoke
 from PIL import Image
 
 from collagekit import search as search_module
+from collagekit.codec import as_tensor
 from collagekit.colour import rgb_to_ycbcr
 from collagekit.container import (
     Container,
@@ -224,7 +228,36 @@ def test_streams_are_checked_against_the_layout() -> None:
     layout = Layout(**{k: good.header["collage"][k] for k in COLLAGE_KEYS})
     # The same bytes read as a grey image's: the streams do not match the layout.
     with pytest.raises(CollagekitError, match="corrupt"):
-        unpack_streams(data, layout, {"y": (1, (64, 64))})
+        unpack_streams(data, layout, {"y": (1, (64, 64))}, 1)
+
+
+def test_default_settings_are_a_preset_and_strengths_travel_in_the_streams() -> None:
+    """The defaults cost a preset number, not ~300 bytes of spelled-out settings; a file with the
+    strengths in its header (as written before) decodes to the same image; contradictions are refused."""
+    x = load_image(RGB, 1 << 20)
+    codec = SparseCollageCodec()
+    preset = codec.encode(x, None, quality=None, device=CPU, options={"lmbda": 100.0})
+    assert preset.header["preset"] == 1 and not {"collage", "chroma", "solver", "deblock"} & set(preset.header)
+    spelled = codec.encode(x, None, quality=None, device=CPU, options={"lmbda": 100.0, "bias_step": 3.0})
+    assert "preset" not in spelled.header and spelled.header["collage"]["bias_step"] == 3.0
+    overhead = [len(to_bytes(c)) - c.tensors["streams"].numel() for c in (preset, spelled)]
+    assert overhead[0] + 180 < overhead[1], overhead
+    # The old form: settings spelled out, strengths in the header, no strengths stream.
+    layout, info = read_header(preset)
+    codes, strengths = unpack_streams(bytes(preset.tensors["streams"].numpy()), layout, info["shapes"], 3)
+    assert strengths is not None and any(any(s) for s in strengths)
+    old_streams = pack_streams(codes, layout, info["shapes"])
+    old = Container({**{k: v for k, v in preset.header.items() if k != "preset"}, **PRESETS[1], "deblock": strengths}, {"streams": as_tensor(old_streams)})
+    assert torch.equal(_decode(old), _decode(preset))
+    for name, container in {
+        "strengths twice": Container(old.header, dict(preset.tensors)),
+        "preset and settings": _tampered(preset, collage=PRESETS[1]["collage"]),
+        "unknown preset": _tampered(preset, preset=7),
+        "boolean preset": _tampered(preset, preset=True),
+    }.items():
+        with pytest.raises(CollagekitError) as info:
+            _decode(container)
+        assert "\n" not in str(info.value) and "corrupt" in str(info.value), (name, str(info.value))
 
 
 def test_bad_options_give_clear_errors() -> None:
