@@ -98,7 +98,7 @@ class SparseCollageEncodeOptions(Options):
         "shortlist", description="compare each range with the shortlist network's candidates only (amortized), or with every source"
     )
     shortlist: str = Field("shortlist", description="the search shortlist: a shipped name or a .safetensors path (sparse_collage_train)")
-    probes: int = Field(2, ge=1, le=64, description="classes of the shortlist each range is compared with (more: slower, closer to exhaustive)")
+    probes: int = Field(4, ge=1, le=64, description="classes of the shortlist each range is compared with (more: slower, closer to exhaustive)")
     deblock: bool = Field(True, description="fit the deblocking post-filter's strengths and store them")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="refuse larger images")
 
@@ -144,7 +144,7 @@ class SparseCollageTrainConfig(CodecTrainConfig):
     )
     images: int = Field(64, ge=1, le=10_000, description="training images the examples are searched in (drawn with the seed)")
     min_rms: float = Field(2.0, ge=0, description="leave out range cells flatter than this RMS in grey levels (they are coded flat)")
-    probes: int = Field(2, ge=1, le=64, description="classes listed per range in the reported recall and compared share (the codec's default)")
+    probes: int = Field(4, ge=1, le=64, description="classes listed per range in the reported recall and compared share (the codec's default)")
     options: SparseCollageEncodeOptions = Field(default_factory=SparseCollageEncodeOptions, description="the codec options whose layout the examples are searched with")
     hold_out_validation: bool = Field(
         True, description="skip the validation split's files (collagekit_image/validation_images.txt): design decisions are judged on them"
