@@ -153,29 +153,30 @@ def _best_single(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: 
 
 def _best_listed(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: Tensor, listed: Tensor, source_class: Tensor) -> Tensor:
     """As :func:`_best_single`, but each range is compared only with the sources whose class
-    (``source_class`` (S,)) is one of its ``listed`` classes (m b): one exhaustive search per class.
-    A range none of whose classes holds a source gets source 0 (its exact fit still decides)."""
-    best = torch.zeros(rc.shape[0], dtype=torch.long)
-    least = torch.full((rc.shape[0],), float("inf"), dtype=rc.dtype)
+    (``source_class`` (S,)) is one of its ``listed`` classes (m b, distinct per range): one exhaustive
+    search per class over every range that lists it. A range none of whose classes holds a source gets
+    source 0 (its exact fit still decides)."""
+    m, probes = listed.shape
+    best = torch.zeros(m, dtype=torch.long)
+    least = torch.full((m,), float("inf"), dtype=rc.dtype)
     classes = int(max(int(listed.max()), int(source_class.max()))) + 1
     by_class = source_class.argsort()
     ends = torch.bincount(source_class, minlength=classes).cumsum(0).tolist()
+    listing = listed.reshape(-1).argsort()  # positions in (m b) order, grouped by class
+    listing_ends = torch.bincount(listed.reshape(-1), minlength=classes).cumsum(0).tolist()
     local = torch.full((cands.shape[0],), -1, dtype=torch.long)
-    for probe in listed.T:
-        order = probe.argsort()
-        range_ends = torch.bincount(probe, minlength=classes).cumsum(0).tolist()
-        for k in range(classes):
-            rows = order[(range_ends[k - 1] if k else 0) : range_ends[k]]
-            cols = by_class[(ends[k - 1] if k else 0) : ends[k]]
-            if rows.numel() == 0 or cols.numel() == 0:
-                continue
-            local[cols] = torch.arange(cols.numel())
-            held = taken[rows]
-            pick, err = _best_single(rc[rows], cands[cols], norms[cols], limit, torch.where(held >= 0, local[held.clamp_min(0)], -1))
-            local[cols] = -1
-            better = err < least[rows]
-            least[rows] = torch.where(better, err, least[rows])
-            best[rows] = torch.where(better, cols[pick], best[rows])
+    for k in range(classes):
+        rows = listing[(listing_ends[k - 1] if k else 0) : listing_ends[k]] // probes  # distinct: a range lists a class once
+        cols = by_class[(ends[k - 1] if k else 0) : ends[k]]
+        if rows.numel() == 0 or cols.numel() == 0:
+            continue
+        local[cols] = torch.arange(cols.numel())
+        held = taken[rows]
+        pick, err = _best_single(rc[rows], cands[cols], norms[cols], limit, torch.where(held >= 0, local[held.clamp_min(0)], -1))
+        local[cols] = -1
+        better = err < least[rows]
+        least[rows] = torch.where(better, err, least[rows])
+        best[rows] = torch.where(better, cols[pick], best[rows])
     return best
 
 
