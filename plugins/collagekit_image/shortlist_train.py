@@ -24,9 +24,10 @@ from collagekit.colour import rgb_to_ycbcr
 from collagekit.errors import CollagekitError
 from collagekit.search import best_pairs
 from collagekit.shortlist import Shortlist, ShortlistObjective
-from collagekit_image.pretrained import SHORTLISTS
 from collagekit_image.config import SparseCollageTrainConfig
+from collagekit_image.pretrained import SHORTLISTS
 from collagekit_image.sparsecodec import COLLAGE_KEYS, GREY, Layout, fits, plane_groups
+from collagekit_image.train import training_images
 from collagekit_image.validation import validation_names
 
 class SearchExamples:
@@ -79,11 +80,7 @@ class SearchExamples:
 
 def training_paths(folder: Path, count: int, seed: int, exclude: frozenset[str]) -> tuple[list[Path], int]:
     """``count`` images of ``folder`` drawn with ``seed`` (the validation split skipped) -> (paths, held out)."""
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".webp", ".bmp", ".tif", ".tiff"))
-    if any(p.name.startswith("kodim") for p in paths) or "kodak" in str(folder).lower():
-        raise CollagekitError(f"{folder} holds Kodak images: they are the evaluation set, never train on them")
-    held_out = sum(p.name in exclude for p in paths)
-    paths = [p for p in paths if p.name not in exclude]
+    paths, held_out = training_images(folder, exclude)
     order = np.random.default_rng(seed).permutation(len(paths))[:count]
     return [paths[i] for i in sorted(order)], held_out
 

@@ -60,6 +60,15 @@ class RateDistortion(nn.Module):
         return loss, {"bpp": bpp.detach(), "psnr": -10.0 * torch.log10(mse.detach().clamp(min=1e-10))}
 
 
+def training_images(folder: Path, exclude: frozenset[str]) -> tuple[list[Path], int]:
+    """The image files of a training folder, those named in ``exclude`` (the validation split) left out
+    -> (paths in name order, how many were left out); Kodak, the evaluation set, is refused."""
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".webp", ".bmp", ".tif", ".tiff"))
+    if "kodak" in str(folder).lower() or any(p.name.startswith("kodim") for p in paths):
+        raise CollagekitError(f"{folder} holds Kodak images: they are the evaluation set, never train on them")
+    return [p for p in paths if p.name not in exclude], sum(p.name in exclude for p in paths)
+
+
 class CropStream:
     """Random ``crop x crop`` RGB crops of a folder of images, with the 8 flips/rotations.
 
@@ -71,11 +80,8 @@ class CropStream:
     def __init__(self, folder: Path, crop: int, batch: int, seed: int, exclude: frozenset[str] = frozenset()) -> None:
         from PIL import Image
 
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".webp", ".bmp", ".tif", ".tiff"))
-        self.held_out = sum(p.name in exclude for p in paths)
-        paths = [p for p in paths if p.name not in exclude][:MAX_TRAIN_IMAGES]
-        if "kodak" in str(folder).lower() or any(p.name.startswith("kodim") for p in paths):
-            raise CollagekitError(f"{folder} holds Kodak images: they are the evaluation set, never train on them")
+        paths, self.held_out = training_images(folder, exclude)
+        paths = paths[:MAX_TRAIN_IMAGES]
         self.images: list[Tensor] = []
         for path in paths:
             with Image.open(path) as image:
