@@ -100,7 +100,10 @@ class FitConfig(ComponentConfig):
 class ShortlistConfig(StrictModel):
     """A search shortlist's architecture (:mod:`collagekit.shortlist`), stored with its weights."""
 
-    samples: list[int] = Field([16, 64], min_length=1, description="cell sizes (samples per range cell) that get a network; others are searched exhaustively")
+    # Bounded: a model file's config is data from anywhere, and the networks are built before its weights are read.
+    samples: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
+        [16, 64], min_length=1, max_length=6, description="cell sizes (samples per range cell) that get a network; others are searched exhaustively"
+    )
     classes: int = Field(64, ge=2, le=4096, description="classes the blocks are sorted into")
     hidden: int = Field(64, ge=4, le=1024, description="width of each network's two hidden layers")
 

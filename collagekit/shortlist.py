@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from collagekit.config import ShortlistConfig
 
 EPS = 1e-6
+CHUNK = 1 << 14  # blocks per forward pass: the hidden activations stay a few MB however large the signal
 
 
 def unit_blocks(blocks: Tensor) -> Tensor:
@@ -56,7 +57,9 @@ class Shortlist(nn.Module):
     @torch.no_grad()
     def lists(self, ranges: Tensor, sources: Tensor, probes: int) -> tuple[Tensor, Tensor]:
         """(m r) ranges, (S r) sources -> each range's ``probes`` most likely classes (m b), each source's class (S,)."""
-        return self.logits(ranges).topk(min(probes, self.cfg.classes), -1).indices, self.logits(sources).argmax(-1)
+        probes = min(probes, self.cfg.classes)
+        listed = torch.cat([self.logits(part).topk(probes, -1).indices for part in ranges.split(CHUNK)])
+        return listed, torch.cat([self.logits(part).argmax(-1) for part in sources.split(CHUNK)])
 
 
 class ShortlistObjective(nn.Module):

@@ -88,3 +88,26 @@ def test_the_shipped_shortlist_finds_nearly_what_the_exhaustive_search_finds() -
         assert (found >= best - 1e-6).all()
         assert found.sum() <= 1.25 * best.sum(), (level, float(found.sum() / best.sum()))
     assert torch.equal(exhaustive.codes[0].index, listed.codes[0].index)  # 16x16 cells: searched exhaustively
+
+
+def test_a_bad_shortlist_is_a_one_line_error(tmp_path) -> None:
+    import json
+
+    import pytest
+    from collagekit_image.sparsecodec import SparseCollageCodec
+    from safetensors.torch import save_file
+
+    from collagekit.errors import CollagekitError
+
+    x = load_image(DATA / "kodim05_64.png", 1 << 20)
+    huge = tmp_path / "huge.safetensors"  # a tiny file whose config would build gigabytes of networks
+    save_file({}, str(huge), metadata={"format": "collagekit-image-shortlist", "config": json.dumps({"samples": [1 << 30], "classes": 64, "hidden": 64})})
+    for shortlist, match in [
+        ("nope", "unknown search shortlist 'nope'"),
+        (str(tmp_path / "missing.safetensors"), "does not exist"),
+        ("nc-q1", "unknown search shortlist"),  # a Neural Collage model's name is not a shortlist's
+        (str(huge), "malformed config"),
+    ]:
+        with pytest.raises(CollagekitError, match=match) as info:
+            SparseCollageCodec().encode(x, None, quality=None, device=torch.device("cpu"), options={"range_size": 8, "shortlist": shortlist})
+        assert "\n" not in str(info.value)
