@@ -99,6 +99,9 @@ class SparseCollageEncodeOptions(Options):
     )
     shortlist: str = Field("shortlist", description="the search shortlist: a shipped name or a .safetensors path (sparse_collage_train)")
     probes: int = Field(4, ge=1, le=64, description="classes of the shortlist each range is compared with (more: slower, closer to exhaustive)")
+    refine_steps: int = Field(
+        0, ge=0, le=1000, description="gradient steps per plane group on the cut code's weights and biases, on their lattices, against the decoded error"
+    )
     deblock: bool = Field(True, description="fit the deblocking post-filter's strengths and store them")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="refuse larger images")
 

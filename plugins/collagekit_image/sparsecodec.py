@@ -54,6 +54,7 @@ from collagekit.colour import YCBCR_TO_RGB, rgb_to_ycbcr, ycbcr_to_rgb
 from collagekit.config import parse_options
 from collagekit.container import Container, header_int, header_number, header_shape
 from collagekit.errors import CollagekitError
+from collagekit.fit import FitSettings, refine
 from collagekit.grid import AveragePooler
 from collagekit.gridcodec import solve_grid
 from collagekit.modality import DEFAULT_MAX_ELEMENTS
@@ -85,6 +86,7 @@ PRESETS: dict[int, dict[str, Any]] = {
         "solver": {"tol": 1e-4, "max_iter": 200},
     },
 }
+REFINE_LR = 0.5  # the first step: this fraction of the Newton step the one-step map's curvature gives
 
 
 def lmbda_for_quality(quality: int) -> float:
@@ -137,6 +139,11 @@ def plane_groups(x: Tensor, chroma: str) -> list[tuple[str, Tensor, int]]:
         c = F.avg_pool2d(sparse.pad_to(c, tuple(s + s % 2 for s in c.shape[2:])), 2)
         return [("y", x[:, :1], 1), ("c", c, 2)]
     return [("y", x[:, :1], 1), ("c", c, 1)]
+
+
+def _full(image: Tensor, group: str) -> Tensor:
+    """(1 c h w) YCbCr or grey -> a plane group's planes at full resolution (1 p h w)."""
+    return image[:, :1] if group == "y" else image[:, 1:]
 
 
 def _chroma_weight(factor: int) -> float:
@@ -197,6 +204,17 @@ def encode_group(found: SearchTree, layout: Layout, spatial: tuple[int, ...], lm
         params = found.cut(lmbda=lmbda, rate=_rate(params, layout, sources, counts))
     assert params is not None
     return params
+
+
+def refine_group(params: SparseParams, layout: Layout, target: Tensor, factor: int, steps: int) -> SparseParams:
+    """A cut code -> the code after ``steps`` gradient steps on its weights and biases (layout and sources
+    kept, values on the file's lattices) against the decoded planes' squared error: ``target`` (1 p H W)
+    is the group's planes at full resolution, the code decoded at ``factor`` (2: half-resolution chroma)."""
+    target = sparse.pad_to(target, tuple(factor * math.ceil(s / factor) for s in target.shape[2:]))
+    solver = Picard(tol=DEFAULT_SOLVER["tol"], max_iter=DEFAULT_SOLVER["max_iter"], backward_tol=DEFAULT_SOLVER["tol"])
+    settings = FitSettings(steps=steps, collage_steps=0, lr=REFINE_LR)
+    refined, _ = refine(target, layout.collage(), solver, params, settings, layout.quantiser(), scale=factor)
+    return refined
 
 
 def pack_streams(
@@ -341,9 +359,12 @@ class SparseCollageCodec:
         for g, planes, factor in groups:
             if not fits(tuple(planes.shape[2:]), opts.range_size):
                 raise CollagekitError(f"{NAME}: the image ({w}x{h}) is too small for range_size {opts.range_size} (its domains are twice that); use a smaller range_size")
-        # The search of the larger group, then the decode the deblocking filter is fitted on.
-        search = max(collage_fit_bytes(CollageGeometry.of_collage(layout.collage(), tuple(planes.shape[2:])), planes.shape[1], DEFAULT_SOLVER)
-                     for _, planes, _ in groups)  # fmt: skip
+        # The search of the larger group, then the decode the deblocking filter is fitted on; a refinement
+        # holds twice a decode's per-sample buffers at the scale it decodes at (2: halved chroma).
+        geometry = {g: CollageGeometry.of_collage(layout.collage(), tuple(planes.shape[2:])) for g, planes, _ in groups}
+        search = max(collage_fit_bytes(geometry[g], planes.shape[1], DEFAULT_SOLVER) for g, planes, _ in groups)
+        if opts.refine_steps:
+            search = max(search, *(2 * collage_decode_bytes(geometry[g], planes.shape[1], factor, {"method": "picard"}) for g, planes, factor in groups))
         budget.check(search, f"searching a {w}x{h} image", "use a smaller image or larger range cells")
         shortlist = SHORTLISTS.load(opts.shortlist).model if opts.search == "shortlist" else None
         codes, shapes, factors = {}, {}, {}
@@ -352,6 +373,8 @@ class SparseCollageCodec:
             spatial = tuple(planes.shape[2:])
             found = search_tree(layout.collage(), planes, layout.quantiser(), shortlist, opts.probes)
             codes[g] = encode_group(found, layout, spatial, lmbda / GREY**2 / weight)
+            if opts.refine_steps:
+                codes[g] = refine_group(codes[g], layout, _full(image, g), factor, opts.refine_steps)
             shapes[g], factors[g] = (int(planes.shape[1]), spatial), factor
         data = pack_streams(codes, layout, shapes)
         settings = {"collage": layout.header(), "chroma": opts.chroma, "solver": dict(DEFAULT_SOLVER)}
