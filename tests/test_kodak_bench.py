@@ -103,15 +103,33 @@ def test_fixed_rate_means_cover_only_images_every_codec_reaches(results: dict) -
     codecs = ["neural-collage", *results["tables"]["bd"]]
     for key, table in results["tables"]["fixed_rate"].items():
         values = {c: [at_rate([(p["bpp"], p["psnr_db"]) for p in r["neural"].values()] if c == "neural-collage" else r["anchors"][c], float(key)) for r in rows] for c in codecs}
-        common = [i for i in range(len(rows)) if all(values[c][i] is not None for c in codecs)]
+        reaching = [c for c in codecs if any(v is not None for v in values[c])]  # a codec reaching no image leaves the others comparable
+        common = [i for i in range(len(rows)) if all(values[c][i] is not None for c in reaching)]
         assert table["common_images"] == len(common)
         for c in codecs:
             assert table["reached"][c] == sum(v is not None for v in values[c])
-            if common:
+            if common and c in reaching:
                 assert table["mean_over_common"][c] == pytest.approx(sum(values[c][i] for i in common) / len(common), abs=1e-3)
             else:
                 assert table["mean_over_common"][c] is None
     assert "reaches" in results["markdown"]
+
+
+def test_a_codec_that_reaches_a_rate_nowhere_leaves_the_others_comparable() -> None:
+    """Neural Collage never as low as 0.15 bpp, PIFS not on the third image: the 0.15 bpp means are
+    JPEG's and PIFS's over the two images both reach, Neural Collage's none."""
+    from collagekit_image.kodak import fixed_rate_table
+
+    def row(pifs: list[tuple[float, float]]) -> dict:
+        return {"neural": {"q": {"bpp": 0.5, "psnr_db": 30.0}, "r": {"bpp": 0.8, "psnr_db": 31.0}},
+                "anchors": {"jpeg": [(0.1, 25.0), (0.4, 29.0)], "pifs": pifs}}  # fmt: skip
+
+    rows = [row([(0.12, 24.0), (0.35, 28.0)]), row([(0.12, 24.0), (0.35, 28.0)]), row([(0.2, 26.0), (0.4, 28.0)])]
+    table = fixed_rate_table(rows, ["neural-collage", "jpeg", "pifs"])["0.15"]
+    assert table["common_images"] == 2 and table["reached"] == {"neural-collage": 0, "jpeg": 3, "pifs": 2}
+    assert table["mean_over_common"]["neural-collage"] is None
+    assert table["mean_over_common"]["jpeg"] == pytest.approx(at_rate([(0.1, 25.0), (0.4, 29.0)], 0.15), abs=1e-3)
+    assert table["mean_over_common"]["pifs"] == pytest.approx(at_rate([(0.12, 24.0), (0.35, 28.0)], 0.15), abs=1e-3)
 
 
 def test_an_image_list_selects_files_and_a_missing_one_is_a_clear_error(photos: Path, tmp_path: Path) -> None:

@@ -307,15 +307,17 @@ def bd_table(rows: list[dict[str, Any]], anchor: str, test: str) -> dict[str, An
 
 
 def fixed_rate_table(rows: list[dict[str, Any]], codecs: list[str]) -> dict[str, Any]:
-    """PSNR at each target rate: every codec's mean over the images that all codecs reach there, each
+    """PSNR at each target rate: every codec's mean over the images that all codecs reaching the rate on
+    some image reach there (a codec that reaches it on none would leave no image to compare on), each
     codec's own count, and each codec's mean over the images it reaches itself."""
     table: dict[str, Any] = {}
     for t in TARGETS:
         values = {c: [at_rate(_curves(r)[c], t) for r in rows] for c in codecs}
-        common = [i for i in range(len(rows)) if all(values[c][i] is not None for c in codecs)]
+        reaching = [c for c in codecs if any(v is not None for v in values[c])]
+        common = [i for i in range(len(rows)) if all(values[c][i] is not None for c in reaching)]
         table[f"{t:.2f}"] = {
             "common_images": len(common),
-            "mean_over_common": {c: _mean(values[c][i] for i in common) for c in codecs},
+            "mean_over_common": {c: _mean(values[c][i] for i in common) if c in reaching else None for c in codecs},
             "reached": {c: sum(v is not None for v in values[c]) for c in codecs},
             "mean_over_reached": {c: _mean(values[c]) for c in codecs},
         }
@@ -483,7 +485,7 @@ def render(name: str, summary: dict[str, Any], tables: dict[str, Any], repeats: 
     lines += [
         "", "## PSNR (dB) at fixed rates", "",
         "Each curve interpolated in log-bpp, never extrapolated. Means over the images that every codec below reaches at that rate "
-        f"({common}); beside each, how many images that codec reaches.",
+        f"({common}; a codec that reaches the rate on no image is left out of that set); beside each, how many images that codec reaches.",
         "",
         "| codec | " + " | ".join(f"@{k} bpp | reaches" for k in keys) + " |",
         "|---|" + "---|---|" * len(keys),
