@@ -1,6 +1,6 @@
 """Compare collagekit's memory budget estimates with the peak memory each operation really takes.
 
-    python tests/budget_measure.py [--out docs/results] [--quick]
+    python tests/budget_measure.py [--out docs/results] [--quick] [--only TEXT]
 
 Every case runs in a fresh child process: the child warms up with a small run of the same command,
 resets the kernel's peak-RSS mark (``/proc/self/clear_refs``), runs the measured command through the
@@ -123,6 +123,11 @@ def cases(tmp: Path, quick: bool) -> list[dict[str, Any]]:
         out.append(decode(f"pifs 256x256 RGB, scale {scale}", "pifs.clg", ".png", scale))
     for scale in (1, 4) if quick else (1, 4, 8):
         out.append(decode(f"sparse-collage 256x256 RGB, scale {scale}", "sparse.clg", ".png", scale))
+    for extra in [()] if quick else [(), ("-O", "search=exhaustive"), ("-O", "refine_steps=3")]:
+        how = {(): "shortlist search", ("-O", "search=exhaustive"): "exhaustive search", ("-O", "refine_steps=3"): "shortlist search + 3 refinement steps"}[extra]
+        args = ["compress", str(tmp / "rgb512.png"), "-o", str(tmp / "enc.clg"), "--method", "sparse-collage", *extra]
+        warm = ["compress", str(tmp / "rgb128.png"), "-o", str(tmp / "warm.clg"), "--method", "sparse-collage", *extra]
+        out.append({"name": f"sparse-collage encode 512x512 RGB, {how}", "args": args, "warm": warm})
     for scale in (1, 16) if quick else (1, 16, 64):
         out.append(decode(f"audio-collage 0.1 s stereo 44.1 kHz, scale {scale}", "audio.clg", ".wav", scale))
     out.extend(audio_fit_cases(tmp, quick))
@@ -197,6 +202,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results")
     parser.add_argument("--quick", action="store_true", help="fewer, smaller cases")
+    parser.add_argument("--only", help="only the cases whose name holds this text")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -213,6 +219,8 @@ def main() -> None:
         tmp = Path(folder)
         prepare(tmp)
         for spec in cases(tmp, args.quick) + ifs_cases(tmp, args.quick):
+            if args.only and args.only not in spec["name"]:
+                continue
             # Buffers of 64 KiB and more are mapped and returned to the system when freed (glibc), so
             # the warm-up's freed memory does not hide the measured run's allocations.
             env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
