@@ -2,7 +2,9 @@
 fractal-coding search, for any grid modality), then optionally refined by gradient steps.
 
 Every cell of every level of the full tree is compared with every signal-dependent source of its level
-(one matrix product per chunk of cells). A cell's error is the one-step *collage* error of its best
+(one matrix product per chunk of cells), or, with a :class:`~collagekit.shortlist.Shortlist`, only with
+the sources of the classes its network lists for the cell (the amortized search; :func:`best_pairs`
+gives what it learns from). A cell's error is the one-step *collage* error of its best
 code, ``|R - (sum_j w_j S_j + b)|^2``, which by the Collage theorem bounds the attractor's error up to
 ``1 / (1 - rho)``. With one source per range the best source and its weight are exact (clamped to the
 contraction); with more, sources are added greedily (matching pursuit on the residual) and the chosen
@@ -398,15 +400,10 @@ def best_pairs(collage: GridCollage, x: Tensor, level: int) -> tuple[Tensor, Ten
     with torch.no_grad():
         padded = sparse.pad_to(x.detach(), tuple(g * t for g, t in zip(grid, top)))
         cells = tree.full_tree(b * c, grid, top, part.levels)[level]
+        codes = search_level(collage, padded, spatial, level, cells)  # exhaustive: no shortlist
         ranges = sparse.cell_blocks(padded, cells)  # (m r)
         raw = sparse.level_candidates(collage, padded, spatial, level)  # (p S r)
-        cands = raw - raw.mean(-1, keepdim=True)
-        matches = torch.empty_like(ranges)
-        for plane in range(raw.shape[0]):
-            rows = (cells.plane == plane).nonzero().squeeze(1)
-            res = ranges[rows] - ranges[rows].mean(-1, keepdim=True)
-            pick, _ = _best_single(res, cands[plane], (cands[plane] ** 2).sum(-1), collage.contraction, torch.zeros(rows.numel(), 0, dtype=torch.long))
-            matches[rows] = raw[plane][pick]
+        matches = raw[cells.plane, codes.index[:, 0, 0]]  # the first (best single) source of the best code
     return ranges, matches, raw
 
 

@@ -3,14 +3,20 @@ the shipped shortlist against the exhaustive search on a real image."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
 import torch
 from collagekit_image.imageio import load_image
 from collagekit_image.pretrained import SHORTLISTS
-from collagekit_image.sparsecodec import COLLAGE_KEYS, Layout
+from collagekit_image.sparsecodec import COLLAGE_KEYS, Layout, SparseCollageCodec
 from conftest import DATA
+from safetensors.torch import save_file
 
 from collagekit.colour import rgb_to_ycbcr
 from collagekit.config import ShortlistConfig
+from collagekit.errors import CollagekitError
 from collagekit.search import _best_listed, _best_single, best_pairs, search_tree
 from collagekit.shortlist import Shortlist, ShortlistObjective
 
@@ -90,15 +96,7 @@ def test_the_shipped_shortlist_finds_nearly_what_the_exhaustive_search_finds() -
     assert torch.equal(exhaustive.codes[0].index, listed.codes[0].index)  # 16x16 cells: searched exhaustively
 
 
-def test_a_bad_shortlist_is_a_one_line_error(tmp_path) -> None:
-    import json
-
-    import pytest
-    from collagekit_image.sparsecodec import SparseCollageCodec
-    from safetensors.torch import save_file
-
-    from collagekit.errors import CollagekitError
-
+def test_a_bad_shortlist_is_a_one_line_error(tmp_path: Path) -> None:
     x = load_image(DATA / "kodim05_64.png", 1 << 20)
     huge = tmp_path / "huge.safetensors"  # a tiny file whose config would build gigabytes of networks
     save_file({}, str(huge), metadata={"format": "collagekit-image-shortlist", "config": json.dumps({"samples": [1 << 30], "classes": 64, "hidden": 64})})
