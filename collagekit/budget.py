@@ -228,12 +228,13 @@ def collage_fit_bytes(geometry: CollageGeometry, batch: int, solver: Mapping[str
     with their gradients and Adam's two moments."""
     signal = batch * geometry.padded()
     if geometry.named is not None:
-        # The search: a level's sources (and a centred copy) and one chunk of cross products at a time
-        # (collagekit.search.CHUNK pairs, three temporaries), every tree cell's code; then refinement,
-        # which holds the decode's plan with gradients: twice the decode's per-sample buffers.
+        # The search: a level's sources (a centred copy, and one sorted by the shortlist's classes) and
+        # one chunk of cross products at a time (collagekit.search.CHUNK pairs, two buffers), every tree
+        # cell's code; then refinement, which holds the decode's plan with gradients: twice the decode's
+        # per-sample buffers.
         j, i = geometry.named
         # (Every cell keeps j + 1 candidate codes: with j, j - 1, ..., 1 sources and none.)
-        search = 2 * batch * geometry.candidates + 3 * (1 << 22) + batch * geometry.tree_cells * (j + 1) * (3 * j + 3)
+        search = 3 * batch * geometry.candidates + 2 * (1 << 20) + batch * geometry.tree_cells * (j + 1) * (3 * j + 3)
         return FLOAT * search + 2 * collage_decode_bytes(geometry, batch, 1, solver)
     step = signal * STEP_COPIES + 2 * batch * (geometry.dependent + geometry.constant) * geometry.cell
     step += batch * geometry.domains * geometry.domain_cell

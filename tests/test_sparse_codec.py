@@ -126,6 +126,33 @@ def test_with_two_sources_a_leaf_may_keep_one() -> None:
     assert set(choice[0].tolist()) >= {0, 1}
 
 
+def test_pruned_search_skips_only_subtrees_the_cut_cannot_split() -> None:
+    """Three levels on a real image: the pruned tree holds the full tree's codes wherever it searched,
+    leaves unsearched exactly the subtrees under cells whose best code errs by at most ``prune``, and
+    where ``prune`` is below what four children must cost (each leaf at least its cheapest code's bits,
+    the parent at most its dearest), its rate-distortion cut is the full tree's."""
+    x = rgb_to_ycbcr(load_image(RGB, 1 << 20))[:, :1]
+    collage = GridCollage(ImageTiles(range_size=16, levels=3, domain_size=32, domain_stride=8), AveragePooler(), [], contraction=0.9,
+                          mixing="sparse", sources=1)  # fmt: skip
+    quantiser = Quantiser(0.9 / 7, 2.0 / 255)
+    rate = RateModel(torch.full((15,), 2.0), (6.0, 8.0, 10.0), 5.0)
+    full = search_tree(collage, x, quantiser)
+    for lmbda in (3e-4, 3e-3):
+        bits = 4 * (2.0 + 5.0) - (2.0 + 10.0 + 5.0)  # four children's least rate minus a leaf's greatest
+        pruned = search_tree(collage, x, quantiser, prune=lmbda * bits)
+        searched = torch.ones(full.codes[0].error.shape[0], dtype=torch.bool)
+        for level, (whole, part) in enumerate(zip(full.codes, pruned.codes)):
+            assert torch.equal(part.error[searched], whole.error[searched]) and torch.equal(part.index[searched], whole.index[searched])
+            assert torch.isinf(part.error[~searched]).all()
+            searched = (searched & (whole.error.min(-1).values > lmbda * bits)).repeat_interleave(4)
+        assert torch.isinf(pruned.codes[-1].error).any() and not torch.isinf(pruned.codes[-1].error).all()
+        expected, got = full.cut(lmbda=lmbda, rate=rate), pruned.cut(lmbda=lmbda, rate=rate)
+        assert all(torch.equal(a, b) for a, b in zip(expected.split, got.split))
+        assert torch.equal(expected.index, got.index) and torch.equal(expected.weight, got.weight) and torch.equal(expected.bias, got.bias)
+    with pytest.raises(CollagekitError, match="lmbda only"):
+        pruned.cut(ranges=40)
+
+
 def test_quantiser_keeps_several_sources_inside_the_ball() -> None:
     q = Quantiser(0.3, 0.1)
     w = torch.tensor([[0.44, 0.44], [0.2, -0.1], [-0.89, 0.0]])

@@ -54,6 +54,17 @@ def _decoded_mse(layout: Layout, code: SparseParams, target: torch.Tensor) -> fl
     return float(torch.mean((z - target) ** 2))
 
 
+def test_a_decode_started_from_the_signal_reaches_the_same_fixed_point_sooner() -> None:
+    """What the encoder does before fitting its deblocking filter: the iterations start from the image."""
+    layout = _layout()
+    y, code = _luma_code(layout)
+    solver = Picard(tol=1e-5, max_iter=500)
+    z, cold = solve_grid(layout.collage(), code, solver, (1, 64, 64), 1, CPU)
+    warm_z, warm = solve_grid(layout.collage(), code, solver, (1, 64, 64), 1, CPU, start=y)
+    assert float((z - warm_z).abs().max()) < 1e-4
+    assert warm.iterations < cold.iterations
+
+
 def test_refined_code_decodes_closer_on_its_lattices() -> None:
     layout = _layout()
     y, code = _luma_code(layout)

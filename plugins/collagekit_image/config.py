@@ -23,6 +23,7 @@ from collagekit.tasks import CodecTrainConfig, FileTaskConfig, GridFractalizeCon
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 DEFAULT_MAX_PIXELS = 40_000_000
+PRUNE_BITS = 16.0  # sparse-collage: chosen on the validation split (docs/results/sparse_prune_validation.md)
 DEFAULT_CHUNK = 512  # tiles per encoder pass: bounds the feature maps' memory on large images
 
 IMAGE = Modality(
@@ -99,6 +100,9 @@ class SparseCollageEncodeOptions(Options):
     )
     shortlist: str = Field("shortlist", description="the search shortlist: a shipped name or a .safetensors path (sparse_collage_train)")
     probes: int = Field(4, ge=1, le=64, description="classes of the shortlist each range is compared with (more: slower, closer to exhaustive)")
+    prune_bits: float = Field(
+        PRUNE_BITS, ge=0, le=1e3, description="search no deeper under a cell whose best code errs by at most lmbda times this (0: search the whole quadtree)"
+    )
     refine_steps: int = Field(
         0, ge=0, le=1000, description="gradient steps per plane group on the cut code's weights and biases, on their lattices, against the decoded error"
     )

@@ -10,6 +10,10 @@ lattice of ``weight_levels`` steps each side of 0 up to the contraction, and one
 to the rounded weights), and the quadtree is cut to minimise ``D + lmbda * R``: squared error in 8-bit
 units, weighted by what each plane's error costs in RGB, plus the estimated bits, re-estimated twice
 from the streams of the previous cut. A range whose weights are all 0 is *flat* and names no domain.
+By default each range is compared only with the sources of the classes the shipped shortlist network
+lists for it (``search``, ``probes``), and the search goes no deeper under a cell whose best code errs
+by at most ``lmbda * prune_bits`` (splitting it would have to pay for four children's codes). Before
+fitting the deblocking filter the encoder decodes its own code, starting from the image.
 Decode: the core solver to the fixed point (chroma at twice the scale when it was halved), then the
 optional fitted deblocking filter (:mod:`collagekit.deblock`) at the smallest range's borders.
 
@@ -327,15 +331,17 @@ def unpack_streams(
 
 
 def _solve(layout: Layout, codes: dict[str, SparseParams], shapes: dict[str, tuple[int, tuple[int, ...]]], factors: dict[str, int],
-           spatial: tuple[int, int], scale: int, device: torch.device, tol: float, max_iter: int) -> Tensor:  # fmt: skip
-    """Codes -> the planes (1 c h*scale w*scale), Y or YCbCr, not clipped."""
+           spatial: tuple[int, int], scale: int, device: torch.device, tol: float, max_iter: int, image: Tensor | None = None) -> Tensor:  # fmt: skip
+    """Codes -> the planes (1 c h*scale w*scale), Y or YCbCr, not clipped; an encoder passes the
+    ``image`` (1 c h w, scale 1) it coded, where the iterations start."""
     collage = layout.collage()
     solver = Picard(tol=tol, max_iter=max_iter)
     planes = []
     h, w = spatial[0] * scale, spatial[1] * scale
     for g, params in codes.items():
         count, size = shapes[g]
-        z, _ = solve_grid(collage, params, solver, (count, *size), factors[g] * scale, device)  # (1 count H W)
+        start = None if image is None else _full(image, g)
+        z, _ = solve_grid(collage, params, solver, (count, *size), factors[g] * scale, device, start=start)  # (1 count H W)
         planes.append(z[..., :h, :w])
     return torch.cat(planes, dim=1)
 
@@ -371,8 +377,9 @@ class SparseCollageCodec:
         for g, planes, factor in groups:
             weight = 1.0 if g == "y" else _chroma_weight(factor)
             spatial = tuple(planes.shape[2:])
-            found = search_tree(layout.collage(), planes, layout.quantiser(), shortlist, opts.probes)
-            codes[g] = encode_group(found, layout, spatial, lmbda / GREY**2 / weight)
+            group_lmbda = lmbda / GREY**2 / weight
+            found = search_tree(layout.collage(), planes, layout.quantiser(), shortlist, opts.probes, group_lmbda * opts.prune_bits)
+            codes[g] = encode_group(found, layout, spatial, group_lmbda)
             if opts.refine_steps:
                 codes[g] = refine_group(codes[g], layout, _full(image, g), factor, opts.refine_steps)
             shapes[g], factors[g] = (int(planes.shape[1]), spatial), factor
@@ -389,7 +396,7 @@ class SparseCollageCodec:
         if opts.deblock:
             # Fitted on what the decoder will decode: the codes as read back from the streams.
             read_back, _ = unpack_streams(data, layout, shapes, int(x.shape[1]))
-            decoded = _solve(layout, read_back, shapes, factors, (h, w), 1, device, **DEFAULT_SOLVER)
+            decoded = _solve(layout, read_back, shapes, factors, (h, w), 1, device, **DEFAULT_SOLVER, image=image)
             strengths = [deblocking.fit(decoded[:, c : c + 1], image[:, c : c + 1].to(decoded), *_borders(layout)) for c in range(x.shape[1])]
             if any(any(s) for s in strengths):
                 data = pack_streams(codes, layout, shapes, strengths)
