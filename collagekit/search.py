@@ -17,7 +17,10 @@ minimises ``D + lmbda * R`` (squared error plus the estimated bits of every leaf
 flags), and every leaf takes the cheapest of its candidate codes: the best with all ``j`` sources, with
 the first ``j - 1``, ..., 1 of them (refitted), or none (a *flat* leaf: its bias alone).
 :func:`search_tree` does the comparisons once; its :meth:`SearchTree.cut` may be called again (a codec
-re-estimates its rates from a first cut). Shapes: ``m`` cells, ``r`` samples per cell, ``S`` sources,
+re-estimates its rates from a first cut). With ``prune``, a cell whose best code already errs by at most
+``prune`` is taken not to split and the cells below it are not searched (a rate-distortion cut at
+``lmbda`` splits a cell only where four children's codes cost less, so ``prune = lmbda * bits`` skips
+cells whose split could save at most ``bits``). Shapes: ``m`` cells, ``r`` samples per cell, ``S`` sources,
 ``j`` sources named per range, ``k`` candidate codes per cell, ``q`` weight symbols.
 """
 
@@ -41,6 +44,7 @@ from collagekit.solver import Solver
 from collagekit.sparse import SparseParams
 
 CHUNK = 1 << 20  # (cell, source) pairs per matrix product: 4 MB buffers, held in the cache (3x faster than 16 MB)
+ROW_GROUP = 16  # candidates per group in the two-stage row minimum
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,30 @@ def _flat(ranges: Tensor, quantiser: Quantiser | None) -> tuple[Tensor, Tensor]:
     return bias, ((ranges - mean[:, None]) ** 2).sum(-1) + ranges.shape[-1] * (bias - mean) ** 2
 
 
+def row_min(err: Tensor) -> tuple[Tensor, Tensor]:
+    """(c m) -> (min (c,), argmin (c,)).
+
+    For long rows several times faster on the CPU than ``err.min(1)`` (whose indexed reduction is not
+    vectorised): the first ``g`` columns (a multiple of ROW_GROUP) are cut into ROW_GROUP contiguous
+    slices whose elementwise minimum (a vectorised ``amin`` across slices) is searched with indices;
+    then only the ROW_GROUP entries at the winning offset are compared. The remaining ``m - g`` columns
+    are searched directly. Rows under 512 candidates are searched directly: there the two stages cost
+    more than they save."""
+    c, m = err.shape
+    width = m // ROW_GROUP
+    if width < 2 * ROW_GROUP:
+        return err.min(1)
+    slices = err[:, : width * ROW_GROUP].reshape(c, ROW_GROUP, width)
+    value, offset = slices.amin(1).min(1)
+    which = slices[torch.arange(c), :, offset].argmin(1)
+    index = which * width + offset
+    if m > width * ROW_GROUP:
+        tail_value, tail_index = err[:, width * ROW_GROUP :].min(1)
+        better = tail_value < value
+        value, index = torch.where(better, tail_value, value), torch.where(better, tail_index + width * ROW_GROUP, index)
+    return value, index
+
+
 def _best_single(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: Tensor) -> tuple[Tensor, Tensor]:
     """(m r) centred ranges of one plane, (S r) centred candidates, their squared norms (S,), the (m t)
     candidates each range already took (-1: none of these) -> (m,) index of the candidate not taken
@@ -153,7 +181,7 @@ def _best_single(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: 
         for column in taken[i : i + n].T:
             hit = (column >= 0).nonzero().squeeze(1)
             err[hit, column[hit]] = float("inf")
-        torch.min(err, -1, out=(least[i : i + n], best[i : i + n]))
+        least[i : i + n], best[i : i + n] = row_min(err)
     return best, least
 
 

@@ -103,15 +103,6 @@ def test_searches_find_an_exact_transformed_copy() -> None:
         assert t.tolist() == [0, 5, 7, 2], method
 
 
-def test_two_stage_row_minimum_matches_min() -> None:
-    torch.manual_seed(2)
-    for m in (5, 16 * 16, 16 * 16 + 7, 16 * 40 + 15):
-        err = torch.randn(9, m)
-        value, index = search_module._row_min(err)
-        assert torch.equal(value, err.min(1).values), m
-        assert torch.equal(err.gather(1, index[:, None])[:, 0], value), m
-
-
 def test_orientation_table_picks_the_largest_rank_order() -> None:
     """classify's lookup table agrees with its definition: of the 8 turned rank grids, the largest."""
     torch.manual_seed(3)

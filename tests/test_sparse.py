@@ -24,7 +24,7 @@ from collagekit.grid import AveragePooler, LearnedPatches
 from collagekit.gridcodec import GridCollageCodec, decode_grid
 from collagekit.interfaces import ComponentConfig, Pooler
 from collagekit.operator import CollageParams, GridCollage
-from collagekit.search import search
+from collagekit.search import row_min, search
 from collagekit.solver import Picard, fixed_point
 from collagekit.sparse import SparseParams, raw_weights
 
@@ -394,3 +394,12 @@ def test_flat_signals_store_their_offsets() -> None:
         back_collage, back, back_solver, shape = GridCollageCodec.unpack(from_bytes(to_bytes(container)), registry)
         decoded = decode_grid(back_collage, back, back_solver, shape, 1, torch.device("cpu"))
         assert float((decoded - x).abs().max()) < 1e-4, level
+
+
+def test_two_stage_row_minimum_matches_min() -> None:
+    torch.manual_seed(2)
+    for m in (5, 16 * 31 + 15, 16 * 32, 16 * 40 + 15, 4099):
+        err = torch.randn(9, m)
+        value, index = row_min(err)
+        assert torch.equal(value, err.min(1).values), m
+        assert torch.equal(err.gather(1, index[:, None])[:, 0], value), m

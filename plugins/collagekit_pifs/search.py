@@ -36,6 +36,7 @@ from einops import rearrange
 from torch import Tensor
 from torch.nn import functional as F
 
+from collagekit.search import row_min
 from collagekit_pifs import transforms
 from collagekit_pifs.params import PifsParams
 
@@ -43,7 +44,6 @@ Search = Literal["exhaustive", "oriented", "classified", "classified-full", "nea
 SEARCHES: tuple[str, ...] = ("exhaustive", "oriented", "classified", "classified-full", "nearest")
 CLASSES = {"oriented": "none", "classified": "major", "classified-full": "full"}
 AMBIGUITY = 0.15  # second-guess queries for blocks whose closest quadrant means differ by < this x spread
-GROUP = 16  # candidates per group in the two-stage row minimum
 CHUNK_ELEMENTS = 1 << 18  # (range, candidate) pairs per chunk: 1 MB temporaries stay in cache
 # nearest: measured on the 4 grey Kodak crops (docs/results/pifs.md)
 POOL_FRACTION = 0.5  # share of domains (largest variance first) that are searched at all
@@ -60,28 +60,6 @@ def _centre(blocks: Tensor) -> tuple[Tensor, Tensor]:
     """(k n) -> centred (k n), squared norms (k,)."""
     centred = blocks - blocks.mean(1, keepdim=True)
     return centred, (centred * centred).sum(1)
-
-
-def _row_min(err: Tensor) -> tuple[Tensor, Tensor]:
-    """(c m) -> (min (c,), argmin (c,)).
-
-    For long rows several times faster on the CPU than ``err.min(1)``: the first ``g`` columns (a
-    multiple of GROUP) are cut into GROUP contiguous slices whose elementwise minimum (a vectorised
-    ``amin`` across slices) is searched with indices; then only the GROUP entries at the winning offset
-    are compared. The remaining ``m - g`` columns are searched directly."""
-    c, m = err.shape
-    width = m // GROUP
-    if width < GROUP:  # short rows: the two stages cost more than they save
-        return err.min(1)
-    slices = err[:, : width * GROUP].reshape(c, GROUP, width)
-    value, offset = slices.amin(1).min(1)
-    which = slices[torch.arange(c), :, offset].argmin(1)
-    index = which * width + offset
-    if m > width * GROUP:
-        tail_value, tail_index = err[:, width * GROUP :].min(1)
-        better = tail_value < value
-        value, index = torch.where(better, tail_value, value), torch.where(better, tail_index + width * GROUP, index)
-    return value, index
 
 
 def _prepare(cands: Tensor, params: PifsParams) -> tuple[Tensor, Tensor, Tensor]:
@@ -111,7 +89,7 @@ def _best(rc: Tensor, dct: Tensor, inv: Tensor, scaled: Tensor, params: PifsPara
         u.clamp_(lo, hi).round_()
         err = u * scaled
         err.sub_(cross, alpha=2.0).mul_(u)
-        value, index = _row_min(err)
+        value, index = row_min(err)
         best_idx.append(index)
         best_err.append(value)
     index, value = (best_idx[0], best_err[0]) if len(best_idx) == 1 else (torch.cat(best_idx), torch.cat(best_err))
