@@ -106,3 +106,12 @@ def test_missing_training_data_is_a_one_line_error(tmp_path: Path) -> None:
     result = invoke("run", str(REPO / "collagekit" / "recipes" / "image_train.yaml"), f"data={tmp_path / 'nowhere'}", f"out_dir={tmp_path}")
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
+
+
+def test_shortlist_training_refuses_codec_options_it_would_ignore(tmp_path: Path) -> None:
+    """The recipe's options: fix the layout its examples are searched with; a search or rate setting there
+    would change nothing, so it is refused rather than silently ignored."""
+    recipe = REPO / "collagekit" / "recipes" / "sparse_collage_train.yaml"
+    result = invoke("run", str(recipe), f"data={DATA}", "options.probes=2", "options.lmbda=50", f"out_dir={tmp_path}")
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "does not use lmbda, probes" in result.stderr

@@ -296,6 +296,8 @@ def test_bad_options_give_clear_errors() -> None:
         ({"contraction": 1.0}, "option contraction"),
         ({"chroma": "quarter"}, "option chroma"),
         ({"speed": 3}, "does not take the option"),
+        ({"search": "exhaustive", "probes": 2}, "every source is compared"),
+        ({"search": "exhaustive", "shortlist": "other"}, "every source is compared"),
     ]:
         with pytest.raises(CollagekitError, match=match):
             codec.encode(x, None, quality=None, device=CPU, options=options)

@@ -96,6 +96,10 @@ class SparseCollageTrain(CodecTrainTask):
 
     def build(self, folder: Path) -> TrainingSetup:
         cfg = self.config
+        defaults = type(cfg.options)()
+        unused = sorted(k for k in type(cfg.options).model_fields if k not in {*COLLAGE_KEYS, "chroma"} and getattr(cfg.options, k) != getattr(defaults, k))
+        if unused:
+            raise CollagekitError(f"sparse_collage_train: options: sets the layout the examples are searched with (the collage keys and chroma); it does not use {', '.join(unused)}")
         layout = Layout(**{k: getattr(cfg.options, k) for k in COLLAGE_KEYS})
         exclude = frozenset(validation_names()) if cfg.hold_out_validation else frozenset()
         paths, held_out = training_paths(folder, cfg.images, cfg.training.seed, exclude)

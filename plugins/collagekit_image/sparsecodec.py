@@ -354,6 +354,8 @@ class SparseCollageCodec:
     def encode(self, x: Tensor, registry: Any, *, quality: int | None, device: torch.device, options: dict[str, Any]) -> Container:
         """(1 c h w) in [0, 1], c = 1 or 3 -> a container."""
         opts = parse_options(f"codec {self.name!r}", self.encode_options, options)
+        if opts.search == "exhaustive" and {"shortlist", "probes"} & opts.model_fields_set:
+            raise CollagekitError(f"{NAME}: shortlist and probes choose the candidates of search=shortlist; with search=exhaustive every source is compared")
         h, w = codec_input_size(x, NAME, opts.max_pixels)
         if opts.range_size & (opts.range_size - 1) or opts.range_size >> (opts.levels - 1) < 2:
             raise CollagekitError(f"{NAME}: range_size must be a power of two whose {opts.levels} levels end at 2 pixels or more, got {opts.range_size}")
