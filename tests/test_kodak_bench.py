@@ -136,9 +136,10 @@ def test_an_image_list_selects_files_and_a_missing_one_is_a_clear_error(photos: 
     listing = tmp_path / "list.txt"
     listing.write_text("# one of the two\nface.bmp\n")
     out = tmp_path / "res"
-    result = invoke("bench", "kodak", "--data", str(photos), "--out", str(out), f"images={listing}", "anchors=jpeg", "pifs=false", "models=nc-q2")
+    result = invoke("bench", "kodak", "--data", str(photos), "--out", str(out), f"images={listing}", "anchors=jpeg", "pifs=false", "models=nc-q2", "repeats=2")
     assert result.returncode == 0, result.stderr
     assert [r["image"] for r in json.loads((out / "kodak.json").read_text())["images"]] == ["face.bmp"]
+    assert "per image and point (each the median of 2 run(s))" in (out / "kodak.md").read_text()  # sparse-collage's times too
 
     listing.write_text("face.bmp\nmissing.png\n")
     result = invoke("bench", "kodak", "--data", str(photos), "--out", str(tmp_path / "res2"), f"images={listing}", "anchors=jpeg", "pifs=false")

@@ -185,7 +185,7 @@ class KodakOptions(Options):
     limit: int = Field(10_000, ge=1, description="at most the first N images")
     images: str | None = Field(None, description="which images of the data folder: every image file (default), 'validation' (the held-out split of train_images) or a file listing names")
     results: str | None = Field(None, description="results file name (default: kodak, or kodak_validation with images=validation)")
-    repeats: int = Field(1, ge=1, description="timed runs per image (the median is reported)")
+    repeats: int = Field(1, ge=1, description="timed runs per image and point of every timed codec (the median is reported)")
     models: str | None = Field(None, description="comma-separated model names or files (default: every shipped nc-q*)")
     anchors: str | None = Field(None, description="comma-separated anchor codecs: jpeg, webp, jpeg2000, avif, jpegxl (default: those available here)")
     pifs: bool = Field(True, description="also run the classical PIFS codec")

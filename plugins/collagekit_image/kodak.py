@@ -16,7 +16,8 @@ section 4).
   via the ``pifs`` codec (nearest-neighbour search, an RMS sweep; ``pifs=false`` skips it).
 * The ``sparse-collage`` codec (the core's least-squares collage search, :mod:`collagekit_image.sparsecodec`)
   over its lmbda ladder, a curve like the anchors' (``sparse=false`` skips it), with its own
-  Bjøntegaard deltas against every anchor and its encode and decode seconds (one run per point).
+  Bjøntegaard deltas against every anchor and its encode and decode seconds (the median of ``repeats``
+  runs per point, as PIFS's encode seconds).
 * BD-PSNR and BD-rate of Neural Collage against every anchor (:mod:`collagekit.bjontegaard`, PCHIP):
   per image over the bpp interval both curves cover within 0.1-1.0 bpp, then the mean over the images
   where that interval exists (the headline); also on the set's mean curves ("curve of means"). And
@@ -145,9 +146,9 @@ def neural_point(x: torch.Tensor, model: str, device: torch.device, repeats: int
     return {"bpp": len(data) * 8 / pixels, "psnr_db": psnr(x, decoded), "encode_s": encode_s, "decode_s": decode_s, "bytes": len(data)}
 
 
-def sparse_curve(x: torch.Tensor, lambdas, device: torch.device, options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def sparse_curve(x: torch.Tensor, lambdas, device: torch.device, options: dict[str, Any] | None = None, repeats: int = 1) -> list[dict[str, Any]]:
     """(1 c h w) -> one row per lmbda of the sparse-collage codec (with these codec ``options``): bpp
-    (file), PSNR of the decoded file, encode and decode seconds (one run each)."""
+    (file), PSNR of the decoded file, encode and decode seconds (the median of ``repeats`` runs)."""
     from collagekit.container import from_bytes, to_bytes
     from collagekit.metrics import psnr
     from collagekit_image.sparsecodec import SparseCollageCodec
@@ -156,13 +157,12 @@ def sparse_curve(x: torch.Tensor, lambdas, device: torch.device, options: dict[s
     pixels = x.shape[2] * x.shape[3]
     rows = []
     for lmbda in lambdas:
-        started = time.perf_counter()
-        data = to_bytes(codec.encode(x, None, quality=None, device=device, options={**(options or {}), "lmbda": float(lmbda)}))
-        encode_s = time.perf_counter() - started
-        started = time.perf_counter()
-        decoded = codec.decode(from_bytes(data), None, scale=1, device=device, options={}).cpu()
-        decode_s = time.perf_counter() - started
-        rows.append({"lmbda": lmbda, "bpp": len(data) * 8 / pixels, "psnr_db": psnr(x, decoded), "encode_s": encode_s, "decode_s": decode_s, "bytes": len(data)})
+        settings = {**(options or {}), "lmbda": float(lmbda)}
+        encoded = median_time(lambda settings=settings: to_bytes(codec.encode(x, None, quality=None, device=device, options=settings)), repeats)
+        data = encoded.result
+        decoded = median_time(lambda data=data: codec.decode(from_bytes(data), None, scale=1, device=device, options={}).cpu(), repeats)
+        rows.append({"lmbda": lmbda, "bpp": len(data) * 8 / pixels, "psnr_db": psnr(x, decoded.result), "encode_s": encoded.seconds,
+                     "decode_s": decoded.seconds, "bytes": len(data)})  # fmt: skip
     return rows
 
 
@@ -245,13 +245,13 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         for anchor in anchors:
             row["anchors"][anchor] = anchor_curve(image, anchor)
         if with_pifs:
-            row["pifs"] = pifs_curve(x, "nearest", PIFS_RMS, torch.device("cpu"), {})
+            row["pifs"] = pifs_curve(x, "nearest", PIFS_RMS, torch.device("cpu"), {}, repeats)
             row["anchors"]["pifs"] = [(r["bpp"], r["psnr_db"]) for r in row["pifs"]]
         if len(rows) < ctx.option("pifs_exhaustive"):
-            row["pifs_exhaustive"] = pifs_curve(x, "exhaustive", PIFS_EXHAUSTIVE_RMS, torch.device("cpu"), {})
+            row["pifs_exhaustive"] = pifs_curve(x, "exhaustive", PIFS_EXHAUSTIVE_RMS, torch.device("cpu"), {}, repeats)
         if with_sparse:
             # On the CPU like PIFS: the search has not been tuned for an accelerator.
-            row["sparse"] = sparse_curve(x, SPARSE_LAMBDAS, torch.device("cpu"))
+            row["sparse"] = sparse_curve(x, SPARSE_LAMBDAS, torch.device("cpu"), repeats=repeats)
             row["anchors"][SPARSE] = [(r["bpp"], r["psnr_db"]) for r in row["sparse"]]
         rows.append(row)
         nc = "  ".join(f"{n}: {p['bpp']:.3f} bpp {p['psnr_db']:.2f} dB ({p['encode_s']:.2f}/{p['decode_s']:.2f} s)" for n, p in row["neural"].items())
@@ -458,7 +458,7 @@ def render(name: str, summary: dict[str, Any], tables: dict[str, Any], repeats: 
             "", f"## Bjøntegaard deltas of sparse-collage against each codec ({lo:g}-{hi:g} bpp)", "",
             f"The search codec over its lmbda ladder {', '.join(f'{v:g}' for v in SPARSE_LAMBDAS)}; the same method. Encode "
             f"{summary['sparse_encode_s_median']:.2f} s median ({summary['sparse_encode_s_max']:.2f} max), decode "
-            f"{summary['sparse_decode_s_median']:.2f} s median ({summary['sparse_decode_s_max']:.2f} max) per image and point, one run each, on the CPU.",
+            f"{summary['sparse_decode_s_median']:.2f} s median ({summary['sparse_decode_s_max']:.2f} max) per image and point (each the median of {repeats} run(s)), on the CPU.",
             *[
                 f"Encode at equal PSNR: PIFS's {'exhaustive' if s == 'pifs_exhaustive' else 'nearest-neighbour'} search takes "
                 f"{summary[f'sparse_speedup_vs_{s}']:.1f}x sparse-collage's time (median over {summary[f'sparse_speedup_vs_{s}_points']} points "

@@ -22,7 +22,6 @@ import io
 import math
 import os
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +80,9 @@ def jpeg_curve(image) -> list[tuple[float, float]]:
     return points
 
 
-def pifs_curve(x: torch.Tensor, search: str, rms_values, device, extra: dict[str, Any]) -> list[dict[str, Any]]:
-    """(1 c h w) -> one row per RMS target: bpp (file), PSNR (decoded saved file), encode seconds."""
+def pifs_curve(x: torch.Tensor, search: str, rms_values, device, extra: dict[str, Any], repeats: int = 1) -> list[dict[str, Any]]:
+    """(1 c h w) -> one row per RMS target: bpp (file), PSNR (decoded saved file), encode seconds (the
+    median of ``repeats`` runs)."""
     from collagekit.container import from_bytes, to_bytes
     from collagekit.metrics import psnr
     from collagekit_pifs.pifscodec import PifsCodec
@@ -92,12 +92,10 @@ def pifs_curve(x: torch.Tensor, search: str, rms_values, device, extra: dict[str
     rows = []
     for rms in rms_values:
         options = {"search": search, "rms": float(rms), **extra}
-        started = time.perf_counter()
-        container = codec.encode(x, None, quality=None, device=device, options=options)
-        seconds = time.perf_counter() - started
-        data = to_bytes(container)
+        encoded = median_time(lambda options=options: codec.encode(x, None, quality=None, device=device, options=options), repeats)
+        data = to_bytes(encoded.result)
         decoded = codec.decode(from_bytes(data), None, scale=1, device=device, options={})
-        rows.append({"rms": rms, "bpp": len(data) * 8 / pixels, "psnr_db": psnr(x, decoded), "encode_s": seconds, "bytes": len(data)})
+        rows.append({"rms": rms, "bpp": len(data) * 8 / pixels, "psnr_db": psnr(x, decoded), "encode_s": encoded.seconds, "bytes": len(data)})
     return rows
 
 
