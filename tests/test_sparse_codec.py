@@ -151,6 +151,11 @@ def test_pruned_search_skips_only_subtrees_the_cut_cannot_split() -> None:
         assert torch.equal(expected.index, got.index) and torch.equal(expected.weight, got.weight) and torch.equal(expected.bias, got.bias)
     with pytest.raises(CollagekitError, match="lmbda only"):
         pruned.cut(ranges=40)
+    # Pruned everywhere below the top: only the top cells are searched, and the cut keeps them all.
+    top_only = search_tree(collage, x, quantiser, prune=float("inf"))
+    assert all(torch.isinf(codes.error).all() for codes in top_only.codes[1:])
+    code = top_only.cut(lmbda=3e-3, rate=rate)
+    assert not any(bool(s.any()) for s in code.split) and code.bias.shape[0] == full.codes[0].error.shape[0]
 
 
 def test_quantiser_keeps_several_sources_inside_the_ball() -> None:
