@@ -28,12 +28,13 @@ STRENGTHS = 2 * DISTANCES  # tile borders d = 0..2, then the other cell borders 
 MAX_FIT_ELEMENTS = 1 << 22  # strengths are fitted on at most this many samples (a corner of the signal)
 
 
-def _features(x: Tensor, cell: int, tile: int, scale: int) -> Iterator[Tensor]:
-    """The filter's :data:`STRENGTHS` basis signals, each (b c *spatial) like ``x``."""
+def _features(x: Tensor, cell: int, tile: int, scale: int, out: Tensor | None = None) -> Iterator[Tensor]:
+    """The filter's :data:`STRENGTHS` basis signals, each (b c *spatial) like ``x``; written into the rows
+    of ``out`` (STRENGTHS b c *spatial, zeros) when given."""
     spatial = range(2, x.ndim)
     for tile_borders in (True, False):
         for d in range(DISTANCES):
-            f = torch.zeros_like(x)
+            f = torch.zeros_like(x) if out is None else out[(DISTANCES if not tile_borders else 0) + d]
             for axis in spatial:
                 n = x.shape[axis]
                 if n <= cell * scale:
@@ -56,11 +57,14 @@ def fit(decoded: Tensor, target: Tensor, cell: int, tile: int) -> list[int]:
     (units of 1 / :data:`UNIT`) that bring the decoded signal closest to the original."""
     region = tuple(slice(0, s) for s in _fit_region(decoded.shape[2:], tile))
     decoded, target = decoded[(..., *region)].float(), target[(..., *region)].float()
-    basis = torch.stack([f.flatten() for f in _features(decoded, cell, tile, 1)], dim=1)  # (n, STRENGTHS)
+    basis = decoded.new_zeros(STRENGTHS, *decoded.shape)
+    for _ in _features(decoded, cell, tile, 1, out=basis):
+        pass  # each basis signal lands in its row
+    basis = basis.view(STRENGTHS, -1)  # (STRENGTHS n)
     # Single precision up to the normal equations (2.5x faster than double on a Kodak image): the
     # strengths are rounded to 1/64, far above float32's error on sums of a few million terms.
-    gram = (basis.T @ basis).double()
-    rhs = (basis.T @ (target - decoded).flatten()).double()
+    gram = (basis @ basis.T).double()
+    rhs = (basis @ (target - decoded).flatten()).double()
     # A small ridge keeps the solve defined when a class of borders is absent (a one-tile signal).
     alpha = torch.linalg.solve(gram + 1e-9 * torch.eye(STRENGTHS, dtype=gram.dtype) * (1 + gram.trace()), rhs)
     return [int(v) for v in (alpha * UNIT).round().clamp(-LIMIT, LIMIT).tolist()]

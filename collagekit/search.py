@@ -185,11 +185,13 @@ def _best_single(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: 
     return best, least
 
 
-def _best_listed(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: Tensor, listed: Tensor, source_class: Tensor) -> Tensor:
+def _best_listed(
+    rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: Tensor, listed: Tensor, source_class: Tensor
+) -> tuple[Tensor, Tensor]:
     """As :func:`_best_single`, but each range is compared only with the sources whose class
     (``source_class`` (S,)) is one of its ``listed`` classes (m b, distinct per range): one exhaustive
     search per class over every range that lists it. A range none of whose classes holds a source gets
-    source 0 (its exact fit still decides)."""
+    source 0 and an infinite error (its exact fit still decides)."""
     m, probes = listed.shape
     best = torch.zeros(m, dtype=torch.long)
     least = torch.full((m,), float("inf"), dtype=rc.dtype)
@@ -202,19 +204,28 @@ def _best_listed(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: 
     listing_ends = torch.bincount(listed.reshape(-1), minlength=classes).cumsum(0).tolist()
     position = torch.empty_like(by_class)
     position[by_class] = torch.arange(by_class.numel())  # each source's place in the sorted order
+    found: list[tuple[Tensor, Tensor, Tensor]] = []  # per class: its ranges, their best error and pick (sorted order)
     for k in range(classes):
         rows = listing[(listing_ends[k - 1] if k else 0) : listing_ends[k]] // probes  # distinct: a range lists a class once
         start, end = (ends[k - 1] if k else 0), ends[k]
         if rows.numel() == 0 or end == start:
             continue
         held = taken[rows]
-        local = position[held.clamp_min(0)] - start
-        held = torch.where((held >= 0) & (local >= 0) & (local < end - start), local, -1)
+        if held.numel():
+            local = position[held.clamp_min(0)] - start
+            held = torch.where((held >= 0) & (local >= 0) & (local < end - start), local, -1)
         pick, err = _best_single(rc[rows], cands[start:end], norms[start:end], limit, held)
-        better = err < least[rows]
-        least[rows] = torch.where(better, err, least[rows])
-        best[rows] = torch.where(better, by_class[start + pick], best[rows])
-    return best
+        found.append((rows, err, start + pick))
+    if found:
+        # Each range's best over its classes at once (per-class updates cost more than the comparisons
+        # of a small class): the first of its entries once stably sorted by error (ties: the lower class).
+        rows, err, pick = (torch.cat(parts) for parts in zip(*found))
+        order = err.argsort(stable=True)
+        rows, err, pick = rows[order], err[order], pick[order]
+        first = torch.full((m,), order.numel(), dtype=torch.long).scatter_reduce_(0, rows, torch.arange(order.numel()), "amin")
+        hit = first < order.numel()
+        least[hit], best[hit] = err[first[hit]], by_class[pick[first[hit]]]
+    return best, least
 
 
 def search_level(
@@ -255,7 +266,7 @@ def search_level(
             range_classes, source_class = shortlist.lists(ranges[rows], raw[plane], probes)
         for slot in range(j):  # matching pursuit: each pick explains what the earlier ones left
             if listed:
-                pick = _best_listed(res, cands[plane], norms[plane], limit, index[rows, :slot], range_classes, source_class)
+                pick, _ = _best_listed(res, cands[plane], norms[plane], limit, index[rows, :slot], range_classes, source_class)
             else:
                 pick, _ = _best_single(res, cands[plane], norms[plane], limit, index[rows, :slot])
             index[rows, slot] = pick

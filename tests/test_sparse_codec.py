@@ -33,6 +33,7 @@ from collagekit.container import (
 )
 from collagekit.errors import CollagekitError
 from collagekit.grid import AveragePooler
+from collagekit.gridcodec import solve_grid
 from collagekit.metrics import psnr
 from collagekit.operator import GridCollage
 from collagekit.search import LevelCodes, Quantiser, RateModel, _cut_rd, search_tree
@@ -211,6 +212,30 @@ def test_decoding_runs_no_search(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(search_module, "search_level", refuse)
     monkeypatch.setattr(codec_module, "search_tree", refuse)
     assert psnr(load_image(RGB, 1 << 20), _decode(container)) > 25.0
+
+
+def test_the_deblocking_fit_decodes_to_its_own_tolerance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A looser decode before the fit: fewer iterations, the same strengths within one 1/64 step."""
+    import collagekit_image.sparsecodec as codec_module
+
+    iterations: list[int] = []
+
+    def counted(*args, **kwargs):
+        z, stats = solve_grid(*args, **kwargs)
+        iterations.append(stats.iterations)
+        return z, stats
+
+    monkeypatch.setattr(codec_module, "solve_grid", counted)
+    strengths, work = {}, {}
+    for tol in (1e-6, 1e-2):
+        iterations.clear()
+        container = _encode(RGB, lmbda=100.0, deblock_tol=tol)
+        layout, info = read_header(container)
+        strengths[tol] = unpack_streams(bytes(container.tensors["streams"].numpy()), layout, info["shapes"], 3)[1]
+        work[tol] = sum(iterations)
+    assert work[1e-2] < work[1e-6]
+    assert strengths[1e-6] is not None and any(any(s) for s in strengths[1e-6])
+    assert all(abs(a - b) <= 1 for tight, loose in zip(strengths[1e-6], strengths[1e-2]) for a, b in zip(tight, loose))
 
 
 def _tampered(container: Container, **changes) -> Container:

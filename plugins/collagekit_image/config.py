@@ -24,6 +24,7 @@ from collagekit.tasks import CodecTrainConfig, FileTaskConfig, GridFractalizeCon
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 DEFAULT_MAX_PIXELS = 40_000_000
 PRUNE_BITS = 16.0  # sparse-collage: chosen on the validation split (docs/results/sparse_prune_validation.md)
+DEBLOCK_TOL = 1e-2  # sparse-collage: its own decode for the deblocking fit; chosen on the validation split (docs/results/deblock_tol_validation.md)
 DEFAULT_CHUNK = 512  # tiles per encoder pass: bounds the feature maps' memory on large images
 
 IMAGE = Modality(
@@ -107,6 +108,9 @@ class SparseCollageEncodeOptions(Options):
         0, ge=0, le=1000, description="gradient steps per plane group on the cut code's weights and biases, on their lattices, against the decoded error"
     )
     deblock: bool = Field(True, description="fit the deblocking post-filter's strengths and store them")
+    deblock_tol: float = Field(
+        DEBLOCK_TOL, gt=0, le=0.1, description="solver tolerance of the encoder's own decode, which the deblocking strengths are fitted on (the file's decoder keeps its own)"
+    )
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="refuse larger images")
 
 

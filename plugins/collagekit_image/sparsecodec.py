@@ -13,7 +13,8 @@ from the streams of the previous cut. A range whose weights are all 0 is *flat* 
 By default each range is compared only with the sources of the classes the shipped shortlist network
 lists for it (``search``, ``probes``), and the search goes no deeper under a cell whose best code errs
 by at most ``lmbda * prune_bits`` (splitting it would have to pay for four children's codes). Before
-fitting the deblocking filter the encoder decodes its own code, starting from the image.
+fitting the deblocking filter the encoder decodes its own code, starting from the image, to a tolerance
+of its own (``deblock_tol``).
 Decode: the core solver to the fixed point (chroma at twice the scale when it was halved), then the
 optional fitted deblocking filter (:mod:`collagekit.deblock`) at the smallest range's borders.
 
@@ -398,7 +399,9 @@ class SparseCollageCodec:
         if opts.deblock:
             # Fitted on what the decoder will decode: the codes as read back from the streams.
             read_back, _ = unpack_streams(data, layout, shapes, int(x.shape[1]))
-            decoded = _solve(layout, read_back, shapes, factors, (h, w), 1, device, **DEFAULT_SOLVER, image=image)
+            # Its own tolerance: the strengths are integers in 1/64 steps, which a looser decode (from the
+            # image, 4-6 iterations instead of 9-12) leaves unchanged.
+            decoded = _solve(layout, read_back, shapes, factors, (h, w), 1, device, opts.deblock_tol, DEFAULT_SOLVER["max_iter"], image=image)
             strengths = [deblocking.fit(decoded[:, c : c + 1], image[:, c : c + 1].to(decoded), *_borders(layout)) for c in range(x.shape[1])]
             if any(any(s) for s in strengths):
                 data = pack_streams(codes, layout, shapes, strengths)
