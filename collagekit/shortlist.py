@@ -55,11 +55,15 @@ class Shortlist(nn.Module):
         return net(u) + net(-u)
 
     @torch.no_grad()
-    def lists(self, ranges: Tensor, sources: Tensor, probes: int) -> tuple[Tensor, Tensor]:
-        """(m r) ranges, (S r) sources -> each range's ``probes`` most likely classes (m b), each source's class (S,)."""
+    def listing(self, ranges: Tensor, probes: int) -> Tensor:
+        """(m r) ranges -> each range's ``probes`` most likely classes (m b)."""
         probes = min(probes, self.cfg.classes)
-        listed = torch.cat([self.logits(part).topk(probes, -1).indices for part in ranges.split(CHUNK)])
-        return listed, torch.cat([self.logits(part).argmax(-1) for part in sources.split(CHUNK)])
+        return torch.cat([self.logits(part).topk(probes, -1).indices for part in ranges.split(CHUNK)])
+
+    @torch.no_grad()
+    def classes(self, sources: Tensor) -> Tensor:
+        """(S r) sources -> each source's class (S,)."""
+        return torch.cat([self.logits(part).argmax(-1) for part in sources.split(CHUNK)])
 
 
 class ShortlistObjective(nn.Module):
