@@ -38,7 +38,6 @@ from collagekit.config import SearchConfig
 from collagekit.errors import CollagekitError
 from collagekit.fit import FitSettings, refine
 from collagekit.interfaces import Encoder
-from collagekit.orientation import Orientations
 from collagekit.operator import GridCollage
 from collagekit.shortlist import Shortlist
 from collagekit.solver import Solver
@@ -238,12 +237,10 @@ def search_level(
     quantiser: Quantiser | None = None,
     shortlist: Shortlist | None = None,
     probes: int = 2,
-    orientations: int = 0,
 ) -> LevelCodes:
     """Best ``collage.sources`` sources, weights and bias of every cell of one level (among the
     sources of each range's ``probes`` most likely classes where the ``shortlist`` has a network for
-    this level's cell size; with ``orientations`` k > 0, among the canonical variants of the domains,
-    each range turned to its k likeliest canonical variants: :mod:`collagekit.orientation`)."""
+    this level's cell size)."""
     j = collage.sources
     ranges = sparse.cell_blocks(padded, cells)  # (m r)
     m = ranges.shape[0]
@@ -260,42 +257,18 @@ def search_level(
     index = torch.zeros(m, j, dtype=torch.long)
     residual = ranges - ranges.mean(-1, keepdim=True)
     listed = shortlist is not None and shortlist.covers(ranges.shape[-1])
-    turns = None
-    if orientations:
-        perm, _ = sparse.variant_table(collage, cells.size, raw.shape[1])
-        turns = Orientations.of(perm, cells.size)
-        n = raw.shape[1] // perm.shape[0]
     for plane in range(cands.shape[0]):
         rows = (cells.plane == plane).nonzero().squeeze(1)
         if rows.numel() == 0:
             continue
         res = residual[rows]
-        # What the ranges are compared with: every source, or each domain's canonical variant (whose
-        # ids ``d`` a pick is turned back from).
-        if turns is None:
-            compared, compared_norms, ways = cands[plane], norms[plane], [None]
-        else:
-            canonical = turns.canonical(cands[plane].view(-1, n, cands.shape[-1]))  # (n,)
-            compared = cands[plane].view(-1, n, cands.shape[-1])[canonical, torch.arange(n)]  # (n r)
-            compared_norms = norms[plane].view(-1, n)[canonical, torch.arange(n)]
-            ways = turns.ranked(res, orientations).T  # k rows of (m',)
         if listed:
-            source_class = shortlist.classes(compared)
-            range_classes = [shortlist.listing(res if way is None else turns.turn(res, way), probes) for way in ways]
+            range_classes, source_class = shortlist.lists(ranges[rows], raw[plane], probes)
         for slot in range(j):  # matching pursuit: each pick explains what the earlier ones left
-            taken = index[rows, :slot] if turns is None else index[rows, :slot] % n
-            least = torch.full((rows.numel(),), float("inf"), dtype=res.dtype)
-            pick = torch.zeros(rows.numel(), dtype=torch.long)
-            for w, way in enumerate(ways):
-                turned = res if way is None else turns.turn(res, way)
-                if listed:
-                    found, err = _best_listed(turned, compared, compared_norms, limit, taken, range_classes[w], source_class)
-                else:
-                    found, err = _best_single(turned, compared, compared_norms, limit, taken)
-                if way is not None:
-                    found = turns.source(found, canonical[found], way, n)
-                better = err < least
-                pick, least = torch.where(better, found, pick), torch.where(better, err, least)
+            if listed:
+                pick, _ = _best_listed(res, cands[plane], norms[plane], limit, index[rows, :slot], range_classes, source_class)
+            else:
+                pick, _ = _best_single(res, cands[plane], norms[plane], limit, index[rows, :slot])
             index[rows, slot] = pick
             chosen = cands[plane][pick]
             s = ((res * chosen).sum(-1) / norms[plane][pick].clamp_min(1e-12)).clamp(-limit, limit)
@@ -456,21 +429,13 @@ def _searched(codes: LevelCodes, mask: Tensor) -> LevelCodes:
 
 
 def search_tree(
-    collage: GridCollage,
-    x: Tensor,
-    quantiser: Quantiser | None = None,
-    shortlist: Shortlist | None = None,
-    probes: int = 2,
-    prune: float = 0.0,
-    orientations: int = 0,
+    collage: GridCollage, x: Tensor, quantiser: Quantiser | None = None, shortlist: Shortlist | None = None, probes: int = 2, prune: float = 0.0
 ) -> SearchTree:
     """x (b c *spatial) -> the best code of every cell of the full tree (the expensive part of a search);
     with a ``shortlist``, each range is compared only with the sources of its ``probes`` most likely
     classes (the amortized search). ``prune`` > 0: a cell whose best code's squared error is at most
     ``prune`` is taken not to split, and its subtree is not searched; for a rate-distortion cut at
-    ``lmbda``, ``prune = lmbda * bits`` skips the cells whose split could save at most ``bits``.
-    ``orientations`` k > 0: each range is compared with the domains' canonical variants only, turned to
-    its k likeliest canonical variants (:mod:`collagekit.orientation`)."""
+    ``lmbda``, ``prune = lmbda * bits`` skips the cells whose split could save at most ``bits``."""
     if not collage.sparse:
         raise CollagekitError("the collage search codes sparse collages (mixing: sparse)")
     if collage.constants:
@@ -489,7 +454,7 @@ def search_tree(
         for level, cells in enumerate(nodes):
             if level:
                 searched = (searched & (codes[-1].error.min(-1).values > prune)).repeat_interleave(children)
-            found = search_level(collage, padded, spatial, level, cells.select(searched), quantiser, shortlist, probes, orientations)
+            found = search_level(collage, padded, spatial, level, cells.select(searched), quantiser, shortlist, probes)
             codes.append(found if bool(searched.all()) else _searched(found, searched))
     return SearchTree(collage, codes, b * c, [math.prod(s) for s in sizes], quantiser, x.new_empty(0), prune)
 

@@ -55,15 +55,11 @@ class Shortlist(nn.Module):
         return net(u) + net(-u)
 
     @torch.no_grad()
-    def listing(self, ranges: Tensor, probes: int) -> Tensor:
-        """(m r) ranges -> each range's ``probes`` most likely classes (m b)."""
+    def lists(self, ranges: Tensor, sources: Tensor, probes: int) -> tuple[Tensor, Tensor]:
+        """(m r) ranges, (S r) sources -> each range's ``probes`` most likely classes (m b), each source's class (S,)."""
         probes = min(probes, self.cfg.classes)
-        return torch.cat([self.logits(part).topk(probes, -1).indices for part in ranges.split(CHUNK)])
-
-    @torch.no_grad()
-    def classes(self, sources: Tensor) -> Tensor:
-        """(S r) sources -> each source's class (S,)."""
-        return torch.cat([self.logits(part).argmax(-1) for part in sources.split(CHUNK)])
+        listed = torch.cat([self.logits(part).topk(probes, -1).indices for part in ranges.split(CHUNK)])
+        return listed, torch.cat([self.logits(part).argmax(-1) for part in sources.split(CHUNK)])
 
 
 class ShortlistObjective(nn.Module):

@@ -139,7 +139,7 @@ def _cell_offsets(cell: tuple[int, ...], grid: tuple[int, ...]) -> Tensor:
     return offsets.reshape(-1)
 
 
-def variant_table(collage: GridCollage, size: tuple[int, ...], domains: int) -> tuple[Tensor, Tensor]:
+def _variant_table(collage: GridCollage, size: tuple[int, ...], domains: int) -> tuple[Tensor, Tensor]:
     """Rows of source ids ``row * n + d``: the identity, then every dependent auxiliary's variants, as
     ``(perm (u p), sign (u,))``; checked against each auxiliary's count."""
     p = math.prod(size)
@@ -160,7 +160,7 @@ def level_sources(collage: GridCollage, spatial: tuple[int, ...], level: int) ->
     """S at ``level``: its domains times (1 + each dependent auxiliary's variants)."""
     n = collage.partitioner.domain_blocks(spatial, level).origins.shape[0]
     size = tree.level_sizes(collage.partitioner.range_size(1), collage.partitioner.levels)[level]
-    return n * variant_table(collage, size, n)[0].shape[0]
+    return n * _variant_table(collage, size, n)[0].shape[0]
 
 
 def planes_of(collage: GridCollage, params: SparseParams, spatial: tuple[int, ...]) -> int:
@@ -217,7 +217,7 @@ def build_plan(collage: GridCollage, params: SparseParams, spatial: tuple[int, .
             if not blocks.whole and not collage.pooler.block_local:
                 raise CollagekitError(f"pooler {collage.pooler.config.name!r} cannot pool local domains of a sparse collage (it is not block-local)")
             n = blocks.origins.shape[0]
-            perm, signs = variant_table(collage, size, n)
+            perm, signs = _variant_table(collage, size, n)
             ids_j = index[rows]
             if ids_j.numel() and (int(ids_j.min()) < 0 or int(ids_j.max()) >= n * perm.shape[0]):
                 raise CollagekitError(f"sparse code: a source index at level {level} lies outside [0, {n * perm.shape[0]})")
@@ -297,7 +297,7 @@ def level_candidates(collage: GridCollage, padded: Tensor, spatial: tuple[int, .
     window = padded[(slice(None), slice(None), *(slice(0, w) for w in blocks.window))]
     pooled = collage.pooler.pool_signal(window, blocks.pooled).flatten(0, 1).flatten(1)  # (p Q)
     n = blocks.origins.shape[0]
-    perm, sign = variant_table(collage, size, n)
+    perm, sign = _variant_table(collage, size, n)
     corners = blocks.origins @ _strides(blocks.pooled)  # (n,)
     inside = _cell_offsets(size, blocks.pooled)  # (r,)
     gather = (corners[None, :, None] + inside[perm][:, None, :]).to(pooled.device)  # (u n r)

@@ -104,9 +104,6 @@ class SparseCollageEncodeOptions(Options):
     prune_bits: float = Field(
         PRUNE_BITS, ge=0, le=1e3, description="search no deeper under a cell whose best code errs by at most lmbda times this (0: search the whole quadtree)"
     )
-    orientations: int = Field(
-        0, ge=0, le=8, description="0: compare ranges with every rotation and flip of every domain; k: with each domain's canonical one only, each range in its k likeliest canonical orientations (about 8/k times fewer comparisons)"
-    )
     refine_steps: int = Field(
         0, ge=0, le=1000, description="gradient steps per plane group on the cut code's weights and biases, on their lattices, against the decoded error"
     )

@@ -381,7 +381,7 @@ class SparseCollageCodec:
             weight = 1.0 if g == "y" else _chroma_weight(factor)
             spatial = tuple(planes.shape[2:])
             group_lmbda = lmbda / GREY**2 / weight
-            found = search_tree(layout.collage(), planes, layout.quantiser(), shortlist, opts.probes, group_lmbda * opts.prune_bits, opts.orientations)
+            found = search_tree(layout.collage(), planes, layout.quantiser(), shortlist, opts.probes, group_lmbda * opts.prune_bits)
             codes[g] = encode_group(found, layout, spatial, group_lmbda)
             if opts.refine_steps:
                 codes[g] = refine_group(codes[g], layout, _full(image, g), factor, opts.refine_steps)
