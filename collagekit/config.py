@@ -106,6 +106,10 @@ class ShortlistConfig(StrictModel):
     )
     classes: int = Field(64, ge=2, le=4096, description="classes the blocks are sorted into")
     hidden: int = Field(64, ge=4, le=1024, description="width of each network's two hidden layers")
+    # "sum" is the default so that shortlists saved before the field existed load as they were trained.
+    sign: Literal["sum", "abs"] = Field(
+        "sum", description="how a block's class ignores its sign: 'sum' of the network on the block and its negative (two passes), or 'abs' of a bias-free first layer (one pass)"
+    )
 
 
 class SearchConfig(ComponentConfig):

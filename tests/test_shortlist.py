@@ -50,9 +50,10 @@ def test_a_class_per_listed_range_is_the_exhaustive_search_over_that_class() -> 
     assert torch.equal(second, _best_single(rc, cands, norms, 0.9, taken)[0])
 
 
-def test_a_blocks_class_ignores_its_mean_scale_and_sign() -> None:
+@pytest.mark.parametrize("sign", ["sum", "abs"])
+def test_a_blocks_class_ignores_its_mean_scale_and_sign(sign: str) -> None:
     torch.manual_seed(0)
-    shortlist = Shortlist(ShortlistConfig(samples=[16], classes=8, hidden=16))
+    shortlist = Shortlist(ShortlistConfig(samples=[16], classes=8, hidden=16, sign=sign))
     blocks = _blocks(50, 16, 2)
     logits = shortlist.logits(blocks)
     for changed in (blocks + 3.0, 0.2 * blocks, -blocks, -0.5 * blocks - 1.0):
@@ -94,6 +95,18 @@ def test_the_shipped_shortlist_finds_nearly_what_the_exhaustive_search_finds() -
         assert (found >= best - 1e-6).all()
         assert found.sum() <= 1.25 * best.sum(), (level, float(found.sum() / best.sum()))
     assert torch.equal(exhaustive.codes[0].index, listed.codes[0].index)  # 16x16 cells: searched exhaustively
+
+
+def test_a_shortlist_saved_before_the_sign_field_loads_as_it_was_trained(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    old = Shortlist(ShortlistConfig(samples=[16], classes=8, hidden=16))
+    path = tmp_path / "old.safetensors"
+    config = {"samples": [16], "classes": 8, "hidden": 16}  # what a file of 2026-12-07 holds
+    save_file(old.state_dict(), str(path), metadata={"format": "collagekit-image-shortlist", "config": json.dumps(config)})
+    loaded = SHORTLISTS.load(str(path)).model
+    assert loaded.cfg.sign == "sum"
+    blocks = _blocks(40, 16, 3)
+    assert torch.equal(loaded.lists(blocks, blocks, 2)[0], old.lists(blocks, blocks, 2)[0])
 
 
 def test_a_bad_shortlist_is_a_one_line_error(tmp_path: Path) -> None:

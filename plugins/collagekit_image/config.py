@@ -160,7 +160,7 @@ class SparseCollageTrainConfig(CodecTrainConfig):
     hold_out_validation: bool = Field(
         True, description="skip the validation split's files (collagekit_image/validation_images.txt): design decisions are judged on them"
     )
-    model: ShortlistConfig = Field(default_factory=ShortlistConfig)
+    model: ShortlistConfig = Field(default_factory=lambda: ShortlistConfig(sign="abs"))
     training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(steps=3000, batch_size=1024, lr=3e-3, warmup_steps=100, log_every=100, checkpoint_every=1000))
 
 
