@@ -248,6 +248,8 @@ def search_level(
     flat = (torch.zeros(m, j, dtype=torch.long), ranges.new_zeros(m, j), flat_bias, flat_error)
     if j == 0:
         return LevelCodes(*(t[:, None] for t in flat))
+    if m == 0:  # a pruned search left no cell of this level: nothing to pool sources for
+        return LevelCodes(torch.zeros(0, j + 1, j, dtype=torch.long), ranges.new_zeros(0, j + 1, j), ranges.new_zeros(0, j + 1), ranges.new_zeros(0, j + 1))
     raw = sparse.level_candidates(collage, padded, spatial, level)  # (p S r)
     if j > raw.shape[1]:
         raise CollagekitError(f"a sparse range names {j} sources but level {level} has only {raw.shape[1]}")

@@ -127,7 +127,7 @@ def test_with_two_sources_a_leaf_may_keep_one() -> None:
     assert set(choice[0].tolist()) >= {0, 1}
 
 
-def test_pruned_search_skips_only_subtrees_the_cut_cannot_split() -> None:
+def test_pruned_search_skips_only_subtrees_the_cut_cannot_split(monkeypatch: pytest.MonkeyPatch) -> None:
     """Three levels on a real image: the pruned tree holds the full tree's codes wherever it searched,
     leaves unsearched exactly the subtrees under cells whose best code errs by at most ``prune``, and
     where ``prune`` is below what four children must cost (each leaf at least its cheapest code's bits,
@@ -152,8 +152,13 @@ def test_pruned_search_skips_only_subtrees_the_cut_cannot_split() -> None:
         assert torch.equal(expected.index, got.index) and torch.equal(expected.weight, got.weight) and torch.equal(expected.bias, got.bias)
     with pytest.raises(CollagekitError, match="lmbda only"):
         pruned.cut(ranges=40)
-    # Pruned everywhere below the top: only the top cells are searched, and the cut keeps them all.
+    # Pruned everywhere below the top: only the top cells are searched (no other level's sources are even
+    # pooled), and the cut keeps them all.
+    pooled: list[int] = []
+    level_candidates = search_module.sparse.level_candidates
+    monkeypatch.setattr(search_module.sparse, "level_candidates", lambda *a: pooled.append(a[3]) or level_candidates(*a))
     top_only = search_tree(collage, x, quantiser, prune=float("inf"))
+    assert pooled == [0]
     assert all(torch.isinf(codes.error).all() for codes in top_only.codes[1:])
     code = top_only.cut(lmbda=3e-3, rate=rate)
     assert not any(bool(s.any()) for s in code.split) and code.bias.shape[0] == full.codes[0].error.shape[0]
