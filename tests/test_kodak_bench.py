@@ -148,3 +148,23 @@ def test_an_image_list_selects_files_and_a_missing_one_is_a_clear_error(photos: 
     # The validation split names files of train_images: elsewhere it is refused the same way.
     result = invoke("bench", "kodak", "--data", str(photos), "--out", str(tmp_path / "res3"), "images=validation", "anchors=jpeg", "pifs=false")
     assert result.returncode != 0 and "--data" in result.stderr
+
+
+def test_bench_sparse_collage_compares_variants_with_repeated_timings(photos: Path, tmp_path: Path) -> None:
+    listing = tmp_path / "list.txt"
+    listing.write_text("harbour scene.png\n")
+    out = tmp_path / "res"
+    result = invoke("bench", "sparse-collage", "--data", str(photos), "--out", str(out), f"images={listing}", "variants=base;prune_bits=0,probes=2",
+                    "lambdas=60,250,1000", "repeats=2", "results=variants")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads((out / "variants.json").read_text())
+    assert set(data["variants"]) == {"base", "prune_bits=0,probes=2"} and data["summary"]["repeats"] == 2
+    for table in data["variants"].values():
+        assert len(table["ladder"]) == 3 and table["vs_jpeg"]["bd_psnr_images"] == 1
+    points = {name: v["points"] for name, v in data["images"][0]["variants"].items()}
+    assert [p["lmbda"] for p in points["base"]] == [60.0, 250.0, 1000.0]
+    coded = {name: [(p["bytes"], p["psnr_db"]) for p in ps] for name, ps in points.items()}
+    assert coded["base"] != coded["prune_bits=0,probes=2"]  # the options reached the codec
+    assert "each the median of 2 run(s)" in (out / "variants.md").read_text()
+    bad = invoke("bench", "sparse-collage", "--data", str(photos), "--out", str(tmp_path / "bad"), f"images={listing}", "variants=base;probes=zero")
+    assert bad.returncode != 0 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr and not (tmp_path / "bad").exists()

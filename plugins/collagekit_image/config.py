@@ -202,6 +202,7 @@ class SparseBenchOptions(Options):
     limit: int = Field(10_000, ge=1, description="at most the first N images")
     variants: str = Field("base", description="codec settings to compare: 'base;domain_stride=1;bias_step=4.0,weight_levels=5' (base: the defaults)")
     lambdas: str | float | None = Field(None, description="comma-separated lmbda ladder (default: bench kodak's)")
+    repeats: int = Field(1, ge=1, description="timed runs per image, variant and lmbda (the median is reported)")
     results: str = Field("sparse_collage_validation", description="results file name")
 
 

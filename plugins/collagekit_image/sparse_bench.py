@@ -7,7 +7,7 @@ bias_step=4.0"``: variants apart by ``;``, options within one apart by ``,``; ``
 swept over the lmbda ladder of ``collagekit bench kodak``. Per variant: the mean over images of the
 per-image BD-PSNR and BD-rate (PCHIP, 0.1-1 bpp) against Pillow JPEG (``optimize=True``) and PIFS
 (nearest-neighbour search, its RMS sweep), the mean bpp and PSNR at each lmbda, and the median encode
-and decode seconds (one run per point, after an untimed warm-up).
+and decode seconds (each the median of ``repeats`` runs, one by default, after an untimed warm-up).
 """
 
 from __future__ import annotations
@@ -76,13 +76,14 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         row: dict[str, Any] = {"image": path.name, "jpeg": anchor_curve(image, "jpeg"),
                                "pifs": [(r["bpp"], r["psnr_db"]) for r in pifs_curve(x, "nearest", PIFS_RMS, cpu, {})], "variants": {}}  # fmt: skip
         for name, options in variants.items():
-            points = sparse_curve(x, lambdas, cpu, options)
+            points = sparse_curve(x, lambdas, cpu, options, ctx.option("repeats"))
             curve = [(p["bpp"], p["psnr_db"]) for p in points]
             row["variants"][name] = {"points": points, **{f"vs_{a}": _bd(row[a], curve) for a in ANCHORS}}
         rows.append(row)
         print(f"{path.name}: " + "  ".join(f"{n}: {v['vs_jpeg']['bd_psnr_db']} / {v['vs_pifs']['bd_psnr_db']} dB" for n, v in row["variants"].items()), flush=True)
     table = {name: summarise(rows, name) for name in variants}
-    summary = {"images": len(rows), "images_option": ctx.option("images") or "all", "lambdas": list(lambdas), "wall_s": round(time.perf_counter() - started, 1)}
+    summary = {"images": len(rows), "images_option": ctx.option("images") or "all", "lambdas": list(lambdas), "repeats": ctx.option("repeats"),
+               "wall_s": round(time.perf_counter() - started, 1)}
     name = ctx.option("results")
     write_results(ctx, name, render(name, summary, table, variants), {"summary": summary, "variants": table, "images": rows})
     return {f"{v}: bd_psnr_vs_{a}": table[v][f"vs_{a}"]["bd_psnr_db"] for v in variants for a in ANCHORS}
@@ -115,7 +116,7 @@ def render(name: str, summary: dict[str, Any], table: dict[str, Any], variants: 
         "Each variant: the codec's defaults with the options shown, swept over lmbda "
         f"{', '.join(f'{v:g}' for v in summary['lambdas'])}. BD-PSNR / BD-rate: mean over images of the per-image "
         "Bjøntegaard deltas (PCHIP, 0.1-1 bpp; > 0 dB / < 0 %: the variant is better), with the image counts. "
-        f"Times: median over every image and lmbda, one run each, one process; {summary['wall_s']:.0f} s in all.", "",
+        f"Times: median over every image and lmbda, each the median of {summary['repeats']} run(s), one process; {summary['wall_s']:.0f} s in all.", "",
         "| variant | vs JPEG: BD-PSNR (dB) | BD-rate (%) | vs PIFS: BD-PSNR (dB) | BD-rate (%) | images | encode s | decode s |",
         "|---|---|---|---|---|---|---|---|",
     ]
