@@ -185,16 +185,13 @@ def _best_single(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: 
     return best, least
 
 
-def _best_listed(
-    rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: Tensor, listed: Tensor, source_class: Tensor
-) -> tuple[Tensor, Tensor]:
+def _best_listed(rc: Tensor, cands: Tensor, norms: Tensor, limit: float, taken: Tensor, listed: Tensor, source_class: Tensor) -> Tensor:
     """As :func:`_best_single`, but each range is compared only with the sources whose class
     (``source_class`` (S,)) is one of its ``listed`` classes (m b, distinct per range): one exhaustive
     search per class over every range that lists it. A range none of whose classes holds a source gets
-    source 0 and an infinite error (its exact fit still decides)."""
+    source 0 (its exact fit still decides)."""
     m, probes = listed.shape
     best = torch.zeros(m, dtype=torch.long)
-    least = torch.full((m,), float("inf"), dtype=rc.dtype)
     classes = int(max(int(listed.max()), int(source_class.max()))) + 1
     # Sources sorted by class once, so each class's sources are a slice, not a gather.
     by_class = source_class.argsort()
@@ -221,11 +218,11 @@ def _best_listed(
         # of a small class): the first of its entries once stably sorted by error (ties: the lower class).
         rows, err, pick = (torch.cat(parts) for parts in zip(*found))
         order = err.argsort(stable=True)
-        rows, err, pick = rows[order], err[order], pick[order]
+        rows, pick = rows[order], pick[order]
         first = torch.full((m,), order.numel(), dtype=torch.long).scatter_reduce_(0, rows, torch.arange(order.numel()), "amin")
         hit = first < order.numel()
-        least[hit], best[hit] = err[first[hit]], by_class[pick[first[hit]]]
-    return best, least
+        best[hit] = by_class[pick[first[hit]]]
+    return best
 
 
 def search_level(
@@ -268,7 +265,7 @@ def search_level(
             range_classes, source_class = shortlist.lists(ranges[rows], raw[plane], probes)
         for slot in range(j):  # matching pursuit: each pick explains what the earlier ones left
             if listed:
-                pick, _ = _best_listed(res, cands[plane], norms[plane], limit, index[rows, :slot], range_classes, source_class)
+                pick = _best_listed(res, cands[plane], norms[plane], limit, index[rows, :slot], range_classes, source_class)
             else:
                 pick, _ = _best_single(res, cands[plane], norms[plane], limit, index[rows, :slot])
             index[rows, slot] = pick

@@ -35,6 +35,8 @@ def unit_blocks(blocks: Tensor) -> Tensor:
 
 
 class Magnitude(nn.Module):
+    """``|x|``: the first activation of a ``sign: abs`` network (even in the block)."""
+
     def forward(self, x: Tensor) -> Tensor:
         return x.abs()
 

@@ -32,12 +32,12 @@ def test_a_class_per_listed_range_is_the_exhaustive_search_over_that_class() -> 
     none = torch.zeros(200, 0, dtype=torch.long)
     exhaustive, _ = _best_single(rc, cands, norms, 0.9, none)
     # Every source in one class, every range listing it: the exhaustive search's picks exactly.
-    one, _ = _best_listed(rc, cands, norms, 0.9, none, torch.zeros(200, 1, dtype=torch.long), torch.zeros(300, dtype=torch.long))
+    one = _best_listed(rc, cands, norms, 0.9, none, torch.zeros(200, 1, dtype=torch.long), torch.zeros(300, dtype=torch.long))
     assert torch.equal(one, exhaustive)
     # Four classes, two listed per range: each pick is the best source of the range's two classes.
     source_class = torch.arange(300) % 4
     listed = torch.stack([torch.arange(200) % 4, (torch.arange(200) + 1) % 4], 1)
-    pick, _ = _best_listed(rc, cands, norms, 0.9, none, listed, source_class)
+    pick = _best_listed(rc, cands, norms, 0.9, none, listed, source_class)
     assert ((source_class[pick] == listed[:, 0]) | (source_class[pick] == listed[:, 1])).all()
     for row in (0, 57, 199):
         allowed = ((source_class == listed[row, 0]) | (source_class == listed[row, 1])).nonzero().squeeze(1)
@@ -45,7 +45,7 @@ def test_a_class_per_listed_range_is_the_exhaustive_search_over_that_class() -> 
         assert int(allowed[best]) == int(pick[row])
     # A source a range already took (matching pursuit) is never picked again.
     taken = exhaustive[:, None]
-    second, _ = _best_listed(rc, cands, norms, 0.9, taken, torch.zeros(200, 1, dtype=torch.long), torch.zeros(300, dtype=torch.long))
+    second = _best_listed(rc, cands, norms, 0.9, taken, torch.zeros(200, 1, dtype=torch.long), torch.zeros(300, dtype=torch.long))
     assert not (second == exhaustive).any()
     assert torch.equal(second, _best_single(rc, cands, norms, 0.9, taken)[0])
 
