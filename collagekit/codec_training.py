@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from pydantic import BaseModel
+from torch import nn
 
 from collagekit.errors import CollagekitError
 from collagekit.fileio import outputs_together
@@ -38,13 +39,15 @@ class TrainingSetup:
 
     ``model`` is what gets exported; ``objective(batch) -> (loss, metrics)`` owns it;
     ``make_batch(step, rank, world_size)`` is the deterministic stream the training loop expects;
-    ``about`` goes into the reported metrics and into the exported file's ``made_by``.
+    ``about`` goes into the reported metrics and into the exported file's ``made_by``; ``config`` is the
+    architecture recorded with the weights when the data decide it (default: the recipe's ``model:``).
     """
 
     model: nn.Module
     objective: nn.Module
-    make_batch: Callable[[int, int, int], Tensor]
+    make_batch: Callable[[int, int, int], Any]
     about: dict[str, Any] = field(default_factory=dict)
+    config: BaseModel | None = None
 
 
 class CodecTrainTask(Task):
@@ -69,7 +72,8 @@ class CodecTrainTask(Task):
         folder = data_folder(cfg.data, self.data_folder, f"task {cfg.task}", "data=DIR")
         torch.manual_seed(cfg.training.seed)
         setup = self.build(folder)
-        started_from = self._start_from(setup.model) if cfg.init else None
+        architecture = setup.config or cfg.model
+        started_from = self._start_from(setup.model, architecture) if cfg.init else None
         result = train(setup.objective, setup.make_batch, cfg.training, out_dir=cfg.out_dir, device=self.ctx.device, description=f"training {cfg.model_name}")
         last = result.history[-1] if result.history else {}
         metrics = {
@@ -98,7 +102,7 @@ class CodecTrainTask(Task):
                 "format": self.store.format,
                 "name": cfg.model_name,
                 "version": cfg.model_version,
-                "config": cfg.model.model_dump_json(),
+                "config": architecture.model_dump_json(),
                 "lmbda": repr(cfg.lmbda),
                 "made_by": json.dumps(made_by),
             }
@@ -108,11 +112,11 @@ class CodecTrainTask(Task):
             metrics["export"] = str(export)
         return metrics
 
-    def _start_from(self, model: nn.Module) -> str:
+    def _start_from(self, model: nn.Module, architecture: BaseModel) -> str:
         """Copy ``init``'s weights into ``model`` (refused unless the architectures agree); what was used."""
         cfg = self.config
         loaded = self.store.load(str(cfg.init))
-        if loaded.config != cfg.model:
+        if loaded.config != architecture:
             raise CollagekitError(f"init={cfg.init!r} has another architecture than this recipe's model: (copy its model: section from the file's config)")
         model.load_state_dict(loaded.model.state_dict())
         return f"{loaded.name} {loaded.version} ({loaded.sha256})"

@@ -112,6 +112,19 @@ class ShortlistConfig(StrictModel):
     )
 
 
+StreamName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,15}$")]
+
+
+class StreamPriorsConfig(StrictModel):
+    """A set of trained stream priors (:class:`collagekit.prior.StreamPriors`), stored with its weights."""
+
+    # Bounded: a model file's config is data from anywhere, and the tables are built before its weights are read.
+    streams: dict[StreamName, Annotated[int, Field(ge=2, le=4096)]] = Field(
+        min_length=1, max_length=64, description="the streams it models: name -> alphabet size"
+    )
+    layout: dict[str, Any] = Field(default_factory=dict, description="the codec settings whose streams these are (the codec checks them)")
+
+
 class SearchConfig(ComponentConfig):
     name: Literal["search"] = "search"
     ranges: int | None = Field(None, ge=1, le=1 << 24, description="range cells (leaves) per channel (the code's size)")

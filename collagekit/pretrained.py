@@ -51,6 +51,7 @@ class ModelStore:
     what: how errors name the models ("Neural Collage model").
     subfolder: the folder under the package that holds them (a codec with several kinds of model
     keeps each kind in its own).
+    option: the decode option that names another file of this kind (in error messages).
     """
 
     package: str
@@ -60,6 +61,7 @@ class ModelStore:
     build: Callable[[Any], nn.Module]
     what: str
     subfolder: str = "models"
+    option: str = "model"
 
     def folder(self) -> Path:
         return Path(str(files(self.package) / self.subfolder))
@@ -120,7 +122,7 @@ class ModelStore:
         if loaded.sha256 != reference["sha256"]:
             raise CollagekitError(
                 f"this file was made with model {reference['name']!r} version {reference['version']} (weights {reference['sha256']}), "
-                f"but the model found has weights {loaded.sha256} (version {loaded.version}); pass model=PATH to the matching weights"
+                f"but the model found has weights {loaded.sha256} (version {loaded.version}); pass {self.option}=PATH to the matching weights"
             )
         return loaded
 
