@@ -48,7 +48,7 @@ LIMIT = "256M"
 LIMIT_MIB = 256
 SLACK_MIB = 96  # what the budget does not count: the file read, headers, imports done on first use
 EXAMPLE_SECONDS = 60.0
-CODECS = ("grid-collage", "grid-collage-sparse", "neural-collage", "pifs", "sparse-collage", "audio-collage", "ifs")
+CODECS = ("grid-collage", "grid-collage-sparse", "neural-collage", "pifs", "sparse-collage", "sparse-collage-priors", "audio-collage", "ifs")
 CLASSES = (*(f"codec:{c}" for c in CODECS), "yaml", "degenerate:image", "degenerate:audio")
 DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 
@@ -142,6 +142,9 @@ def seed_files(folder: Path) -> dict[str, tuple[bytes, str]]:
     neural = registry.get("codec", "neural-collage").encode(image, registry, quality=1, device=cpu, options={})
     pifs = registry.get("codec", "pifs").encode(image, registry, quality=50, device=cpu, options={})
     sparse_code = registry.get("codec", "sparse-collage").encode(image, registry, quality=50, device=cpu, options={"range_size": 8, "levels": 2})
+    # The default settings: streams coded from the shipped priors, named by number (needs 32 x 32 or more).
+    full = IMAGE.load(DATA / "kodim05_64.png", DEFAULT_MAX_ELEMENTS)
+    sparse_priors = registry.get("codec", "sparse-collage").encode(full, registry, quality=50, device=cpu, options={})
     speech = AUDIO.load(DATA / "speech_quarter_s.flac", DEFAULT_MAX_ELEMENTS)[..., :1500]
     audio = registry.get("codec", "audio-collage").encode(speech, registry, quality=1, device=cpu, options={})
     audio.header[SIGNAL_ATTRS] = {"sample_rate": 16000}
@@ -152,6 +155,7 @@ def seed_files(folder: Path) -> dict[str, tuple[bytes, str]]:
         "neural-collage": (to_bytes(neural), ".png"),
         "pifs": (to_bytes(pifs), ".png"),
         "sparse-collage": (to_bytes(sparse_code), ".png"),
+        "sparse-collage-priors": (to_bytes(sparse_priors), ".png"),
         "audio-collage": (to_bytes(audio), ".wav"),
         "ifs": (to_bytes(ifs), ".ply"),
     }

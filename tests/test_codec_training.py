@@ -40,6 +40,17 @@ CASES = {
         "compress": ["--method", "sparse-collage", "-O", "range_size=8", "-O", "shortlist={export}"],
         "decompress": [],
     },
+    "sparse-collage stream priors": {
+        "recipe": "sparse_collage_prior_train.yaml",
+        "files": {"photo_a.png": "kodim05_64.png", "bsd200_2092.png": "kodim05_64.png"},
+        "overrides": ["options.range_size=8", "training.batch_size=1"],
+        "sample": DATA / "kodim05_64.png",
+        "decoded": "d.png",
+        "count": ("images", 1),
+        # The file names priors that are not installed: decoding is given them.
+        "compress": ["--method", "sparse-collage", "-O", "range_size=8", "-O", "prior={export}"],
+        "decompress": ["prior={export}"],
+    },
 }
 
 
@@ -69,7 +80,7 @@ def test_training_recipe_trains_resumes_exports_and_the_model_compresses(kind: s
     compress = [arg.format(export=export) for arg in case.get("compress", ["--model", "{export}"])]
     assert invoke("compress", str(case["sample"]), "-o", str(code), *compress).returncode == 0
     decoded = tmp_path / case["decoded"]
-    result = invoke("decompress", str(code), "-o", str(decoded), *case.get("decompress", [f"--model={export}"]))
+    result = invoke("decompress", str(code), "-o", str(decoded), *[arg.format(export=export) for arg in case.get("decompress", ["--model={export}"])])
     assert result.returncode == 0, result.stderr
     if decoded.suffix == ".png":
         assert Image.open(decoded).size == Image.open(case["sample"]).size

@@ -12,12 +12,18 @@ from collagekit_image.imageio import load_image
 from collagekit_image.sparsecodec import (
     COLLAGE_KEYS,
     PRESETS,
+    SHIPPED_PRIORS,
     Layout,
     SparseCollageCodec,
+    as_stored,
     pack_streams,
+    priors_of_file,
     read_header,
+    search_codes,
+    stream_priors,
     unpack_streams,
 )
+from collagekit_image.config import SparseCollageEncodeOptions
 from conftest import DATA, invoke
 from PIL import Image
 
@@ -306,10 +312,11 @@ def test_default_settings_are_a_preset_and_strengths_travel_in_the_streams() -> 
     assert overhead[0] + 180 < overhead[1], overhead
     # The old form: settings spelled out, strengths in the header, no strengths stream.
     layout, info = read_header(preset)
-    codes, strengths = unpack_streams(bytes(preset.tensors["streams"].numpy()), layout, info["shapes"], 3)
+    priors = priors_of_file(preset.header["prior"], info["settings"])
+    codes, strengths = unpack_streams(bytes(preset.tensors["streams"].numpy()), layout, info["shapes"], 3, priors)
     assert strengths is not None and any(any(s) for s in strengths)
-    old_streams = pack_streams(codes, layout, info["shapes"])
-    old = Container({**{k: v for k, v in preset.header.items() if k != "preset"}, **PRESETS[1], "deblock": strengths}, {"streams": as_tensor(old_streams)})
+    old_streams = pack_streams(codes, layout, info["shapes"])  # and without the stream priors
+    old = Container({**{k: v for k, v in preset.header.items() if k not in ("preset", "prior")}, **PRESETS[1], "deblock": strengths}, {"streams": as_tensor(old_streams)})
     assert torch.equal(_decode(old), _decode(preset))
     for name, container in {
         "strengths twice": Container(old.header, dict(preset.tensors)),
@@ -320,6 +327,55 @@ def test_default_settings_are_a_preset_and_strengths_travel_in_the_streams() -> 
         with pytest.raises(CollagekitError) as info:
             _decode(container)
         assert "\n" not in str(info.value) and "corrupt" in str(info.value), (name, str(info.value))
+
+
+def test_default_files_are_coded_with_the_shipped_priors_nearest_their_lmbda() -> None:
+    """The default settings code their streams from the shipped priors of the nearest rate point, named
+    by number: the same codes in fewer bytes, decoding to the same image as without them. Other settings
+    get no priors by default, and priors for other settings are refused."""
+    x = load_image(RGB, 1 << 20)
+    codec = SparseCollageCodec()
+    assert sorted(SHIPPED_PRIORS) == list(range(1, 9)) and len({lmbda for _, lmbda, _ in SHIPPED_PRIORS.values()}) == 8
+    for lmbda, name in ((150.0, "sc-l160"), (5000.0, "sc-l6400"), (30.0, "sc-l24"), (5.0, "sc-l10")):
+        coded = codec.encode(x, None, quality=None, device=CPU, options={"lmbda": lmbda})
+        plain = codec.encode(x, None, quality=None, device=CPU, options={"lmbda": lmbda, "prior": "none"})
+        assert SHIPPED_PRIORS[coded.header["prior"]][0] == name and "prior" not in plain.header
+        assert coded.tensors["streams"].numel() < plain.tensors["streams"].numel()
+        assert torch.equal(_decode(coded), _decode(plain))
+        named = codec.encode(x, None, quality=None, device=CPU, options={"lmbda": lmbda, "prior": name})
+        assert named.header["prior"] == coded.header["prior"] and torch.equal(named.tensors["streams"], coded.tensors["streams"])
+    assert "prior" not in _encode(RGB, lmbda=150.0).header  # SMALL: not the settings the shipped priors model
+    with pytest.raises(CollagekitError, match="model the streams of other settings"):
+        _encode(RGB, lmbda=150.0, prior="sc-l160")
+    with pytest.raises(CollagekitError, match="unknown set of stream priors 'sc-l7'"):
+        codec.encode(x, None, quality=None, device=CPU, options={"prior": "sc-l7"})
+    coded = codec.encode(x, None, quality=None, device=CPU, options={"lmbda": 150.0})
+    for name, container in {
+        "unknown number": _tampered(coded, prior=99),
+        "malformed": _tampered(coded, prior="sc-l160"),
+        "other weights": _tampered(coded, prior={"name": "sc-l160", "version": "1", "sha256": "0" * 16}),
+        "none at all": Container({k: v for k, v in coded.header.items() if k != "prior"}, dict(coded.tensors)),
+    }.items():
+        with pytest.raises(CollagekitError) as info:
+            _decode(container)
+        assert "\n" not in str(info.value), name
+        assert any(word in str(info.value) for word in ("corrupt", "weights")), (name, str(info.value))
+
+
+def test_codes_as_stored_are_what_the_streams_give_back() -> None:
+    """The encoder fits the deblocking filter on :func:`as_stored` codes instead of coding and decoding
+    the streams: they must be the very codes a decoder reads, with and without priors."""
+    opts = SparseCollageEncodeOptions(lmbda=60.0)
+    layout = Layout(**{k: getattr(opts, k) for k in COLLAGE_KEYS})
+    codes, shapes, _ = search_codes(rgb_to_ycbcr(load_image(RGB, 1 << 20)), layout, opts, 60.0)
+    priors, _ = stream_priors("auto", 60.0, PRESETS[1])
+    for prior in (None, priors):
+        read, _ = unpack_streams(pack_streams(codes, layout, shapes, None, prior), layout, shapes, 3, prior)
+        for g, params in codes.items():
+            stored = as_stored(params, layout, *shapes[g])
+            for key in ("index", "weight", "bias"):
+                assert torch.equal(getattr(stored, key), getattr(read[g], key)), (g, key)
+            assert all(torch.equal(a, b) for a, b in zip(stored.split, read[g].split, strict=True))
 
 
 def test_bad_options_give_clear_errors() -> None:

@@ -14,6 +14,7 @@ from collagekit.config import (
     GridConfig,
     Options,
     ShortlistConfig,
+    StreamPriorsConfig,
     StrictModel,
     TrainingConfig,
 )
@@ -107,6 +108,10 @@ class SparseCollageEncodeOptions(Options):
     refine_steps: int = Field(
         0, ge=0, le=1000, description="gradient steps per plane group on the cut code's weights and biases, on their lattices, against the decoded error"
     )
+    prior: str = Field(
+        "auto",
+        description="trained stream priors (sparse_collage_prior_train): 'auto' (the shipped set's nearest lmbda, default settings only), 'none', a shipped name or a .safetensors path",
+    )
     deblock: bool = Field(True, description="fit the deblocking post-filter's strengths and store them")
     deblock_tol: float = Field(
         DEBLOCK_TOL, gt=0, le=0.1, description="solver tolerance of the encoder's own decode, which the deblocking strengths are fitted on (the file's decoder keeps its own)"
@@ -115,6 +120,7 @@ class SparseCollageEncodeOptions(Options):
 
 
 class SparseCollageDecodeOptions(Options):
+    prior: str | None = Field(None, description="the stream priors' file, when those the code names are not installed")
     tol: float | None = Field(None, gt=0, description="fixed-point tolerance (default: the file's)")
     max_iter: int | None = Field(None, gt=0, le=100_000, description="most fixed-point iterations (default: the file's)")
 
@@ -162,6 +168,22 @@ class SparseCollageTrainConfig(CodecTrainConfig):
     )
     model: ShortlistConfig = Field(default_factory=lambda: ShortlistConfig(sign="abs"))
     training: TrainingConfig = Field(default_factory=lambda: TrainingConfig(steps=3000, batch_size=1024, lr=3e-3, warmup_steps=100, log_every=100, checkpoint_every=1000))
+
+
+class SparseCollagePriorTrainConfig(CodecTrainConfig):
+    task: Literal["sparse_collage_prior_train"] = "sparse_collage_prior_train"
+    data: str | None = Field(None, description="folder of training images (default: $COLLAGEKIT_DATA/train_images); never Kodak")
+    out_dir: str = Field("outputs/sparse_collage_prior_train", description="checkpoints, the training log and (by default) the exported priors")
+    lmbda: float = Field(gt=0, le=1e6, description="the codec's rate point the streams are coded at (-O lmbda: grey levels^2 per bit; higher = fewer bits)")
+    images: int = Field(64, ge=1, le=10_000, description="training images whose streams are coded (drawn with the seed)")
+    options: SparseCollageEncodeOptions = Field(default_factory=SparseCollageEncodeOptions, description="the codec options the training images are coded with")
+    hold_out_validation: bool = Field(
+        True, description="skip the validation split's files (collagekit_image/validation_images.txt): design decisions are judged on them"
+    )
+    model: StreamPriorsConfig | None = Field(None, description="derived from options: the streams those settings write")
+    training: TrainingConfig = Field(
+        default_factory=lambda: TrainingConfig(steps=300, batch_size=8, lr=0.05, weight_decay=0.0, warmup_steps=0, lr_schedule="cosine", log_every=50, checkpoint_every=100)
+    )
 
 
 class ImageCompressConfig(FileTaskConfig):

@@ -71,7 +71,9 @@ SWEEPS: dict[str, tuple] = {  # quality settings reaching from below 0.1 bpp (wh
 }
 PIFS_RMS = (4.0, 6.0, 8.0, 12.0, 20.0, 32.0, 50.0, 80.0)
 PIFS_EXHAUSTIVE_RMS = (6.0, 12.0, 20.0)  # the exhaustive search takes minutes per point on a Kodak image: the middle of the sweep
-SPARSE_LAMBDAS = (24.0, 64.0, 160.0, 400.0, 1000.0, 2500.0, 6400.0)  # grey levels^2 per bit: ~1 bpp down to below 0.15 bpp on every Kodak image (2500 left kodim05/08 at 0.16-0.18)
+# grey levels^2 per bit, one shipped set of stream priors each: above 1 bpp down to below 0.15 bpp on
+# every Kodak image (2500 left kodim05/08 at 0.16-0.18)
+SPARSE_LAMBDAS = (10.0, 24.0, 64.0, 160.0, 400.0, 1000.0, 2500.0, 6400.0)
 LABELS = {"jpeg": "JPEG", "webp": "WebP", "jpeg2000": "JPEG 2000", "avif": "AVIF", "jpegxl": "JPEG XL", "pifs": "PIFS", NEURAL: "Neural Collage", SPARSE: "sparse-collage"}
 
 

@@ -30,11 +30,18 @@ def register_modalities(register: Register) -> None:
 
 @hookimpl
 def register_tasks(register: Register) -> None:
-    from collagekit_image.config import ImageCompressConfig, ImageFractalizeConfig, ImageTrainConfig, SparseCollageTrainConfig
+    from collagekit_image.config import (
+        ImageCompressConfig,
+        ImageFractalizeConfig,
+        ImageTrainConfig,
+        SparseCollagePriorTrainConfig,
+        SparseCollageTrainConfig,
+    )
 
     register(Lazy("collagekit_image.tasks:ImageFractalize", Config=ImageFractalizeConfig))
     register(Lazy("collagekit_image.train:ImageTrain", Config=ImageTrainConfig))
     register(Lazy("collagekit_image.shortlist_train:SparseCollageTrain", Config=SparseCollageTrainConfig))
+    register(Lazy("collagekit_image.prior_train:SparseCollagePriorTrain", Config=SparseCollagePriorTrainConfig))
     register(Lazy("collagekit_image.compress:ImageCompress", Config=ImageCompressConfig))
 
 

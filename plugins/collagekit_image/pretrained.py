@@ -1,11 +1,13 @@
 """Trained image models: shipped ones (``models/<name>.safetensors`` in this package: Neural Collage
-models; ``models/shortlist/``: the sparse-collage search's shortlists) and user-trained ones given by
+models; ``models/shortlist/``: the sparse-collage search's shortlists; ``models/priors/``: its stream
+priors, one set per rate point) and user-trained ones given by
 path, through the core's :class:`collagekit.pretrained.ModelStore`."""
 
 from __future__ import annotations
 
-from collagekit.config import ShortlistConfig
+from collagekit.config import ShortlistConfig, StreamPriorsConfig
 from collagekit.pretrained import ModelStore
+from collagekit.prior import StreamPriors
 from collagekit.shortlist import Shortlist
 from collagekit_image.neural import ModelConfig, NeuralCollageModel
 
@@ -29,4 +31,15 @@ SHORTLISTS = ModelStore(
     build=Shortlist,
     what="search shortlist",
     subfolder="models/shortlist",
+)
+
+PRIORS = ModelStore(
+    package="collagekit_image",
+    format="collagekit-image-stream-priors",
+    prefix="sc-l",
+    config=StreamPriorsConfig,
+    build=StreamPriors,
+    what="set of stream priors",
+    subfolder="models/priors",
+    option="prior",
 )

@@ -22,11 +22,12 @@ Container header (besides the container's own fields)::
 
     {"codec": "sparse-collage", "modality": "image",
      "image": {"channels": 1 | 3, "spatial": [h, w]},
-     "preset": 1}                                      # the settings of PRESETS[1]; or, spelled out:
+     "preset": 1,                                      # the settings of PRESETS[1]; or, spelled out:
      "collage": {"range_size", "levels", "domain_stride", "dihedral", "sources", "weight_levels",
                  "contraction", "bias_step"},          # bias_step in 8-bit grey levels
      "chroma": "half" | "full",
-     "solver": {"tol", "max_iter"}}
+     "solver": {"tol", "max_iter"},
+     "prior": N | {"name", "version", "sha256"}}       # optional: the stream priors (SHIPPED_PRIORS[N])
 
 and one uint8 tensor ``streams`` (:func:`collagekit.codec.encode_symbols`): per plane group ``g`` (``y``,
 ``c``), ``gs<l>`` the split flags of level l, ``gw`` every leaf's weight symbols (level by level),
@@ -35,9 +36,16 @@ and one uint8 tensor ``streams`` (:func:`collagekit.codec.encode_symbols`): per 
 strengths, per channel, plus their limit. Files written before 2026-12-07 hold the strengths in the
 header (``"deblock": [[6 integers], ...]``) and still decode.
 
+With ``prior`` (by default for the default settings: the shipped set trained at the lmbda nearest the
+file's, ``-O prior=``) the streams are coded adaptively from trained priors (:mod:`collagekit.prior`,
+the ``sparse_collage_prior_train`` recipe) instead of storing a table each, and their layout is fixed,
+so the bytes carry no stream names or alphabets: per group ``gs<l>``, ``gw<l>`` the weight symbols of
+level l, ``gi<l>``, ``gbf`` / ``gbn`` the bias integers plus the bound of the flat / the named ranges;
+then ``d`` (empty without the filter).
+
 The header is small on purpose: on a 142 x 129 image each 100 bytes are 0.04 bpp. The codec's default
-settings are named by a preset number rather than spelled out (about 300 bytes less, escaped JSON
-inside the container's own), and the strengths are range-coded.
+settings and the shipped priors are named by numbers rather than spelled out (about 300 bytes less,
+escaped JSON inside the container's own), and the strengths are range-coded.
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ from torch import Tensor
 from collagekit import budget, sparse, tree
 from collagekit import deblock as deblocking
 from collagekit.budget import CollageGeometry, collage_decode_bytes, collage_fit_bytes
-from collagekit.codec import as_tensor, decode_symbols, encode_symbols, from_tensor
+from collagekit.codec import StreamPrior, as_tensor, decode_symbols, encode_symbols, from_tensor
 from collagekit.colour import YCBCR_TO_RGB, rgb_to_ycbcr, ycbcr_to_rgb
 from collagekit.config import parse_options
 from collagekit.container import Container, header_int, header_number, header_shape
@@ -74,7 +82,7 @@ from collagekit_image.config import (
     SparseCollageEncodeOptions,
 )
 from collagekit_image.imageio import codec_input_size
-from collagekit_image.pretrained import SHORTLISTS
+from collagekit_image.pretrained import PRIORS, SHORTLISTS
 
 NAME = "sparse-collage"
 DEFAULT_SOLVER = {"tol": 1e-4, "max_iter": 200}
@@ -90,6 +98,18 @@ PRESETS: dict[int, dict[str, Any]] = {
         "chroma": "half",
         "solver": {"tol": 1e-4, "max_iter": 200},
     },
+}
+# The shipped stream priors a header names by number (``"prior": N``): name, the lmbda they were trained
+# at, and the SHA-256 prefix of the weights. Frozen like the presets: a retrained set gets new numbers.
+SHIPPED_PRIORS: dict[int, tuple[str, float, str]] = {
+    1: ("sc-l6400", 6400.0, "a03d93b2fed2f7d3"),
+    2: ("sc-l2500", 2500.0, "b9a19a978c929586"),
+    3: ("sc-l1000", 1000.0, "d5bd41d34d6c89fd"),
+    4: ("sc-l400", 400.0, "7b5acb47dd901df1"),
+    5: ("sc-l160", 160.0, "1fc1ff97ea853ea0"),
+    6: ("sc-l64", 64.0, "4fcf65f970ac2b8d"),
+    7: ("sc-l24", 24.0, "04ffe88e8019190a"),
+    8: ("sc-l10", 10.0, "57a8f164a01f1f21"),
 }
 REFINE_LR = 0.5  # the first step: this fraction of the Newton step the one-step map's curvature gives
 
@@ -223,10 +243,27 @@ def refine_group(params: SparseParams, layout: Layout, target: Tensor, factor: i
 
 
 def pack_streams(
-    codes: dict[str, SparseParams], layout: Layout, shapes: dict[str, tuple[int, tuple[int, ...]]], deblock: list[list[int]] | None = None
+    codes: dict[str, SparseParams],
+    layout: Layout,
+    shapes: dict[str, tuple[int, tuple[int, ...]]],
+    deblock: list[list[int]] | None = None,
+    priors: dict[str, StreamPrior] | None = None,
 ) -> bytes:
-    """Plane group -> code, (planes, spatial), and the deblocking strengths per channel (None: no
-    filter) -> the entropy-coded streams."""
+    """Plane group -> code, (planes, spatial), the deblocking strengths per channel (None: no filter) and
+    the trained stream priors (None: the layout without them) -> the entropy-coded streams."""
+    contexts = priors is not None
+    streams, alphabets = code_streams(codes, layout, shapes, contexts)
+    if deblock is not None or contexts:  # with priors the layout is fixed: no filter is an empty stream
+        strengths = torch.tensor(deblock or [], dtype=torch.long).reshape(-1)
+        streams["d"], alphabets["d"] = strengths + deblocking.LIMIT, 2 * deblocking.LIMIT + 1
+    return encode_symbols(streams, alphabets, priors, described=not contexts)
+
+
+def code_streams(
+    codes: dict[str, SparseParams], layout: Layout, shapes: dict[str, tuple[int, tuple[int, ...]]], contexts: bool
+) -> tuple[dict[str, Tensor], dict[str, int]]:
+    """The codes' symbol streams and alphabets (see the module docstring); ``contexts``: the layout of files
+    coded with trained priors, where weights go by level and biases by whether their range is flat."""
     collage = layout.collage()
     streams: dict[str, Tensor] = {}
     alphabets: dict[str, int] = {}
@@ -238,22 +275,30 @@ def pack_streams(
         for level, flags in enumerate(params.split):
             streams[f"{g}s{level}"], alphabets[f"{g}s{level}"] = flags.long(), 2
         symbol, index, bias = _symbols(params, layout, counts)
-        streams[f"{g}w"], alphabets[f"{g}w"] = symbol.reshape(-1), layout.symbols
+        if contexts:
+            for level, rows in enumerate(symbol.split(counts)):
+                streams[f"{g}w{level}"], alphabets[f"{g}w{level}"] = rows.reshape(-1), layout.symbols
+        else:
+            streams[f"{g}w"], alphabets[f"{g}w"] = symbol.reshape(-1), layout.symbols
         for level, ids in enumerate(index):
             streams[f"{g}i{level}"], alphabets[f"{g}i{level}"] = ids, sparse.level_sources(collage, spatial, level)
         lo, hi = int(bias.min()), int(bias.max())
         if not -bound <= lo <= hi <= bound:
             raise CollagekitError(f"a bias integer lies outside [{-bound}, {bound}]: the search's code is not bounded as it should be")
-        streams[f"{g}b"], alphabets[f"{g}b"] = bias - lo, hi - lo + 1
-        heads += [lo + bound, hi - lo]
-    streams["h"], alphabets["h"] = torch.tensor(heads, dtype=torch.long), 2 * bound + 1
-    if deblock is not None:
-        streams["d"], alphabets["d"] = torch.tensor(deblock, dtype=torch.long).reshape(-1) + deblocking.LIMIT, 2 * deblocking.LIMIT + 1
-    return encode_symbols(streams, alphabets)
+        if contexts:
+            flat = (symbol == layout.weight_levels).all(-1)
+            for key, rows in (("bf", flat), ("bn", ~flat)):
+                streams[f"{g}{key}"], alphabets[f"{g}{key}"] = bias[rows] + bound, 2 * bound + 1
+        else:
+            streams[f"{g}b"], alphabets[f"{g}b"] = bias - lo, hi - lo + 1
+            heads += [lo + bound, hi - lo]
+    if not contexts:
+        streams["h"], alphabets["h"] = torch.tensor(heads, dtype=torch.long), 2 * bound + 1
+    return streams, alphabets
 
 
 def unpack_streams(
-    data: bytes, layout: Layout, shapes: dict[str, tuple[int, tuple[int, ...]]], channels: int
+    data: bytes, layout: Layout, shapes: dict[str, tuple[int, tuple[int, ...]]], channels: int, priors: dict[str, StreamPrior] | None = None
 ) -> tuple[dict[str, SparseParams], list[list[int]] | None]:
     """Inverse of :func:`pack_streams` -> (codes, deblocking strengths or None); every inconsistency is a
     one-line error naming the file corrupt."""
@@ -269,10 +314,25 @@ def unpack_streams(
     # weights and j indices and a bias.
     full = sum(p * math.prod(part.range_grid(s)) for p, s in shapes.values()) * sum(4**level for level in range(layout.levels))
     limit = full * (2 * j + 2) + 2 * len(shapes) + channels * deblocking.STRENGTHS
-    decoded = decode_symbols(data, None, max_symbols=limit, what=f"{NAME} streams")
-    names = ["h"] + [f"{g}{k}" for g in shapes for k in [*(f"s{level}" for level in range(layout.levels - 1)), "w", *(f"i{level}" for level in range(layout.levels)), "b"]]
+    contexts = priors is not None
+    weights = [f"w{level}" for level in range(layout.levels)] if contexts else ["w"]
+    biases = ["bf", "bn"] if contexts else ["b"]
+    per_group = [*(f"s{level}" for level in range(layout.levels - 1)), *weights, *(f"i{level}" for level in range(layout.levels)), *biases]
+    names = ([] if contexts else ["h"]) + [f"{g}{k}" for g in shapes for k in per_group]
+    expected = None
+    if contexts:  # the streams are not named in the bytes: their order and alphabets are these
+        expected = {}
+        for g, (_, spatial) in shapes.items():
+            expected.update({f"{g}s{level}": 2 for level in range(layout.levels - 1)})
+            expected.update({f"{g}w{level}": layout.symbols for level in range(layout.levels)})
+            expected.update({f"{g}i{level}": sparse.level_sources(collage, spatial, level) for level in range(layout.levels)})
+            expected.update({f"{g}{key}": 2 * bound + 1 for key in biases})
+        expected["d"] = 2 * deblocking.LIMIT + 1
+    decoded = decode_symbols(data, expected, max_symbols=limit, what=f"{NAME} streams", priors=priors)
     if sorted(set(decoded) - {"d"}) != sorted(names):
         raise bad(f"its streams {sorted(decoded)} are not those of this layout")
+    if contexts and decoded["d"].size == 0:
+        del decoded["d"]
     deblock = None
     if "d" in decoded:
         values = decoded["d"]
@@ -281,7 +341,7 @@ def unpack_streams(
         deblock = (values.astype(np.int64) - deblocking.LIMIT).reshape(channels, -1).tolist()
         if not all(deblocking.valid(s) for s in deblock):
             raise bad("its deblocking strengths are malformed")
-    heads = decoded["h"]
+    heads = decoded.get("h", np.zeros(2 * len(shapes), dtype=np.int64))
     if heads.size != 2 * len(shapes) or heads.min() < 0 or heads.max() > 2 * bound:
         raise bad("its bias ranges are malformed")
     out = {}
@@ -296,7 +356,9 @@ def unpack_streams(
             raise bad(f"plane group {g!r}: {exc}") from None
         counts = [len(c) for c in cells]
         m = sum(counts)
-        symbol = torch.from_numpy(decoded[f"{g}w"])
+        symbol = torch.from_numpy(np.concatenate([decoded[f"{g}{k}"] for k in weights]))
+        if contexts and any(decoded[f"{g}w{level}"].size != count * j for level, count in enumerate(counts)):
+            raise bad(f"plane group {g!r}: its weight symbols do not match its levels' ranges")
         if symbol.numel() != m * j or (symbol.numel() and (symbol.min() < 0 or symbol.max() >= layout.symbols)):
             raise bad(f"plane group {g!r} has {m} ranges but {symbol.numel()} weight symbols (or one out of range)")
         symbol = symbol.view(m, j)
@@ -314,21 +376,47 @@ def unpack_streams(
             block[named[rows]] = ids
             index[rows] = block
             first += count
-        lo, span = int(heads[2 * n]) - bound, int(heads[2 * n + 1])
-        bias = torch.from_numpy(decoded[f"{g}b"]) + lo
+        if contexts:
+            flat = ~named.any(-1)
+            lo, span = -bound, 2 * bound
+            bias = torch.zeros(m, dtype=torch.long)
+            for key, rows in (("bf", flat), ("bn", ~flat)):
+                values = torch.from_numpy(decoded[f"{g}{key}"]) - bound
+                if values.numel() != int(rows.sum()):
+                    raise bad(f"plane group {g!r} has {int(rows.sum())} {'flat' if key == 'bf' else 'named'} ranges but {values.numel()} of their biases")
+                bias[rows] = values
+        else:
+            lo, span = int(heads[2 * n]) - bound, int(heads[2 * n + 1])
+            bias = torch.from_numpy(decoded[f"{g}b"]) + lo
         if bias.numel() != m or (m and (bias.min() < lo or bias.max() > lo + span)) or lo + span > bound:
             raise bad(f"plane group {g!r} has {m} ranges but {bias.numel()} biases (or one out of range)")
-        q = layout.quantiser()
-        weight = (symbol - layout.weight_levels).float() * q.weight_step
-        out[g] = SparseParams(
-            split=split,
-            index=index,
-            weight=sparse.raw_weights(weight, layout.contraction),
-            const_index=torch.zeros(m, 0, dtype=torch.long),
-            aux=torch.zeros(m, 0),
-            bias=bias.float() * q.bias_step,
-        )
+        out[g] = _from_symbols(split, symbol, index, bias, layout)
     return out, deblock
+
+
+def _from_symbols(split: tuple[Tensor, ...], symbol: Tensor, index: Tensor, bias: Tensor, layout: Layout) -> SparseParams:
+    """A code from its file symbols: weight symbols (m j), source indices (m j; 0 where the weight is
+    0), bias integers (m,)."""
+    q = layout.quantiser()
+    m = symbol.shape[0]
+    weight = (symbol - layout.weight_levels).float() * q.weight_step
+    return SparseParams(
+        split=split,
+        index=index,
+        weight=sparse.raw_weights(weight, layout.contraction),
+        const_index=torch.zeros(m, 0, dtype=torch.long),
+        aux=torch.zeros(m, 0),
+        bias=bias.float() * q.bias_step,
+    )
+
+
+def as_stored(params: SparseParams, layout: Layout, planes: int, spatial: tuple[int, ...]) -> SparseParams:
+    """A code as a decoder reads it back from the streams: its values rounded to the file's lattices
+    (what :func:`unpack_streams` returns for :func:`pack_streams` of it, without the coding)."""
+    counts = _leaf_counts(params.split, layout.collage(), planes, spatial)
+    symbol, _, bias = _symbols(params, layout, counts)
+    index = torch.where(symbol != layout.weight_levels, params.index, 0)
+    return _from_symbols(tuple(params.split), symbol, index, bias, layout)
 
 
 def _solve(layout: Layout, codes: dict[str, SparseParams], shapes: dict[str, tuple[int, tuple[int, ...]]], factors: dict[str, int],
@@ -347,6 +435,41 @@ def _solve(layout: Layout, codes: dict[str, SparseParams], shapes: dict[str, tup
     return torch.cat(planes, dim=1)
 
 
+def search_codes(
+    image: Tensor, layout: Layout, opts: SparseCollageEncodeOptions, lmbda: float
+) -> tuple[dict[str, SparseParams], dict[str, tuple[int, tuple[int, ...]]], dict[str, int]]:
+    """(1 c h w) YCbCr or grey -> per plane group its code cut at ``lmbda``, (planes, spatial) and scale
+    to full resolution: the search and cut of an encode (also what the stream priors are trained on)."""
+    if opts.search == "exhaustive" and {"shortlist", "probes"} & opts.model_fields_set:
+        raise CollagekitError(f"{NAME}: shortlist and probes choose the candidates of search=shortlist; with search=exhaustive every source is compared")
+    if opts.range_size & (opts.range_size - 1) or opts.range_size >> (opts.levels - 1) < 2:
+        raise CollagekitError(f"{NAME}: range_size must be a power of two whose {opts.levels} levels end at 2 pixels or more, got {opts.range_size}")
+    h, w = image.shape[2:]
+    groups = plane_groups(image, opts.chroma)
+    for g, planes, factor in groups:
+        if not fits(tuple(planes.shape[2:]), opts.range_size):
+            raise CollagekitError(f"{NAME}: the image ({w}x{h}) is too small for range_size {opts.range_size} (its domains are twice that); use a smaller range_size")
+    # The search of the larger group, then the decode the deblocking filter is fitted on; a refinement
+    # holds twice a decode's per-sample buffers at the scale it decodes at (2: halved chroma).
+    geometry = {g: CollageGeometry.of_collage(layout.collage(), tuple(planes.shape[2:])) for g, planes, _ in groups}
+    search = max(collage_fit_bytes(geometry[g], planes.shape[1], DEFAULT_SOLVER) for g, planes, _ in groups)
+    if opts.refine_steps:
+        search = max(search, *(2 * collage_decode_bytes(geometry[g], planes.shape[1], factor, {"method": "picard"}) for g, planes, factor in groups))
+    budget.check(search, f"searching a {w}x{h} image", "use a smaller image or larger range cells")
+    shortlist = SHORTLISTS.load(opts.shortlist).model if opts.search == "shortlist" else None
+    codes, shapes, factors = {}, {}, {}
+    for g, planes, factor in groups:
+        weight = 1.0 if g == "y" else _chroma_weight(factor)
+        spatial = tuple(planes.shape[2:])
+        group_lmbda = lmbda / GREY**2 / weight
+        found = search_tree(layout.collage(), planes, layout.quantiser(), shortlist, opts.probes, group_lmbda * opts.prune_bits)
+        codes[g] = encode_group(found, layout, spatial, group_lmbda)
+        if opts.refine_steps:
+            codes[g] = refine_group(codes[g], layout, _full(image, g), factor, opts.refine_steps)
+        shapes[g], factors[g] = (int(planes.shape[1]), spatial), factor
+    return codes, shapes, factors
+
+
 class SparseCollageCodec:
     name = NAME
     encode_options = SparseCollageEncodeOptions
@@ -355,56 +478,34 @@ class SparseCollageCodec:
     def encode(self, x: Tensor, registry: Any, *, quality: int | None, device: torch.device, options: dict[str, Any]) -> Container:
         """(1 c h w) in [0, 1], c = 1 or 3 -> a container."""
         opts = parse_options(f"codec {self.name!r}", self.encode_options, options)
-        if opts.search == "exhaustive" and {"shortlist", "probes"} & opts.model_fields_set:
-            raise CollagekitError(f"{NAME}: shortlist and probes choose the candidates of search=shortlist; with search=exhaustive every source is compared")
         h, w = codec_input_size(x, NAME, opts.max_pixels)
-        if opts.range_size & (opts.range_size - 1) or opts.range_size >> (opts.levels - 1) < 2:
-            raise CollagekitError(f"{NAME}: range_size must be a power of two whose {opts.levels} levels end at 2 pixels or more, got {opts.range_size}")
         lmbda = opts.lmbda if opts.lmbda is not None else lmbda_for_quality(50 if quality is None else quality)
         layout = Layout(**{k: getattr(opts, k) for k in COLLAGE_KEYS})
         image = x.detach().float().cpu()
         image = rgb_to_ycbcr(image) if x.shape[1] == 3 else image
-        groups = plane_groups(image, opts.chroma)
-        for g, planes, factor in groups:
-            if not fits(tuple(planes.shape[2:]), opts.range_size):
-                raise CollagekitError(f"{NAME}: the image ({w}x{h}) is too small for range_size {opts.range_size} (its domains are twice that); use a smaller range_size")
-        # The search of the larger group, then the decode the deblocking filter is fitted on; a refinement
-        # holds twice a decode's per-sample buffers at the scale it decodes at (2: halved chroma).
-        geometry = {g: CollageGeometry.of_collage(layout.collage(), tuple(planes.shape[2:])) for g, planes, _ in groups}
-        search = max(collage_fit_bytes(geometry[g], planes.shape[1], DEFAULT_SOLVER) for g, planes, _ in groups)
-        if opts.refine_steps:
-            search = max(search, *(2 * collage_decode_bytes(geometry[g], planes.shape[1], factor, {"method": "picard"}) for g, planes, factor in groups))
-        budget.check(search, f"searching a {w}x{h} image", "use a smaller image or larger range cells")
-        shortlist = SHORTLISTS.load(opts.shortlist).model if opts.search == "shortlist" else None
-        codes, shapes, factors = {}, {}, {}
-        for g, planes, factor in groups:
-            weight = 1.0 if g == "y" else _chroma_weight(factor)
-            spatial = tuple(planes.shape[2:])
-            group_lmbda = lmbda / GREY**2 / weight
-            found = search_tree(layout.collage(), planes, layout.quantiser(), shortlist, opts.probes, group_lmbda * opts.prune_bits)
-            codes[g] = encode_group(found, layout, spatial, group_lmbda)
-            if opts.refine_steps:
-                codes[g] = refine_group(codes[g], layout, _full(image, g), factor, opts.refine_steps)
-            shapes[g], factors[g] = (int(planes.shape[1]), spatial), factor
-        data = pack_streams(codes, layout, shapes)
+        codes, shapes, factors = search_codes(image, layout, opts, lmbda)
         settings = {"collage": layout.header(), "chroma": opts.chroma, "solver": dict(DEFAULT_SOLVER)}
         preset = next((n for n, named in PRESETS.items() if named == settings), None)
+        priors, named_prior = stream_priors(opts.prior, lmbda, settings)
         header: dict[str, Any] = {
             "codec": self.name,
             "modality": "image",
             "created_by": plugin_versions(registry, self.name),
             "image": {"channels": int(x.shape[1]), "spatial": [h, w]},
             **({"preset": preset} if preset is not None else settings),
+            **({"prior": named_prior} if named_prior is not None else {}),
         }
+        strengths = None
         if opts.deblock:
-            # Fitted on what the decoder will decode: the codes as read back from the streams.
-            read_back, _ = unpack_streams(data, layout, shapes, int(x.shape[1]))
+            # Fitted on what the decoder will decode: the codes as stored.
+            stored = {g: as_stored(codes[g], layout, *shapes[g]) for g in codes}
             # Its own tolerance: the strengths are integers in 1/64 steps, which a looser decode (from the
             # image, 4-6 iterations instead of 9-12) leaves unchanged.
-            decoded = _solve(layout, read_back, shapes, factors, (h, w), 1, device, opts.deblock_tol, DEFAULT_SOLVER["max_iter"], image=image)
+            decoded = _solve(layout, stored, shapes, factors, (h, w), 1, device, opts.deblock_tol, DEFAULT_SOLVER["max_iter"], image=image)
             strengths = [deblocking.fit(decoded[:, c : c + 1], image[:, c : c + 1].to(decoded), *_borders(layout)) for c in range(x.shape[1])]
-            if any(any(s) for s in strengths):
-                data = pack_streams(codes, layout, shapes, strengths)
+            if not any(any(s) for s in strengths):
+                strengths = None
+        data = pack_streams(codes, layout, shapes, strengths, priors)
         return Container(header, {"streams": as_tensor(data)})
 
     def decode(self, container: Container, registry: Any, *, scale: int, device: torch.device, options: dict[str, Any]) -> Tensor:
@@ -421,7 +522,8 @@ class SparseCollageCodec:
         if set(container.tensors) != {"streams"}:
             raise CollagekitError(f"corrupt .clg file: a {NAME} file holds one tensor 'streams', found {sorted(container.tensors)}")
         data = from_tensor(container.tensors["streams"], f"{NAME} streams")
-        codes, streamed = unpack_streams(data, layout, info["shapes"], info["channels"])
+        priors = priors_of_file(container.header.get("prior"), info["settings"], opts.prior)
+        codes, streamed = unpack_streams(data, layout, info["shapes"], info["channels"], priors)
         if streamed is not None and info["deblock"] is not None:
             raise CollagekitError("corrupt .clg file: it holds deblocking strengths both in its header and in its streams")
         deblock = streamed if streamed is not None else info["deblock"]
@@ -520,5 +622,41 @@ def read_header(container: Container) -> tuple[Layout, dict[str, Any]]:
     for g, (_, size) in shapes.items():
         if not fits(size, top):  # the encoder could not have searched it
             raise bad(f"plane group {g!r} of {list(size)} pixels is too small for domains of {2 * top} pixels")
-    info = {"channels": channels, "spatial": spatial, "shapes": shapes, "factors": factors, "solver": solver, "deblock": deblock}
+    info = {"channels": channels, "spatial": spatial, "shapes": shapes, "factors": factors, "solver": solver, "deblock": deblock,
+            "settings": {"collage": layout.header(), "chroma": chroma, "solver": solver}}  # fmt: skip
     return layout, info
+
+
+def stream_priors(choice: str, lmbda: float, settings: dict[str, Any]) -> tuple[dict[str, StreamPrior] | None, Any]:
+    """The encode option ``prior`` -> (the priors to code with or None, what the header records of them:
+    a shipped set's number, a reference to another file, or None)."""
+    if choice == "none":
+        return None, None
+    if choice == "auto":
+        if not SHIPPED_PRIORS or settings != PRESETS[1]:  # the shipped priors model the default settings' streams
+            return None, None
+        number = min(SHIPPED_PRIORS, key=lambda n: abs(math.log(SHIPPED_PRIORS[n][1] / lmbda)))
+        return priors_of_file(number, settings), number
+    loaded = PRIORS.load(choice)
+    _check_settings(loaded, settings)
+    number = next((n for n, (name, _, sha) in SHIPPED_PRIORS.items() if (name, sha) == (loaded.name, loaded.sha256)), None)
+    return loaded.model.priors(), number if number is not None else loaded.reference()
+
+
+def priors_of_file(named: Any, settings: dict[str, Any], override: str | None = None) -> dict[str, StreamPrior] | None:
+    """A header's ``prior`` entry (None: the file has none) -> the priors its streams were coded with."""
+    if named is None:
+        return None
+    if isinstance(named, int) and not isinstance(named, bool):
+        if named not in SHIPPED_PRIORS:
+            raise CollagekitError(f"corrupt .clg file: unknown shipped stream priors {named} (this collagekit knows {', '.join(map(str, SHIPPED_PRIORS)) or 'none'}; a newer one may have written it)")
+        name, _, sha = SHIPPED_PRIORS[named]
+        named = {"name": name, "version": "1", "sha256": sha}
+    loaded = PRIORS.for_code(named, override)
+    _check_settings(loaded, settings)
+    return loaded.model.priors()
+
+
+def _check_settings(loaded: Any, settings: dict[str, Any]) -> None:
+    if loaded.config.layout != {k: settings[k] for k in ("collage", "chroma")}:
+        raise CollagekitError(f"stream priors {loaded.name!r} model the streams of other settings ({loaded.config.layout}); train a set for these with sparse_collage_prior_train")
