@@ -73,7 +73,7 @@ class StreamPrior:
 
     def __post_init__(self) -> None:
         p = self.probabilities
-        if p.ndim != 1 or p.size < 1 or not np.all(p > 0) or abs(float(p.sum()) - 1.0) > 1e-6 or not self.strength > 0:
+        if p.ndim != 1 or p.size < 1 or not np.all(p > 0) or abs(float(p.sum()) - 1.0) > 1e-6 or not 0 < self.strength < math.inf:
             raise ValueError("a stream prior needs positive probabilities summing to 1 and a positive strength")
 
     def model(self, counts: np.ndarray, seen: int) -> np.ndarray:

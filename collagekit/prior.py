@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from collagekit.codec import StreamPrior, adaptive_blocks
 from collagekit.config import StreamPriorsConfig
+from collagekit.errors import CollagekitError
 
 
 class LaplacePrior(nn.Module):
@@ -90,7 +91,10 @@ class StreamPriors(nn.Module):
         out = {}
         for name in self.config.streams:
             p = torch.softmax(self.logits[name].detach().double(), dim=0).cpu().numpy()
-            out[name] = StreamPrior(p / p.sum(), float(self.log_strength[name].detach().exp()))
+            try:
+                out[name] = StreamPrior(p / p.sum(), float(self.log_strength[name].detach().double().exp()))
+            except ValueError:  # weights from a damaged or hostile file: NaN, or a zero or infinite strength
+                raise CollagekitError(f"stream prior {name!r} has unusable values (not finite, or a zero probability or strength)") from None
         return out
 
 

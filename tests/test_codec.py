@@ -164,3 +164,24 @@ def test_signed_streams_round_trip_any_spread_and_refuse_mismatched_streams() ->
         signed_from_streams("b", short, q.numel(), "test")
     with pytest.raises(ValueError, match="magnitude"):
         signed_streams("b", torch.tensor([1 << MAX_CLASS]))
+
+
+def test_stream_priors_with_unusable_values_are_refused() -> None:
+    """A priors file's weights become the coder's distributions; NaN or an infinite strength (a damaged
+    or hostile file) is one clear error, not a ValueError from deep inside the coder."""
+    from collagekit.config import StreamPriorsConfig
+    from collagekit.prior import StreamPriors
+
+    priors = StreamPriors(StreamPriorsConfig(streams={"ab": 4, "cd": 2}))
+    priors.start_from_counts({"ab": torch.tensor([5, 1, 0, 2])})
+    good = priors.priors()
+    assert good["ab"].probabilities.argmax() == 0 and abs(good["ab"].probabilities.sum() - 1) < 1e-12
+    with torch.no_grad():
+        priors.log_strength["cd"].fill_(1e4)  # exp overflows: an infinite strength
+    with pytest.raises(CollagekitError, match="stream prior 'cd' has unusable values"):
+        priors.priors()
+    with torch.no_grad():
+        priors.log_strength["cd"].fill_(0.0)
+        priors.logits["ab"][0] = float("nan")
+    with pytest.raises(CollagekitError, match="stream prior 'ab' has unusable values"):
+        priors.priors()
