@@ -71,12 +71,14 @@ class Quantiser:
 class RateModel:
     """Estimated bits of a leaf's code, for the rate-distortion cut: ``weight_bits`` (q,) per weight
     symbol (the weight ``(k - Z) * step`` has symbol ``k``, ``Z`` = ``(q - 1) / 2``; symbol ``Z``, weight 0,
-    needs no index), ``index_bits`` per level, ``bias_bits`` per leaf and ``split_bits`` per flag."""
+    needs no index), ``index_bits`` per level, ``bias_bits`` per leaf (``flat_bias_bits`` for a leaf
+    naming no source, where a codec codes those biases apart; None: the same) and ``split_bits`` per flag."""
 
     weight_bits: Tensor
     index_bits: tuple[float, ...]
     bias_bits: float
     split_bits: float = 1.0
+    flat_bias_bits: float | None = None
 
 
 @dataclass
@@ -328,7 +330,8 @@ def _leaf_costs(codes: LevelCodes, level: int, lmbda: float, rate: RateModel, qu
     zero = (bits.shape[0] - 1) // 2
     symbol = ((codes.weight / quantiser.weight_step).round().long() + zero).clamp(0, bits.shape[0] - 1)  # (m k j)
     named = (symbol != zero).sum(-1)  # a zero weight names no source: its index is not coded
-    cost = codes.error + lmbda * (bits[symbol].sum(-1) + named * rate.index_bits[level] + rate.bias_bits)  # (m k)
+    bias = rate.bias_bits if rate.flat_bias_bits is None else torch.where(named > 0, rate.bias_bits, rate.flat_bias_bits)
+    cost = codes.error + lmbda * (bits[symbol].sum(-1) + named * rate.index_bits[level] + bias)  # (m k)
     return cost.min(-1)
 
 

@@ -46,7 +46,7 @@ def _luma_code(layout: Layout) -> tuple[torch.Tensor, SparseParams]:
     """kodim05's 64x64 luma plane (1 1 64 64) and its cut code."""
     y = rgb_to_ycbcr(load_image(RGB, 1 << 20).float())[:, :1]
     found = search_tree(layout.collage(), y, layout.quantiser())
-    return y, encode_group(found, layout, (64, 64), LMBDA / GREY**2)
+    return y, encode_group(found, layout, (64, 64), LMBDA / GREY**2, contexts=False)
 
 
 def _decoded_mse(layout: Layout, code: SparseParams, target: torch.Tensor) -> float:

@@ -48,7 +48,7 @@ class CodedStreams:
             ycbcr = rgb_to_ycbcr(rgb)
             if not all(fits(tuple(planes.shape[2:]), layout.range_size) for _, planes, _ in plane_groups(ycbcr, opts.chroma)):
                 continue
-            codes, shapes, _ = search_codes(ycbcr, layout, opts, config.lmbda)
+            codes, shapes, _ = search_codes(ycbcr, layout, opts, config.lmbda, contexts=True)
             streams, alphabets = code_streams(codes, layout, shapes, contexts=True)
             kept = {name: s.numpy() for name, s in streams.items() if name[1] in MODELLED}
             self.alphabets.update({name: alphabets[name] for name in kept})

@@ -102,14 +102,14 @@ PRESETS: dict[int, dict[str, Any]] = {
 # The shipped stream priors a header names by number (``"prior": N``): name, the lmbda they were trained
 # at, and the SHA-256 prefix of the weights. Frozen like the presets: a retrained set gets new numbers.
 SHIPPED_PRIORS: dict[int, tuple[str, float, str]] = {
-    1: ("sc-l6400", 6400.0, "a03d93b2fed2f7d3"),
-    2: ("sc-l2500", 2500.0, "b9a19a978c929586"),
-    3: ("sc-l1000", 1000.0, "d5bd41d34d6c89fd"),
-    4: ("sc-l400", 400.0, "7b5acb47dd901df1"),
-    5: ("sc-l160", 160.0, "1fc1ff97ea853ea0"),
-    6: ("sc-l64", 64.0, "4fcf65f970ac2b8d"),
-    7: ("sc-l24", 24.0, "04ffe88e8019190a"),
-    8: ("sc-l10", 10.0, "57a8f164a01f1f21"),
+    1: ("sc-l6400", 6400.0, "2c28040d9873dff3"),
+    2: ("sc-l2500", 2500.0, "36c4999b1409986f"),
+    3: ("sc-l1000", 1000.0, "4f09449d3081bea1"),
+    4: ("sc-l400", 400.0, "49b97e16450a765c"),
+    5: ("sc-l160", 160.0, "f6a45703fc11a75c"),
+    6: ("sc-l64", 64.0, "647ba52902d6b0cf"),
+    7: ("sc-l24", 24.0, "c07e92d9bdc01e50"),
+    8: ("sc-l10", 10.0, "d197cd53bd4c2d00"),
 }
 REFINE_LR = 0.5  # the first step: this fraction of the Newton step the one-step map's curvature gives
 
@@ -204,29 +204,39 @@ def _bits(symbols: np.ndarray, alphabet: int) -> np.ndarray:
     return -np.log2(counts / counts.sum())
 
 
-def _rate(params: SparseParams | None, layout: Layout, sources: list[int], counts: list[int]) -> RateModel:
-    """The rate model of the next cut: from the last cut's symbols, or (None) a first guess."""
+def _rate(params: SparseParams | None, layout: Layout, sources: list[int], counts: list[int], contexts: bool) -> RateModel:
+    """The rate model of the next cut: from the last cut's symbols, or (None) a first guess; with
+    ``contexts`` (the streams of a file coded with priors) the biases of flat and of named ranges apart."""
     index_bits = tuple(math.log2(s) for s in sources)
     if params is None:
         return RateModel(torch.full((layout.symbols,), math.log2(layout.symbols)), index_bits, 6.0)
     symbol, _, bias = _symbols(params, layout, counts)
     weight_bits = torch.from_numpy(_bits(symbol.reshape(-1).numpy(), layout.symbols)).float()
-    b = (bias - bias.min()).numpy()
-    bias_bits = float((_bits(b, int(b.max()) + 1)[b]).mean())
     flags = torch.cat(params.split).long().numpy() if params.split else np.zeros(0, dtype=np.int64)
     split_bits = float(_bits(flags, 2)[flags].mean()) if flags.size else 1.0
-    return RateModel(weight_bits, index_bits, bias_bits, split_bits)
+    if not contexts:
+        return RateModel(weight_bits, index_bits, _mean_bits(bias), split_bits)
+    flat = (symbol == layout.weight_levels).all(-1)
+    return RateModel(weight_bits, index_bits, _mean_bits(bias[~flat]), split_bits, flat_bias_bits=_mean_bits(bias[flat]))
 
 
-def encode_group(found: SearchTree, layout: Layout, spatial: tuple[int, ...], lmbda: float) -> SparseParams:
+def _mean_bits(values: Tensor) -> float:
+    """Mean estimated bits of integers coded by their own frequencies (6 when there are none)."""
+    if values.numel() == 0:
+        return 6.0
+    v = (values - values.min()).numpy()
+    return float(_bits(v, int(v.max()) + 1)[v].mean())
+
+
+def encode_group(found: SearchTree, layout: Layout, spatial: tuple[int, ...], lmbda: float, contexts: bool) -> SparseParams:
     """A plane group's searched tree -> its code, cut at ``lmbda`` (signal units^2 per bit) with the
-    rates re-estimated from each cut."""
+    rates re-estimated from each cut (``contexts``: as the streams of a file coded with priors)."""
     collage = found.collage
     sources = [sparse.level_sources(collage, spatial, level) for level in range(layout.levels)]
     params: SparseParams | None = None
     for _ in range(RATE_PASSES):
         counts = _leaf_counts(params.split, collage, found.planes, spatial) if params is not None else []
-        params = found.cut(lmbda=lmbda, rate=_rate(params, layout, sources, counts))
+        params = found.cut(lmbda=lmbda, rate=_rate(params, layout, sources, counts, contexts))
     assert params is not None
     return params
 
@@ -436,10 +446,11 @@ def _solve(layout: Layout, codes: dict[str, SparseParams], shapes: dict[str, tup
 
 
 def search_codes(
-    image: Tensor, layout: Layout, opts: SparseCollageEncodeOptions, lmbda: float
+    image: Tensor, layout: Layout, opts: SparseCollageEncodeOptions, lmbda: float, contexts: bool
 ) -> tuple[dict[str, SparseParams], dict[str, tuple[int, tuple[int, ...]]], dict[str, int]]:
-    """(1 c h w) YCbCr or grey -> per plane group its code cut at ``lmbda``, (planes, spatial) and scale
-    to full resolution: the search and cut of an encode (also what the stream priors are trained on)."""
+    """(1 c h w) YCbCr or grey -> per plane group its code cut at ``lmbda`` (``contexts``: priced as the
+    streams of a file coded with priors), (planes, spatial) and scale to full resolution: the search and
+    cut of an encode (also what the stream priors are trained on)."""
     if opts.search == "exhaustive" and {"shortlist", "probes"} & opts.model_fields_set:
         raise CollagekitError(f"{NAME}: shortlist and probes choose the candidates of search=shortlist; with search=exhaustive every source is compared")
     if opts.range_size & (opts.range_size - 1) or opts.range_size >> (opts.levels - 1) < 2:
@@ -463,7 +474,7 @@ def search_codes(
         spatial = tuple(planes.shape[2:])
         group_lmbda = lmbda / GREY**2 / weight
         found = search_tree(layout.collage(), planes, layout.quantiser(), shortlist, opts.probes, group_lmbda * opts.prune_bits)
-        codes[g] = encode_group(found, layout, spatial, group_lmbda)
+        codes[g] = encode_group(found, layout, spatial, group_lmbda, contexts)
         if opts.refine_steps:
             codes[g] = refine_group(codes[g], layout, _full(image, g), factor, opts.refine_steps)
         shapes[g], factors[g] = (int(planes.shape[1]), spatial), factor
@@ -483,10 +494,10 @@ class SparseCollageCodec:
         layout = Layout(**{k: getattr(opts, k) for k in COLLAGE_KEYS})
         image = x.detach().float().cpu()
         image = rgb_to_ycbcr(image) if x.shape[1] == 3 else image
-        codes, shapes, factors = search_codes(image, layout, opts, lmbda)
         settings = {"collage": layout.header(), "chroma": opts.chroma, "solver": dict(DEFAULT_SOLVER)}
         preset = next((n for n, named in PRESETS.items() if named == settings), None)
         priors, named_prior = stream_priors(opts.prior, lmbda, settings)
+        codes, shapes, factors = search_codes(image, layout, opts, lmbda, contexts=priors is not None)
         header: dict[str, Any] = {
             "codec": self.name,
             "modality": "image",
