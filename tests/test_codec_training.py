@@ -126,3 +126,18 @@ def test_shortlist_training_refuses_codec_options_it_would_ignore(tmp_path: Path
     result = invoke("run", str(recipe), f"data={DATA}", "options.probes=2", "options.lmbda=50", f"out_dir={tmp_path}")
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "does not use lmbda, probes" in result.stderr
+
+
+@pytest.mark.parametrize("recipe", ["sparse_collage_train.yaml", "sparse_collage_prior_train.yaml"])
+def test_an_unreadable_training_image_is_a_one_line_error(recipe: str, tmp_path: Path) -> None:
+    """The sparse-collage recipes read their images like any input: a damaged file is one error line,
+    before any output is written."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(DATA / "kodim05_64.png", data / "photo_a.png")
+    (data / "photo_b.png").write_bytes(b"not an image")
+    export = tmp_path / "m.safetensors"
+    result = invoke("run", str(REPO / "collagekit" / "recipes" / recipe), f"data={data}", "options.range_size=8", f"out_dir={tmp_path / 'run'}", f"export={export}")
+    assert result.returncode == 1 and result.stderr.strip().count("\n") == 0
+    assert "photo_b.png is not an image that Pillow can read safely" in result.stderr
+    assert not export.exists()

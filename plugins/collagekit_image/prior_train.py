@@ -24,7 +24,8 @@ from collagekit.prior import AdaptiveCodeLength, AdaptiveExamples, StreamPriors
 from collagekit_image.config import SparseCollagePriorTrainConfig
 from collagekit_image.pretrained import PRIORS
 from collagekit_image.shortlist_train import training_paths
-from collagekit_image.sparsecodec import COLLAGE_KEYS, GREY, Layout, code_streams, fits, plane_groups, search_codes
+from collagekit_image.sparsecodec import COLLAGE_KEYS, Layout, code_streams, fits, plane_groups, search_codes
+from collagekit_image.train import training_rgb
 from collagekit_image.validation import validation_names
 
 MODELLED = ("s", "w", "b")  # stream kinds with a prior: split flags, weight symbols, biases (not source indices)
@@ -36,16 +37,12 @@ class CodedStreams:
     :class:`AdaptiveExamples`, deterministic in its arguments."""
 
     def __init__(self, paths: list[Path], config: SparseCollagePriorTrainConfig, batch: int, seed: int) -> None:
-        from PIL import Image
-
         opts = config.options
         layout = Layout(**{k: getattr(opts, k) for k in COLLAGE_KEYS})
         self.alphabets: dict[str, int] = {}
         per_image: list[dict[str, np.ndarray]] = []
         for path in paths:
-            with Image.open(path) as image:
-                rgb = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)[None].float() / GREY
-            ycbcr = rgb_to_ycbcr(rgb)
+            ycbcr = rgb_to_ycbcr(training_rgb(path))
             if not all(fits(tuple(planes.shape[2:]), layout.range_size) for _, planes, _ in plane_groups(ycbcr, opts.chroma)):
                 continue
             codes, shapes, _ = search_codes(ycbcr, layout, opts, config.lmbda, contexts=True)

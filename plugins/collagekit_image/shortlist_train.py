@@ -27,7 +27,7 @@ from collagekit.shortlist import Shortlist, ShortlistObjective
 from collagekit_image.config import SparseCollageTrainConfig
 from collagekit_image.pretrained import SHORTLISTS
 from collagekit_image.sparsecodec import COLLAGE_KEYS, GREY, Layout, fits, plane_groups
-from collagekit_image.train import training_images
+from collagekit_image.train import training_images, training_rgb
 from collagekit_image.validation import validation_names
 
 class SearchExamples:
@@ -35,8 +35,6 @@ class SearchExamples:
     ``__call__(step, rank, world_size)`` draws a batch of each, deterministic in its arguments."""
 
     def __init__(self, paths: list[Path], layout: Layout, chroma: str, samples: list[int], min_rms: float, batch: int, seed: int) -> None:
-        from PIL import Image
-
         collage = layout.collage()
         part = collage.partitioner
         cell_samples = [int(np.prod(size)) for size in tree.level_sizes(part.range_size(1), part.levels)]
@@ -44,8 +42,7 @@ class SearchExamples:
         parts: dict[str, list[Tensor]] = {f"{kind}.{r}": [] for kind in ("ranges", "matches", "sources") for r in samples}
         self.images = 0
         for path in paths:
-            with Image.open(path) as image:
-                rgb = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)[None].float() / GREY
+            rgb = training_rgb(path)
             groups = plane_groups(rgb_to_ycbcr(rgb), chroma)
             if not all(fits(tuple(planes.shape[2:]), layout.range_size) for _, planes, _ in groups):
                 continue

@@ -327,22 +327,22 @@ def unpack_streams(
     contexts = priors is not None
     weights = [f"w{level}" for level in range(layout.levels)] if contexts else ["w"]
     biases = ["bf", "bn"] if contexts else ["b"]
-    per_group = [*(f"s{level}" for level in range(layout.levels - 1)), *weights, *(f"i{level}" for level in range(layout.levels)), *biases]
-    names = ([] if contexts else ["h"]) + [f"{g}{k}" for g in shapes for k in per_group]
-    expected = None
     if contexts:  # the streams are not named in the bytes: their order and alphabets are these
         expected = {}
         for g, (_, spatial) in shapes.items():
             expected.update({f"{g}s{level}": 2 for level in range(layout.levels - 1)})
-            expected.update({f"{g}w{level}": layout.symbols for level in range(layout.levels)})
+            expected.update({f"{g}{k}": layout.symbols for k in weights})
             expected.update({f"{g}i{level}": sparse.level_sources(collage, spatial, level) for level in range(layout.levels)})
             expected.update({f"{g}{key}": 2 * bound + 1 for key in biases})
         expected["d"] = 2 * deblocking.LIMIT + 1
-    decoded = decode_symbols(data, expected, max_symbols=limit, what=f"{NAME} streams", priors=priors)
-    if sorted(set(decoded) - {"d"}) != sorted(names):
-        raise bad(f"its streams {sorted(decoded)} are not those of this layout")
-    if contexts and decoded["d"].size == 0:
-        del decoded["d"]
+        decoded = decode_symbols(data, expected, max_symbols=limit, what=f"{NAME} streams", priors=priors)
+        if decoded["d"].size == 0:
+            del decoded["d"]
+    else:
+        decoded = decode_symbols(data, None, max_symbols=limit, what=f"{NAME} streams")
+        per_group = [*(f"s{level}" for level in range(layout.levels - 1)), "w", *(f"i{level}" for level in range(layout.levels)), "b"]
+        if sorted(set(decoded) - {"d"}) != sorted(["h", *(f"{g}{k}" for g in shapes for k in per_group)]):
+            raise bad(f"its streams {sorted(decoded)} are not those of this layout")
     deblock = None
     if "d" in decoded:
         values = decoded["d"]
@@ -351,7 +351,7 @@ def unpack_streams(
         deblock = (values.astype(np.int64) - deblocking.LIMIT).reshape(channels, -1).tolist()
         if not all(deblocking.valid(s) for s in deblock):
             raise bad("its deblocking strengths are malformed")
-    heads = decoded.get("h", np.zeros(2 * len(shapes), dtype=np.int64))
+    heads = decoded.get("h", np.zeros(2 * len(shapes), dtype=np.int64))  # with priors the biases need no range
     if heads.size != 2 * len(shapes) or heads.min() < 0 or heads.max() > 2 * bound:
         raise bad("its bias ranges are malformed")
     out = {}

@@ -18,8 +18,10 @@ from torch import Tensor, nn
 
 from collagekit.codec_training import CodecTrainTask, TrainingSetup
 from collagekit.errors import CollagekitError
+from collagekit.modality import DEFAULT_MAX_ELEMENTS
 from collagekit.prior import quantise
 from collagekit_image.config import ImageTrainConfig
+from collagekit_image.imageio import load_image
 from collagekit_image.neural import Layout, NeuralCollageModel, pad_unit
 from collagekit_image.pretrained import STORE
 from collagekit_image.validation import validation_names
@@ -67,6 +69,13 @@ def training_images(folder: Path, exclude: frozenset[str]) -> tuple[list[Path], 
     if "kodak" in str(folder).lower() or any(p.name.startswith("kodim") for p in paths):
         raise CollagekitError(f"{folder} holds Kodak images: they are the evaluation set, never train on them")
     return [p for p in paths if p.name not in exclude], sum(p.name in exclude for p in paths)
+
+
+def training_rgb(path: Path) -> Tensor:
+    """A training image as (1 3 h w) RGB in [0, 1], read like any input (one-line errors for unreadable
+    files; grey repeated to three channels)."""
+    x = load_image(path, DEFAULT_MAX_ELEMENTS)
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
 class CropStream:
